@@ -1,0 +1,85 @@
+"""notebook_actors: structured-concurrency, multi-process actors on trio.
+
+The public API mirrors tractor's, so ``import notebook_actors as tractor`` runs
+tractor scripts. Everything here is importable from the top level; ``msg``,
+``to_asyncio``, ``trionics``, ``log`` and ``testing`` are public submodules.
+
+In IPython/Jupyter, ``%load_ext notebook_actors`` runs the runtime inside the kernel
+and adds the ``%%actor`` cell magic.
+"""
+from __future__ import annotations
+
+from . import log as log
+from . import msg as msg
+from ._context import Context as Context
+from ._context import MsgStream as MsgStream
+from ._context import context as context
+from ._context import stream as stream
+from ._discovery import find_actor as find_actor
+from ._discovery import find_actors as find_actors
+from ._discovery import get_arbiter as get_arbiter
+from ._discovery import get_registry as get_registry
+from ._discovery import query_actor as query_actor
+from ._discovery import wait_for_actor as wait_for_actor
+from ._exceptions import ActorCrashed as ActorCrashed
+from ._exceptions import ContextCancelled as ContextCancelled
+from ._exceptions import ModuleNotExposed as ModuleNotExposed
+from ._exceptions import MsgTypeError as MsgTypeError
+from ._exceptions import MultiError as MultiError
+from ._exceptions import NoResult as NoResult
+from ._exceptions import NoRuntime as NoRuntime
+from ._exceptions import RemoteActorError as RemoteActorError
+from ._exceptions import StreamOverrun as StreamOverrun
+from ._exceptions import TransportClosed as TransportClosed
+from ._portal import Portal as Portal
+from ._runtime import Actor as Actor
+from ._runtime import open_root_actor as open_root_actor
+from ._runtime import run as run
+from ._runtime import run_daemon as run_daemon
+from ._spawn import try_set_start_method as try_set_start_method
+from ._state import current_actor as current_actor
+from ._state import is_root_process as is_root_process
+from ._supervise import ActorNursery as ActorNursery
+from ._supervise import open_nursery as open_nursery
+
+__version__ = "0.1.0"
+
+
+async def breakpoint() -> None:  # noqa: A001 - tractor's name
+    """Enter pdb++ in the calling actor; the REPL is routed to the root's terminal."""
+    from ._debug import breakpoint as _bp
+
+    await _bp()
+
+
+pause = breakpoint
+
+
+def post_mortem(*args, **kwargs):
+    """Open a post-mortem pdb++ session on the current exception (routed to the root)."""
+    from ._debug import post_mortem as _pm
+
+    return _pm(*args, **kwargs)
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext notebook_actors``: run the runtime inside this kernel."""
+    from .kernel_ext import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    from .kernel_ext import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
+__all__ = [
+    "Actor", "ActorCrashed", "ActorNursery", "Context", "ContextCancelled", "ModuleNotExposed",
+    "MsgStream", "MsgTypeError", "MultiError", "NoResult", "NoRuntime", "Portal", "RemoteActorError",
+    "StreamOverrun", "TransportClosed", "breakpoint", "context", "current_actor", "find_actor",
+    "find_actors", "get_arbiter", "get_registry", "is_root_process", "log", "msg", "open_nursery",
+    "open_root_actor", "pause", "post_mortem", "query_actor", "run", "run_daemon", "stream",
+    "try_set_start_method", "wait_for_actor",
+]

@@ -1,0 +1,90 @@
+"""The entry point of every child actor process: ``python -m notebook_actors._child``.
+
+It reads its boot spec from stdin (so the tree's secret never shows on a command
+line), arranges to die with its parent, connects back and serves until cancelled.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL us when our parent dies (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def run_child(boot) -> None:
+    import trio
+
+    from . import _runtime, _state
+    from .log import get_console_log
+
+    sys.path[:] = boot.sys_path or sys.path
+    if boot.loglevel:
+        get_console_log(boot.loglevel)
+
+    async def main() -> None:
+        actor = _runtime.Actor(
+            boot.name,
+            uid=boot.uid,
+            secret=boot.secret,
+            enable_modules=boot.enable_modules,
+            loglevel=boot.loglevel,
+            debug_mode=boot.debug_mode,
+            registry_addrs=boot.registry_addrs,
+            parent_addr=boot.parent_addr,
+            parent_main_path=boot.parent_main_path,
+            infect_asyncio=boot.infect_asyncio,
+            start_method=boot.start_method,
+            bind_addr=boot.bind_addr,
+        )
+        _state.set_actor(actor)
+        await actor.run()
+
+    if boot.infect_asyncio:
+        from .to_asyncio import run_as_asyncio_guest
+
+        run_as_asyncio_guest(main)
+    else:
+        trio.run(main)
+
+
+def _decode_boot(raw: bytes):
+    import msgspec
+
+    from ._spawn import ChildBoot
+
+    return msgspec.msgpack.decode(raw, type=ChildBoot)
+
+
+def mp_main(raw: bytes) -> None:
+    """multiprocessing's target for the ``mp_*`` start methods."""
+    os.setsid()
+    _die_with_parent()
+    run_child(_decode_boot(raw))
+
+
+def main() -> None:
+    _die_with_parent()
+    raw = sys.stdin.buffer.read()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)  # a child never reads the terminal
+    os.close(devnull)
+    run_child(_decode_boot(raw))
+
+
+if __name__ == "__main__":
+    main()

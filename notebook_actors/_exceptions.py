@@ -1,0 +1,180 @@
+"""Every exception the runtime raises, in one place.
+
+Errors that cross a process boundary travel as an :class:`~notebook_actors.msg.ErrorInfo`
+and are rebuilt on the other side as a :class:`RemoteActorError` (or a subclass) that
+keeps the original type's name, the remote traceback text and the chain of actors the
+error crossed.
+"""
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+if TYPE_CHECKING:
+    from .msg import ErrorInfo
+
+__all__ = [
+    "ActorCrashed",
+    "ContextCancelled",
+    "FrameError",
+    "HandshakeError",
+    "ModuleNotExposed",
+    "MsgTypeError",
+    "MultiError",
+    "NoResult",
+    "NoRuntime",
+    "RemoteActorError",
+    "StreamOverrun",
+    "TransportClosed",
+]
+
+
+def _fmt_uid(uid: Any) -> str:
+    if uid is None:
+        return "<unknown actor>"
+    return repr(tuple(uid))
+
+
+class RemoteActorError(Exception):
+    """Raised when an error in another actor reaches this one.
+
+    ``.type`` is the original exception class when it is importable here (``None``
+    otherwise; ``.type_name`` always has its name). ``.tb_str`` is the remote traceback
+    text, ``.src_uid`` the actor where the error was raised and ``.relay_path`` every
+    actor it crossed on its way here. ``str()`` begins with the failing actor's uid.
+    """
+
+    def __init__(self, info: ErrorInfo) -> None:
+        self.info = info
+        super().__init__(self._summary())
+
+    def _summary(self) -> str:
+        info = self.info
+        head = f"{_fmt_uid(info.src_uid)} raised {info.type_name}"
+        if info.message:
+            head += f": {info.message}"
+        if len(info.relay_path) > 1:
+            path = " -> ".join(_fmt_uid(u) for u in info.relay_path)
+            head += f"\n(relayed {path})"
+        if info.tb_str:
+            tb = "\n".join("  | " + line for line in info.tb_str.rstrip().splitlines())
+            head += f"\n\n  Remote traceback:\n{tb}"
+        return head
+
+    def __reduce__(self):  # picklable, e.g. across multiprocessing
+        return (type(self), (self.info,))
+
+    @property
+    def type_name(self) -> str:
+        return self.info.type_name
+
+    @property
+    def type(self) -> type[BaseException] | None:
+        """The original exception class, resolved only from modules already imported."""
+        mod = sys.modules.get(self.info.type_module)
+        obj: Any = mod
+        for part in self.info.type_name.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            return obj
+        return None
+
+    boxed_type = type
+
+    @property
+    def tb_str(self) -> str:
+        return self.info.tb_str
+
+    @property
+    def src_uid(self) -> tuple[str, str] | None:
+        return tuple(self.info.src_uid) if self.info.src_uid else None  # type: ignore[return-value]
+
+    @property
+    def relay_path(self) -> list[tuple[str, str]]:
+        return [tuple(u) for u in self.info.relay_path]  # type: ignore[misc]
+
+    @property
+    def msgdata(self) -> dict[str, Any]:
+        """A tractor-compatible dict view: ``tb_str``, ``src_actor_uid``, ..."""
+        return {
+            "tb_str": self.info.tb_str,
+            "src_actor_uid": self.src_uid,
+            "boxed_type_str": self.info.type_name,
+            "relay_path": self.relay_path,
+            "canceller": tuple(self.info.canceller) if self.info.canceller else None,
+        }
+
+
+class ContextCancelled(RemoteActorError):
+    """Raised when the other side of a context (or the actor running it) cancelled it.
+
+    ``.canceller`` is the uid of the actor that asked for the cancellation.
+    """
+
+    @property
+    def canceller(self) -> tuple[str, str] | None:
+        c = self.info.canceller
+        return tuple(c) if c else None  # type: ignore[return-value]
+
+
+class ActorCrashed(RemoteActorError):
+    """Raised when a child actor process died without being asked to.
+
+    ``.exitcode`` is the process' exit code (negative: killed by that signal).
+    """
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.info.exitcode
+
+
+class ModuleNotExposed(ModuleNotFoundError):
+    """Raised (in the callee, then boxed to the caller) when the called function's
+    module is not in the actor's ``enable_modules``."""
+
+
+class StreamOverrun(trio.TooSlowError):
+    """Raised on the sending side when the receiver's buffer is full and the stream
+    was opened with ``backpressure=False``."""
+
+
+class MsgTypeError(TypeError):
+    """Raised when a payload does not match the type the receiving side declared."""
+
+
+class NoResult(RuntimeError):
+    """Raised when a result is asked of a portal whose actor runs no function."""
+
+
+class NoRuntime(RuntimeError):
+    """Raised when the runtime is used in a process where none is running."""
+
+
+class TransportClosed(trio.ClosedResourceError):
+    """Raised when the channel to another actor closed while something still used it."""
+
+
+class FrameError(ValueError):
+    """Raised when bytes from a peer do not form a valid message frame."""
+
+
+class HandshakeError(ConnectionError):
+    """Raised when a peer fails the connection handshake (wrong secret or protocol)."""
+
+
+class MultiError(ExceptionGroup):
+    """Several actors failed at once: the group of their errors."""
+
+    def derive(self, excs):  # keep the class when split/subgroup'd
+        return MultiError(self.message, excs)
+
+
+def group_or_single(errors: list[BaseException], message: str) -> BaseException:
+    """One error stays itself; several become a :class:`MultiError`."""
+    if len(errors) == 1:
+        return errors[0]
+    if all(isinstance(e, Exception) for e in errors):
+        return MultiError(message, errors)  # type: ignore[arg-type]
+    return BaseExceptionGroup(message, errors)

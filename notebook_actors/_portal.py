@@ -1,0 +1,275 @@
+"""Portals: the handle one actor uses to call into another.
+
+Functions travel by name (``module:qualname``) and must be in an enabled module on the
+far side. Code that is not importable by name there — defined in a notebook cell, in
+an interactive ``__main__`` or inside another function — travels by value
+(cloudpickle), which actors accept only over the tree's authenticated channels.
+"""
+from __future__ import annotations
+
+import inspect
+import sys
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+
+import trio
+
+from ._context import DEFAULT_WINDOW, Context, MsgStream, encode_pld, unbox
+from ._exceptions import ContextCancelled, NoResult
+from .msg import Cancel, Return, Start, Started, any_decoder
+
+if TYPE_CHECKING:
+    from ._channel import Channel
+
+#: How long a caller waits for the far end to confirm a cancelled call ended.
+CANCEL_ACK_TIMEOUT = 2.0
+
+
+def func_ref(fn: Callable[..., Any]) -> tuple[str, str, bytes | None]:
+    """How ``fn`` travels: ``(module, qualname, None)`` by name, or by value."""
+    if isinstance(fn, str):
+        raise TypeError("pass a function, or the two strings form: portal.run('pkg.mod', 'fname')")
+    mod, qual = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if mod is None or qual is None:
+        raise TypeError(f"{fn!r} is not a function that can run in another actor")
+    main = sys.modules.get("__main__")
+    by_value = "<locals>" in qual or (mod == "__main__" and not getattr(main, "__file__", None))
+    if not by_value:
+        return mod, qual, None
+    try:
+        import cloudpickle
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise TypeError(f"{qual} is not importable by name and cloudpickle is missing") from exc
+    try:
+        return mod, qual, cloudpickle.dumps(fn)
+    except Exception as exc:
+        raise TypeError(f"{qual} cannot be shipped to another actor by value: {exc}") from None
+
+
+def _split_target(fn: Any, args: tuple[Any, ...]) -> tuple[str, str, bytes | None]:
+    if isinstance(fn, str):
+        if len(args) != 1 or not isinstance(args[0], str):
+            raise TypeError(
+                "the string form takes a module and a function name: "
+                "portal.run('pkg.mod', 'fname', **kwargs)"
+            )
+        return fn, args[0], None
+    if args:
+        raise TypeError(
+            f"arguments go by keyword: portal.run({getattr(fn, '__name__', fn)}, x=1), "
+            f"not portal.run({getattr(fn, '__name__', fn)}, 1)"
+        )
+    return func_ref(fn)
+
+
+class Portal:
+    """A handle to call functions in another actor. Made by the runtime.
+
+    Get one from ``ActorNursery.start_actor``/``run_in_actor``, ``find_actor`` or
+    ``wait_for_actor``.
+    """
+
+    def __init__(self, channel: Channel, actor: Any) -> None:
+        self.channel = channel
+        self._actor = actor
+        self._main_ctx: Context | None = None
+        self._result: Any = _UNSET
+        self._result_lock = trio.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Portal to {self.channel.uid}>"
+
+    def _new_ctx(self, fn_name: str) -> Context:
+        chan = self.channel
+        ctx = Context(chan, chan.next_cid(), "caller", fn_name=fn_name)
+        ctx._actor = self._actor
+        chan.ctxs[ctx.cid] = ctx
+        return ctx
+
+    def _start(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str, credit: int = 0) -> Context:
+        ns, name, code = _split_target(fn, args)
+        ctx = self._new_ctx(f"{ns}:{name}")
+        try:
+            kw = {k: v for k, v in kwargs.items()}
+            encode_pld(kw, f"the arguments of {name}")  # fail here, in the caller, with a clear error
+            self.channel.send_nowait(Start(ctx.cid, ns, name, kw, kind, credit, code))
+        except BaseException:
+            self.channel.ctxs.pop(ctx.cid, None)
+            raise
+        return ctx
+
+    async def _wait_return(self, ctx: Context) -> Any:
+        try:
+            while True:
+                msg = await ctx._next()
+                if type(msg) is Return:
+                    return any_decoder.decode(msg.pld)
+                if type(msg) is not Started:
+                    raise unbox(msg.err)
+        except trio.Cancelled:
+            if ctx._final is None and not self.channel.closed:
+                self.channel.send_nowait(Cancel(ctx.cid))
+            raise
+        finally:
+            self.channel.ctxs.pop(ctx.cid, None)
+
+    async def run(self, fn: Any, *args: str, **kwargs: Any) -> Any:
+        """Run ``fn(**kwargs)`` (sync or async) in the other actor; return its result.
+
+        ``fn`` is a function, or two strings: ``portal.run('pkg.mod', 'fname', x=1)``.
+        Its module must be enabled there (else a RemoteActorError whose ``.type`` is
+        ModuleNotExposed). Cancelling the caller cancels the remote call.
+        """
+        if callable(fn) and (inspect.isasyncgenfunction(fn) or getattr(fn, "_notebook_actors_kind", None)):
+            kind = getattr(fn, "_notebook_actors_kind", "async generator")
+            use = "open_context" if kind == "context" else "open_stream_from"
+            raise TypeError(f"{fn.__qualname__} is a {kind} function: use `portal.{use}({fn.__name__})`")
+        return await self._wait_return(self._start(fn, args, kwargs, "call"))
+
+    async def run_from_ns(self, namespace_path: str, function_name: str, **kwargs: Any) -> Any:
+        """Run ``namespace_path.function_name(**kwargs)``; namespace ``'self'`` is the
+        remote Actor's own methods (``cancel``, ``get_registry``, ``wait_for_actor``...)."""
+        return await self._wait_return(self._start(namespace_path, (function_name,), kwargs, "call"))
+
+    # -- run_in_actor's main function --
+    def _start_main(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+        self._main_ctx = self._start(fn, (), kwargs, "call")
+
+    async def result(self) -> Any:
+        """The return value of the ``run_in_actor`` function (its error, boxed). Cached."""
+        if self._main_ctx is None:
+            raise NoResult(f"actor {self.channel.uid} was not started with run_in_actor: it has no result")
+        async with self._result_lock:  # several tasks may ask at once
+            if self._result is _UNSET:
+                try:
+                    self._result = ("ok", await self._wait_return(self._main_ctx))
+                except trio.Cancelled:
+                    raise
+                except BaseException as exc:
+                    self._result = ("err", exc)
+        kind, value = self._result
+        if kind == "err":
+            raise value
+        return value
+
+    # -- streaming --
+    @asynccontextmanager
+    async def open_stream_from(self, async_gen_fn: Any, **kwargs: Any) -> AsyncIterator[MsgStream]:
+        """Stream the values ``async_gen_fn(**kwargs)`` yields in the other actor.
+
+        Leaving the block early cancels the remote generator.
+        """
+        ctx = self._start(async_gen_fn, (), kwargs, "stream", credit=DEFAULT_WINDOW)
+        stream = MsgStream(ctx, window=DEFAULT_WINDOW)
+        try:
+            yield stream
+        finally:
+            stream._closed = True
+            await self._finish_call(ctx)
+
+    async def _finish_call(self, ctx: Context) -> None:
+        """End a call we are leaving: cancel it if it still runs, wait for its end."""
+        try:
+            if ctx._final is None and not self.channel.closed:
+                ctx.cancel_called = True
+                self.channel.send_nowait(Cancel(ctx.cid))
+                with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_ACK_TIMEOUT):
+                    while ctx._final is None and not self.channel.closed:
+                        await ctx._next()
+        finally:
+            self.channel.ctxs.pop(ctx.cid, None)
+        if ctx._final is not None:
+            ctx._final_value()  # raise the far end's error, unless it is our own cancel
+
+    @asynccontextmanager
+    async def open_context(self, fn: Callable[..., Any], **kwargs: Any) -> AsyncIterator[tuple[Context, Any]]:
+        """Start ``@context fn(ctx, **kwargs)`` in the other actor; yield ``(ctx, first)``
+        where ``first`` is what it passed to ``ctx.started()``.
+
+        Leaving the block normally waits for the function's result; leaving it with an
+        error (or being cancelled) cancels the remote side first.
+        """
+        if getattr(fn, "_notebook_actors_kind", "context") != "context":
+            raise TypeError(f"{fn.__qualname__} is not a @context function")
+        ctx = self._start(fn, (), kwargs, "context")
+        payload_type = getattr(fn, "_notebook_actors_payload_type", None)
+        try:
+            msg = await ctx._next()
+            if type(msg) is not Started:
+                if type(msg) is Return:
+                    raise RuntimeError(f"{ctx.fn_name} returned without calling ctx.started()")
+                raise unbox(msg.err)
+            first = _decode_first(msg.pld, payload_type, ctx)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._finish_call(ctx)
+            raise
+        try:
+            yield ctx, first
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                try:
+                    await self._finish_call(ctx)
+                except ContextCancelled:
+                    pass
+            raise
+        try:
+            await ctx.result()
+        finally:
+            self.channel.ctxs.pop(ctx.cid, None)
+
+    async def cancel_actor(self, timeout: float = CANCEL_ACK_TIMEOUT) -> bool:
+        """Ask the actor to stop; True if it acknowledged within ``timeout`` seconds."""
+        if self.channel.closed:
+            return False
+        with trio.move_on_after(timeout):
+            try:
+                return bool(await self.run_from_ns("self", "cancel"))
+            except Exception:
+                return self.channel.closed
+        return False
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _decode_first(raw: Any, payload_type: Any, ctx: Context) -> Any:
+    if payload_type is None:
+        return any_decoder.decode(raw)
+    import msgspec
+
+    from ._exceptions import MsgTypeError
+
+    try:
+        return msgspec.msgpack.decode(raw, type=payload_type)
+    except msgspec.ValidationError as exc:
+        raise MsgTypeError(f"ctx.started() value from actor {ctx.chan.uid} does not match {payload_type}: {exc}") from None
+
+
+class LocalPortal:
+    """A portal to this very actor (e.g. the registry when we host it)."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+        self.channel = None
+
+    async def run_from_ns(self, ns: str, function_name: str, **kwargs: Any) -> Any:
+        fn = self.actor._resolve(ns, function_name, None)
+        result = fn(**kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def run(self, fn: Any, *args: str, **kwargs: Any) -> Any:
+        ns, name, _ = _split_target(fn, args)
+        return await self.run_from_ns(ns, name, **kwargs)
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET = _Unset()
+
+__all__ = ["LocalPortal", "Portal", "func_ref"]

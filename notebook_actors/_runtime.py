@@ -1,0 +1,687 @@
+"""The actor: one per process. It listens, serves channels, runs RPC tasks, and hosts
+the registry when it is the root of a tree (or a daemon) and nobody else does.
+
+Shutdown order matters: RPC tasks (and the child nurseries they hold) are cancelled
+and awaited first, so their last messages are queued; then channels are flushed and
+closed; then listeners stop and socket files are removed.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import sys
+import traceback
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable
+
+import trio
+
+from . import _state, _transport
+from ._channel import Channel, connect, handshake_as_acceptor
+from ._context import Context, DEFAULT_WINDOW, MsgStream, encode_pld
+from ._exceptions import (
+    ContextCancelled,
+    FrameError,
+    HandshakeError,
+    ModuleNotExposed,
+    RemoteActorError,
+    TransportClosed,
+)
+from .msg import Cancel, Error, ErrorInfo, Ident, Return, Start, Stop
+
+log = logging.getLogger("notebook_actors.runtime")
+
+DEFAULT_REGISTRY_ADDR = ("127.0.0.1", 1616)
+
+#: ``Actor`` methods other actors may call through namespace ``'self'``.
+SELF_RPC = frozenset({
+    "cancel",
+    "get_registry",
+    "find_actor",
+    "find_actors",
+    "wait_for_actor",
+    "register_actor",
+    "unregister_actor",
+    "ping",
+    "tree_snapshot",
+})
+
+
+def box_error(exc: BaseException, uid: Any, *, canceller: Any = None, exitcode: int | None = None) -> ErrorInfo:
+    """Pack ``exc`` for the wire. An already boxed error keeps its origin and gains a hop."""
+    if isinstance(exc, RemoteActorError):
+        info = exc.info
+        return ErrorInfo(
+            info.type_name, info.type_module, info.message, info.tb_str, info.src_uid,
+            [*info.relay_path, uid], info.canceller, info.exitcode,
+        )
+    try:
+        message = str(exc)
+    except Exception as str_exc:  # an exception whose __str__ raises
+        message = f"<str() of this {type(exc).__name__} raised {type(str_exc).__name__}>"
+    try:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception:
+        tb = f"{type(exc).__name__}: {message}\n"
+    etype = type(exc)
+    name = "ContextCancelled" if canceller is not None else etype.__qualname__
+    module = __name__.rsplit(".", 1)[0] + "._exceptions" if canceller is not None else etype.__module__
+    return ErrorInfo(name, module, message, tb, uid, [uid], canceller, exitcode)
+
+
+class Actor:
+    """The actor this process runs (see :func:`notebook_actors.current_actor`).
+
+    Attributes:
+        name, uid: ``uid == (name, uuid_hex)``.
+        is_arbiter: this actor hosts the registry.
+        loglevel, accept_addr, enable_modules.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        uid: str | None = None,
+        secret: bytes,
+        enable_modules: Any = (),
+        loglevel: str | None = None,
+        debug_mode: bool = False,
+        registry_addrs: list[str] | None = None,
+        parent_addr: str | None = None,
+        parent_main_path: str | None = None,
+        bind_addr: str | None = None,
+        infect_asyncio: bool = False,
+        start_method: str | None = None,
+    ) -> None:
+        self.name = name
+        self.uid: tuple[str, str] = (name, uid or uuid.uuid4().hex)
+        self.secret = secret
+        self.enable_modules = set(enable_modules or ())
+        self.loglevel = loglevel
+        self.debug_mode = debug_mode
+        self.registry_addrs = list(registry_addrs or [])
+        self.parent_addr = parent_addr
+        self.parent_main_path = parent_main_path
+        self.bind_addr = bind_addr
+        self.start_method = start_method
+        self._infected_aio = infect_asyncio
+        self.accept_addr: str | None = None
+        self.is_arbiter = False
+        self.pid = os.getpid()
+        self.parent_chan: Channel | None = None
+        self.started_at = 0.0
+        # connections
+        self._peers: dict[tuple[str, str], list[Channel]] = {}
+        self._chans_by_addr: dict[str, Channel] = {}
+        self._connect_locks: dict[str, trio.Lock] = {}
+        self._pending_children: dict[tuple[str, str], Channel] = {}
+        # registry (when is_arbiter)
+        self._registry: dict[tuple[str, str], str] = {}
+        self._registry_changed = trio.lowlevel.ParkingLot()
+        # lifecycle
+        self._transport_n: trio.Nursery | None = None
+        self._rpc_n: trio.Nursery | None = None
+        self._listeners: list[trio.abc.Listener] = []
+        self._cancel_requested = trio.Event()
+        self._cancelled_by: tuple[str, str] | None = None
+        self._on_cancel: list[Callable[[], None]] = []
+        self._lifetime_scope: trio.CancelScope | None = None
+        self.children: dict[tuple[str, str], Any] = {}  # uid -> child record (supervisors)
+        self._accepting = True
+
+    def __repr__(self) -> str:
+        return f"<Actor {self.uid} pid={self.pid}>"
+
+    @property
+    def ident(self) -> Ident:
+        return Ident(self.uid, self.pid, self.accept_addr)
+
+    def is_infected_aio(self) -> bool:
+        return self._infected_aio
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled. ``task_status.started()`` once reachable."""
+        self.started_at = trio.current_time()
+        try:
+            async with trio.open_nursery() as transport_n:
+                self._transport_n = transport_n
+                await self._listen()
+                async with trio.open_nursery() as rpc_n:
+                    self._rpc_n = rpc_n
+                    if self.parent_addr is not None:
+                        await self._connect_parent()
+                    transport_n.start_soon(self._register_self)
+                    task_status.started()
+                    await self._cancel_requested.wait()
+                    rpc_n.cancel_scope.cancel()
+                self._accepting = False
+                await self._unregister_self()
+                await self._close_all_channels()
+                transport_n.cancel_scope.cancel()
+        finally:
+            self._accepting = False
+            for listener in self._listeners:
+                with trio.CancelScope(shield=True):
+                    await listener.aclose()
+            if self.accept_addr:
+                _transport.cleanup(self.accept_addr)
+            if self.is_arbiter:
+                for addr in self.registry_addrs:
+                    if addr.startswith("uds:"):
+                        _transport.cleanup(addr)
+
+    def cancel_soon(self, by: tuple[str, str] | None = None) -> None:
+        """Start cancelling this actor: its tasks, its children, then itself."""
+        if self._cancelled_by is None:
+            self._cancelled_by = by or self.uid
+        self._cancel_requested.set()
+        for cb in self._on_cancel:
+            cb()
+
+    @property
+    def cancel_called(self) -> bool:
+        return self._cancel_requested.is_set()
+
+    async def cancel(self) -> bool:
+        """RPC: cancel this actor (returns True once the request is taken)."""
+        self.cancel_soon()
+        return True
+
+    def ping(self) -> str:
+        return "pong"
+
+    # -- listening and connecting -----------------------------------------------------
+    async def _listen(self) -> None:
+        from ._transport._uds import runtime_dir, socket_path, sweep_stale
+
+        if self.bind_addr is None:
+            if self.parent_addr is None:
+                sweep_stale(runtime_dir())
+            self.bind_addr = "uds:" + socket_path(self.name, self.uid[1])
+        listeners, self.accept_addr = await _transport.listen(self.bind_addr)
+        self._serve_listeners(listeners)
+        if self.parent_addr is None:
+            await self._maybe_become_registry()
+
+    def _serve_listeners(self, listeners: list[trio.abc.Listener]) -> None:
+        assert self._transport_n is not None
+        self._listeners.extend(listeners)
+        for listener in listeners:
+            self._transport_n.start_soon(self._accept_loop, listener)
+
+    async def _maybe_become_registry(self) -> None:
+        """Host the registry at the first registry address, unless someone already does."""
+        addr = self.registry_addrs[0]
+        try:
+            listeners, _ = await _transport.listen(addr)
+        except OSError as exc:
+            log.info("registry address %s is taken (%s): joining that registry", addr, exc)
+            return
+        self.is_arbiter = True
+        self._serve_listeners(listeners)
+        self._registry[self.uid] = self.accept_addr  # type: ignore[assignment]
+
+    async def _accept_loop(self, listener: trio.abc.Listener) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return
+            except OSError as exc:  # e.g. out of file descriptors: back off, keep serving
+                log.warning("accept failed on %s: %s", self.accept_addr, exc)
+                await trio.sleep(0.05)
+                continue
+            self._transport_n.start_soon(self._handle_incoming, stream)  # type: ignore[union-attr]
+
+    async def _handle_incoming(self, stream: trio.abc.Stream) -> None:
+        peer = f"connection to {self.uid}"
+        try:
+            ident, rest = await handshake_as_acceptor(stream, self.secret, self.ident, peer)
+        except (HandshakeError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            log.warning("actor %s dropped an unauthenticated peer: %s", self.uid, exc)
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return
+        uid = tuple(ident.uid)
+        chan = self._pending_children.pop(uid, None)  # type: ignore[arg-type]
+        if chan is None:
+            chan = Channel(dialer=False)
+        chan.attach(stream, ident, rest)
+        await self._serve_channel(chan)
+
+    async def connect_to(self, addr: str) -> Channel:
+        """A served channel to the actor at ``addr`` (cached per address)."""
+        chan = self._chans_by_addr.get(addr)
+        if chan is not None and not chan.closed:
+            return chan
+        lock = self._connect_locks.setdefault(addr, trio.Lock())
+        async with lock:
+            chan = self._chans_by_addr.get(addr)
+            if chan is not None and not chan.closed:
+                return chan
+            if self.parent_chan is not None and self.parent_chan.raddr == addr and not self.parent_chan.closed:
+                return self.parent_chan
+            chan = await connect(addr, self.secret, self.ident)
+            self._chans_by_addr[addr] = chan
+            self._transport_n.start_soon(self._serve_channel, chan)  # type: ignore[union-attr]
+            return chan
+
+    async def _connect_parent(self) -> None:
+        assert self.parent_addr is not None
+        chan = await connect(self.parent_addr, self.secret, self.ident)
+        self.parent_chan = chan
+        self._chans_by_addr[self.parent_addr] = chan
+        chan.on_close.append(lambda _: self.cancel_soon(by=chan.uid))
+        self._transport_n.start_soon(self._serve_channel, chan)  # type: ignore[union-attr]
+
+    # -- the message loop ---------------------------------------------------------------
+    async def _serve_channel(self, chan: Channel) -> None:
+        """Run ``chan``'s writer and dispatch its messages until it closes."""
+        await chan.wait_attached()
+        if chan.closed:
+            return
+        uid = chan.uid
+        self._peers.setdefault(uid, []).append(chan)  # type: ignore[arg-type]
+        chan.on_close.append(self._forget_channel)
+        self._transport_n.start_soon(chan.run_writer)  # type: ignore[union-attr]
+        try:
+            while True:
+                for msg in await chan.receive_batch():
+                    self._dispatch(chan, msg)
+        except TransportClosed:
+            pass
+        except FrameError as exc:
+            log.error("actor %s closes its channel to %s: %s", self.uid, uid, exc)
+        except trio.Cancelled:
+            raise
+        finally:
+            chan._mark_closed(None)
+            with trio.CancelScope(shield=True):
+                await chan.aclose(flush_timeout=0)
+
+    def _forget_channel(self, chan: Channel) -> None:
+        chans = self._peers.get(chan.uid, [])  # type: ignore[arg-type]
+        if chan in chans:
+            chans.remove(chan)
+        if not chans:
+            self._peers.pop(chan.uid, None)  # type: ignore[arg-type]
+        for ctx in list(chan.ctxs.values()):
+            if ctx.side == "callee" and ctx._scope is not None:
+                ctx._canceller = chan.uid
+                ctx._scope.cancel()  # the caller is gone: stop working for it
+            ctx._on_chan_closed()
+
+    def _dispatch(self, chan: Channel, msg: Any) -> None:
+        kind = type(msg)
+        if kind is Start:
+            self._start_rpc(chan, msg)
+        elif kind is Cancel:
+            ctx = chan.ctxs.get(msg.cid)
+            if ctx is not None and ctx.side == "callee" and ctx._scope is not None:
+                ctx._canceller = chan.uid
+                ctx._scope.cancel()
+        elif kind is Error and msg.cid is None:
+            log.error("actor %s reports a channel error: %s", chan.uid, msg.err.message)
+        else:
+            ctx = chan.ctxs.get(msg.cid)
+            if ctx is not None:
+                ctx._deliver(msg)
+            else:
+                log.debug("message for unknown call %s from %s dropped: %s", msg.cid, chan.uid, kind.__name__)
+
+    # -- RPC ---------------------------------------------------------------------------
+    def _start_rpc(self, chan: Channel, msg: Start) -> None:
+        if msg.cid in chan.ctxs or msg.cid % 2 == chan._next_cid % 2:
+            self._reply_error(chan, msg.cid, ValueError(f"call id {msg.cid} is invalid or in use"))
+            return
+        ctx = Context(chan, msg.cid, "callee", fn_name=f"{msg.ns}:{msg.func}")
+        ctx._actor = self
+        chan.ctxs[msg.cid] = ctx
+        if not self._accepting or self._rpc_n is None or self.cancel_called:
+            chan.ctxs.pop(msg.cid, None)
+            self._reply_error(chan, msg.cid, RuntimeError(f"actor {self.uid} is shutting down"))
+            return
+        self._rpc_n.start_soon(self._run_rpc, ctx, msg)
+
+    def _reply_error(self, chan: Channel, cid: int | None, exc: BaseException, **kw: Any) -> None:
+        if not chan.closed:
+            try:
+                chan.send_nowait(Error(cid, box_error(exc, self.uid, **kw)))
+            except TransportClosed:
+                pass
+
+    async def _run_rpc(self, ctx: Context, msg: Start) -> None:
+        chan = ctx.chan
+        try:
+            with trio.CancelScope() as scope:
+                ctx._scope = scope
+                result = await self._invoke(ctx, msg)
+            if scope.cancelled_caught:
+                self._reply_cancelled(ctx)
+            elif not chan.closed:
+                try:
+                    pld = encode_pld(result, f"the return value of {ctx.fn_name}")
+                except TypeError as exc:
+                    self._reply_error(chan, ctx.cid, exc)
+                else:
+                    chan.send_nowait(Return(ctx.cid, pld))
+        except trio.Cancelled:
+            self._reply_cancelled(ctx)
+            raise
+        except Exception as exc:
+            await self._maybe_post_mortem(exc)
+            self._reply_error(chan, ctx.cid, exc)
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit in user code
+            self._reply_error(chan, ctx.cid, exc)
+            if not isinstance(exc, (SystemExit, GeneratorExit)):
+                raise
+        finally:
+            chan.ctxs.pop(ctx.cid, None)
+
+    def _reply_cancelled(self, ctx: Context) -> None:
+        canceller = ctx._canceller or self._cancelled_by or self.uid
+        exc = trio.Cancelled.__new__(trio.Cancelled)  # only for its type name in the box
+        info = box_error(exc, self.uid, canceller=canceller)
+        info.message = f"{ctx.fn_name} in actor {self.uid} was cancelled by actor {canceller}"
+        info.tb_str = "".join(traceback.format_stack(limit=4))
+        if not ctx.chan.closed:
+            try:
+                ctx.chan.send_nowait(Error(ctx.cid, info))
+            except TransportClosed:
+                pass
+
+    async def _maybe_post_mortem(self, exc: BaseException) -> None:
+        if self.debug_mode:
+            from . import _debug
+
+            await _debug.post_mortem_for(exc)
+
+    async def _invoke(self, ctx: Context, msg: Start) -> Any:
+        fn = self._resolve(msg.ns, msg.func, msg.code)
+        kind = getattr(fn, "_notebook_actors_kind", None)
+        name = ctx.fn_name
+        if msg.kind == "call":
+            if kind or inspect.isasyncgenfunction(fn):
+                use = "open_context" if kind == "context" else "open_stream_from"
+                raise TypeError(f"{name} is a streaming function: call it with portal.{use}(...)")
+            result = fn(**msg.kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        if msg.kind == "context":
+            if kind != "context":
+                raise TypeError(f"{name} is not a @context function: decorate it with @notebook_actors.context")
+            result = await fn(ctx, **msg.kwargs)
+            if not ctx._started:
+                raise RuntimeError(f"context function {name} returned without calling `await ctx.started()`")
+            return result
+        if msg.kind == "stream":
+            ctx._credit, ctx._credit_known = msg.credit, True
+            stream = MsgStream(ctx, window=DEFAULT_WINDOW)
+            ctx._stream = stream
+            if inspect.isasyncgenfunction(fn):
+                agen = fn(**msg.kwargs)
+                try:
+                    async for value in agen:
+                        await stream.send(value)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await agen.aclose()
+            elif kind == "stream":
+                await fn(ctx=ctx, **msg.kwargs)
+            else:
+                raise TypeError(f"{name} is neither an async generator nor a @stream function")
+            await ctx._send_stop()
+            return None
+        raise ValueError(f"unknown call kind {msg.kind!r}")
+
+    def _resolve(self, ns: str, func: str, code: bytes | None) -> Callable[..., Any]:
+        """Find the function a peer asked for, enforcing ``enable_modules``."""
+        if code is not None:
+            import cloudpickle
+
+            fn = cloudpickle.loads(code)
+            if not callable(fn):
+                raise TypeError(f"the code sent for {ns}:{func} is not callable")
+            return fn
+        if ns == "self":
+            if func not in SELF_RPC:
+                raise ModuleNotExposed(f"actor {self.uid} has no RPC method {func!r}; it offers {sorted(SELF_RPC)}")
+            return getattr(self, func)
+        if ns not in self.enable_modules:
+            raise ModuleNotExposed(
+                f"module {ns!r} is not enabled in actor {self.uid}; pass enable_modules=[{ns!r}]"
+            )
+        module = self._import(ns)
+        obj: Any = module
+        for part in func.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                raise AttributeError(f"module {ns!r} in actor {self.uid} has no function {func!r}")
+        if not callable(obj):
+            raise TypeError(f"{ns}:{func} in actor {self.uid} is not callable")
+        return obj
+
+    def _import(self, ns: str) -> Any:
+        if ns == "__main__":
+            return self._main_module()
+        import importlib
+
+        return importlib.import_module(ns)
+
+    def _main_module(self) -> Any:
+        """The parent's ``__main__`` script, loaded here as ``__mp_main__`` (like
+        multiprocessing does), so functions defined in a script can run in children."""
+        mod = sys.modules.get("__mp_main__")
+        if mod is not None:
+            return mod
+        if self.parent_main_path is None:
+            main = sys.modules["__main__"]
+            if getattr(main, "__file__", None) and self.parent_addr is None:
+                return main
+            raise ModuleNotExposed(f"actor {self.uid} cannot import its parent's __main__ (no script path)")
+        import runpy
+        import types
+
+        mod = types.ModuleType("__mp_main__")
+        mod.__file__ = self.parent_main_path
+        sys.modules["__mp_main__"] = mod
+        try:
+            mod.__dict__.update(runpy.run_path(self.parent_main_path, run_name="__mp_main__"))
+        except BaseException:
+            del sys.modules["__mp_main__"]
+            raise
+        return mod
+
+    # -- registry ----------------------------------------------------------------------
+    def _registry_portal(self) -> Any:
+        from ._portal import LocalPortal
+
+        return LocalPortal(self) if self.is_arbiter else None
+
+    async def _register_self(self) -> None:
+        if self.is_arbiter:
+            return
+        try:
+            with trio.move_on_after(5):
+                reg = await self.connect_to(self.registry_addrs[0])
+                from ._portal import Portal
+
+                await Portal(reg, self).run_from_ns("self", "register_actor", uid=list(self.uid), addr=self.accept_addr)
+        except (OSError, HandshakeError, RemoteActorError, TransportClosed) as exc:
+            log.info("actor %s could not register at %s: %s", self.uid, self.registry_addrs, exc)
+
+    async def _unregister_self(self) -> None:
+        if self.is_arbiter:
+            return
+        chan = self._chans_by_addr.get(self.registry_addrs[0]) if self.registry_addrs else None
+        if chan is not None and not chan.closed:
+            from ._portal import Portal
+
+            with trio.CancelScope(shield=True), trio.move_on_after(0.5):
+                try:
+                    await Portal(chan, self).run_from_ns("self", "unregister_actor", uid=list(self.uid))
+                except Exception:
+                    pass
+
+    def register_actor(self, uid: list[str], addr: str) -> None:
+        self._registry[tuple(uid)] = addr  # type: ignore[index]
+        self._registry_changed.unpark_all()
+
+    def unregister_actor(self, uid: list[str]) -> None:
+        self._registry.pop(tuple(uid), None)  # type: ignore[arg-type]
+        self._registry_changed.unpark_all()
+
+    def get_registry(self) -> dict[str, str]:
+        """``{'name.uuid': addr}`` for every registered actor (tractor's shape)."""
+        return {f"{n}.{u}": a for (n, u), a in self._registry.items()}
+
+    def find_actors(self, name: str) -> list[list[Any]]:
+        return [[list(uid), addr] for uid, addr in self._registry.items() if uid[0] == name]
+
+    def find_actor(self, name: str) -> str | None:
+        found = self.find_actors(name)
+        return found[-1][1] if found else None
+
+    async def wait_for_actor(self, name: str) -> list[str]:
+        while True:
+            found = self.find_actors(name)
+            if found:
+                return [addr for _, addr in found]
+            await self._registry_changed.park()
+
+    def tree_snapshot(self) -> dict[str, Any]:
+        """RPC: this actor and its children, for ``python -m notebook_actors ps``."""
+        return {
+            "uid": list(self.uid),
+            "pid": self.pid,
+            "addr": self.accept_addr,
+            "children": [list(uid) for uid in self.children],
+        }
+
+    # -- closing -------------------------------------------------------------------------
+    async def _close_all_channels(self) -> None:
+        with trio.CancelScope(shield=True):
+            chans = {c for cs in self._peers.values() for c in cs} | set(self._chans_by_addr.values())
+            async with trio.open_nursery() as n:
+                for chan in chans:
+                    n.start_soon(chan.aclose)
+
+
+# -- the root actor ---------------------------------------------------------------------
+
+def _default_registry_addrs(arbiter_addr: Any, registry_addrs: Any) -> list[str]:
+    if registry_addrs:
+        return [_transport.normalize_addr(a) for a in registry_addrs]
+    if arbiter_addr:
+        return [_transport.normalize_addr(arbiter_addr)]
+    env = os.environ.get("NOTEBOOK_ACTORS_REGISTRY")
+    return [_transport.normalize_addr(env or DEFAULT_REGISTRY_ADDR)]
+
+
+@asynccontextmanager
+async def open_root_actor(
+    *,
+    name: str = "root",
+    arbiter_addr: Any = None,
+    registry_addrs: Any = None,
+    start_method: str | None = None,
+    debug_mode: bool = False,
+    loglevel: str | None = None,
+    enable_modules: Any = None,
+    infect_asyncio: bool = False,
+    secret: Any = None,
+    bind_addr: Any = None,
+) -> AsyncIterator[Actor]:
+    """Start this process' actor runtime (the root of a new tree); yield the Actor.
+
+    The root hosts the registry at the registry address (default ``127.0.0.1:1616``)
+    unless one already listens there, in which case it joins that one.
+
+    Args:
+        secret: the tree's shared secret (bytes or a key file); default: the per-user
+            key file, so this user's programs can find and call each other.
+        bind_addr: where to accept connections; default a private Unix socket.
+
+    Raises:
+        RuntimeError: a runtime already runs in this process.
+    """
+    from . import _spawn
+    from ._channel import load_secret
+    from .log import get_console_log
+
+    if _state.current_actor_or_none() is not None:
+        raise RuntimeError(
+            "an actor runtime already runs in this process: use open_nursery() inside it "
+            "instead of a second open_root_actor()"
+        )
+    if loglevel:
+        get_console_log(loglevel)
+    if start_method is not None:
+        _spawn.check_start_method(start_method)
+    if infect_asyncio and not _spawn.running_as_asyncio_guest():
+        raise RuntimeError(
+            "open_root_actor(infect_asyncio=True) needs trio running as a guest on asyncio: "
+            "use notebook_actors.to_asyncio.run_as_asyncio_guest(main) instead of trio.run(main)"
+        )
+    actor = Actor(
+        name,
+        secret=load_secret(secret),
+        enable_modules=enable_modules,
+        loglevel=loglevel,
+        debug_mode=debug_mode,
+        registry_addrs=_default_registry_addrs(arbiter_addr, registry_addrs),
+        bind_addr=_transport.normalize_addr(bind_addr) if bind_addr else None,
+        infect_asyncio=infect_asyncio,
+        start_method=start_method,
+    )
+    _state.set_actor(actor)
+    try:
+        async with trio.open_nursery() as n:
+            await n.start(actor.run)
+            actor._on_cancel.append(n.cancel_scope.cancel)
+            try:
+                yield actor
+            finally:
+                actor.cancel_soon()
+    except BaseExceptionGroup as group:
+        raise _unwrap(group)
+    finally:
+        _state.set_actor(None)
+
+
+def _unwrap(group: BaseExceptionGroup) -> BaseException:
+    """The user's own error, not trio's one-member group around it."""
+    if len(group.exceptions) == 1:
+        exc = group.exceptions[0]
+        exc.__context__ = None
+        return exc
+    return group
+
+
+def run(async_fn: Callable[..., Any], *args: Any, **root_kwargs: Any) -> Any:
+    """Run ``async_fn(*args)`` inside a new root actor; return its result (sync)."""
+
+    async def main() -> Any:
+        async with open_root_actor(**root_kwargs):
+            return await async_fn(*args)
+
+    return trio.run(main)
+
+
+def run_daemon(enable_modules: Any, **root_kwargs: Any) -> None:
+    """Run a root actor that serves RPC for ``enable_modules`` (and the registry) until
+    cancelled; SIGINT ends it with KeyboardInterrupt."""
+
+    async def main() -> None:
+        async with open_root_actor(enable_modules=enable_modules, **root_kwargs):
+            await trio.sleep_forever()
+
+    trio.run(main)
+
+
+__all__ = ["Actor", "open_root_actor", "run", "run_daemon"]

@@ -1,0 +1,159 @@
+"""Starting and reaping actor processes.
+
+Backends (``start_method``):
+
+- ``"trio"`` (default): ``python -m notebook_actors._child`` through trio's process
+  API; the boot spec (with the tree's secret) goes through the child's stdin, never its
+  command line.
+- ``"mp_spawn"`` / ``"mp_forkserver"``: the same child main through multiprocessing.
+
+Every child starts in its own session (a terminal's or kernel's SIGINT reaches it only
+through the runtime), asks the kernel to kill it when its parent dies
+(``PR_SET_PDEATHSIG``), and exits by itself when its parent's channel closes.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import trio
+
+from .msg import SpawnSpec, encoder
+
+START_METHODS = ("trio", "mp_spawn", "mp_forkserver")
+_default_method = "trio"
+
+
+def check_start_method(name: str) -> str:
+    if name not in START_METHODS:
+        raise ValueError(f"unknown start_method {name!r}: choose one of {', '.join(START_METHODS)}")
+    return name
+
+
+def try_set_start_method(name: str) -> str:
+    """Select the spawn backend for every nursery that does not name one."""
+    global _default_method
+    _default_method = check_start_method(name)
+    return _default_method
+
+
+def default_start_method() -> str:
+    return _default_method
+
+
+def running_as_asyncio_guest() -> bool:
+    from . import to_asyncio
+
+    return to_asyncio.is_guest_mode()
+
+
+class ChildBoot(SpawnSpec, tag="boot"):
+    """What a child needs to start: the spawn spec plus how to reach its parent."""
+
+    uid: str = ""
+    parent_addr: str = ""
+    secret: bytes = b""
+    sys_path: list[str] = []
+    infect_asyncio: bool = False
+    start_method: str = "trio"
+    bind_addr: str | None = None
+
+
+class ChildProcess:
+    """A started actor process, whatever the backend."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    @property
+    def returncode(self) -> int | None:
+        raise NotImplementedError
+
+    async def wait(self) -> int:
+        raise NotImplementedError
+
+    def signal(self, sig: int) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+
+
+class TrioChild(ChildProcess):
+    def __init__(self, proc: trio.Process) -> None:
+        super().__init__(proc.pid)
+        self._proc = proc
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
+
+
+class MPChild(ChildProcess):
+    def __init__(self, proc: Any) -> None:
+        super().__init__(proc.pid)
+        self._proc = proc
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.exitcode
+
+    async def wait(self) -> int:
+        if self._proc.exitcode is None:
+            await trio.lowlevel.wait_readable(self._proc.sentinel)
+            await trio.to_thread.run_sync(self._proc.join)
+        return self._proc.exitcode
+
+
+async def start_process(boot: ChildBoot) -> ChildProcess:
+    """Start a child actor process for ``boot``; it connects back to its parent."""
+    method = boot.start_method
+    if method == "trio":
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "notebook_actors._child"],
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+        )
+        assert proc.stdin is not None
+        try:
+            await proc.stdin.send_all(encoder.encode(boot))
+        finally:
+            await proc.stdin.aclose()
+        return TrioChild(proc)
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn" if method == "mp_spawn" else "forkserver")
+    from ._child import mp_main
+
+    proc = ctx.Process(target=mp_main, args=(encoder.encode(boot),), name=f"actor:{boot.name}")
+    await trio.to_thread.run_sync(proc.start)
+    return MPChild(proc)
+
+
+async def reap(proc: ChildProcess, grace: float) -> int:
+    """Wait up to ``grace`` seconds for the process to exit, then SIGTERM, then SIGKILL.
+
+    Always returns the exit code; shielded from cancellation (a process is never left
+    unreaped).
+    """
+    with trio.CancelScope(shield=True):
+        with trio.move_on_after(grace):
+            return await proc.wait()
+        proc.terminate()
+        with trio.move_on_after(1.0):
+            return await proc.wait()
+        proc.kill()
+        return await proc.wait()

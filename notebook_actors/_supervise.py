@@ -1,0 +1,348 @@
+"""Actor nurseries: spawn children, supervise them one-cancels-all, reap every one.
+
+Each child gets a supervisor task that starts its process, watches it, and in a
+shielded ``finally`` makes sure it is gone: a cancel request, then (after a grace
+period) SIGTERM, then SIGKILL. A child's error (a ``run_in_actor`` failure or an
+unexpected death) cancels the nursery's body and the other children, and is raised
+from the ``async with`` block: one error as itself, several as a MultiError.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable
+
+import trio
+
+from . import _spawn, _state
+from ._channel import Channel
+from ._exceptions import ActorCrashed, TransportClosed, group_or_single
+from ._portal import Portal, func_ref
+from ._runtime import box_error, open_root_actor
+from .msg import Start
+
+log = logging.getLogger("notebook_actors.supervise")
+
+#: Seconds a child gets to exit after a cancel request before SIGTERM.
+CANCEL_GRACE = 3.0
+#: Seconds a child gets to connect back after its process started.
+SPAWN_TIMEOUT = 60.0
+
+
+class _Child:
+    """The parent's record of one child actor."""
+
+    def __init__(self, name: str, uid: tuple[str, str], chan: Channel, portal: Portal) -> None:
+        self.name = name
+        self.uid = uid
+        self.chan = chan
+        self.portal = portal
+        self.proc: _spawn.ChildProcess | None = None
+        self.started = trio.Event()
+        self.exited = trio.Event()
+        self.exitcode: int | None = None
+        self.cancel_requested = False
+        self.hard_kill = False
+        self.is_main = False
+        self.state = "spawning"
+
+    def request_cancel(self, hard: bool = False) -> None:
+        """Ask the child to stop; the supervisor escalates if it does not."""
+        self.cancel_requested = True
+        self.hard_kill = self.hard_kill or hard
+        if hard and self.proc is not None:
+            self.proc.kill()
+        elif not self.chan.closed:
+            try:
+                self.chan.send_nowait(Start(self.chan.next_cid(), "self", "cancel", {}, "call"))
+            except TransportClosed:
+                pass
+        self._wake()
+
+    def _wake(self) -> None:
+        scope = getattr(self, "_wait_scope", None)
+        if scope is not None:
+            scope.cancel()
+
+
+class ActorNursery:
+    """Spawns and supervises child actors. Get one from :func:`open_nursery`."""
+
+    def __init__(self, actor: Any, supervisor_n: trio.Nursery, errors: list[BaseException], start_method: str | None) -> None:
+        self._actor = actor
+        self._sup_n = supervisor_n
+        self._errors = errors
+        self._start_method = start_method
+        self._children: dict[tuple[str, str], _Child] = {}
+        self._body_scope = trio.CancelScope()
+        self.cancelled = False
+
+    def __repr__(self) -> str:
+        return f"<ActorNursery of {self._actor.uid} with {len(self._children)} children>"
+
+    @property
+    def children(self) -> dict[tuple[str, str], Portal]:
+        return {uid: c.portal for uid, c in self._children.items()}
+
+    async def start_actor(
+        self,
+        name: str,
+        *,
+        enable_modules: Any = None,
+        rpc_module_paths: Any = None,
+        loglevel: str | None = None,
+        debug_mode: bool | None = None,
+        infect_asyncio: bool = False,
+        bind_addr: Any = None,
+        start_method: str | None = None,
+    ) -> Portal:
+        """Spawn a daemon actor that serves RPC until cancelled; return its portal.
+
+        Returns as soon as the process is started: calls through the portal are queued
+        until the child connects back, so spawning many actors overlaps their start-up.
+        """
+        modules = list(enable_modules or []) + list(rpc_module_paths or [])
+        child = await self._spawn(name, modules, loglevel, debug_mode, infect_asyncio, bind_addr, start_method)
+        return child.portal
+
+    async def run_in_actor(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        enable_modules: Any = None,
+        rpc_module_paths: Any = None,
+        loglevel: str | None = None,
+        debug_mode: bool | None = None,
+        infect_asyncio: bool = False,
+        start_method: str | None = None,
+        **fn_kwargs: Any,
+    ) -> Portal:
+        """Spawn an actor that runs ``fn(**fn_kwargs)`` once, then exits.
+
+        The result is waited for when the nursery block ends (or get it earlier with
+        ``await portal.result()``); an error cancels the nursery.
+        """
+        ns, _, code = func_ref(fn)
+        modules = list(enable_modules or []) + list(rpc_module_paths or [])
+        if code is None:
+            modules.append(ns)
+        child = await self._spawn(
+            name or getattr(fn, "__name__", "actor"), modules, loglevel, debug_mode, infect_asyncio, None, start_method,
+            main=(fn, fn_kwargs),
+        )
+        return child.portal
+
+    async def _spawn(
+        self,
+        name: str,
+        modules: list[str],
+        loglevel: str | None,
+        debug_mode: bool | None,
+        infect_asyncio: bool,
+        bind_addr: Any,
+        start_method: str | None,
+        main: tuple[Callable[..., Any], dict[str, Any]] | None = None,
+    ) -> _Child:
+        actor = self._actor
+        if actor.cancel_called or self.cancelled:
+            raise trio.ClosedResourceError(f"actor nursery of {actor.uid} is cancelled: cannot spawn {name!r}")
+        import uuid
+
+        from . import _transport
+
+        uid = (name, uuid.uuid4().hex)
+        chan = Channel(dialer=False, uid=uid)
+        portal = Portal(chan, actor)
+        child = _Child(name, uid, chan, portal)
+        main_mod = sys.modules.get("__main__")
+        boot = _spawn.ChildBoot(
+            name=name,
+            enable_modules=sorted(set(modules)),
+            loglevel=loglevel or actor.loglevel,
+            debug_mode=actor.debug_mode if debug_mode is None else debug_mode,
+            registry_addrs=[actor.accept_addr] if actor.is_arbiter else actor.registry_addrs,
+            parent_main_path=getattr(main_mod, "__file__", None) if actor.parent_main_path is None else actor.parent_main_path,
+            uid=uid[1],
+            parent_addr=actor.accept_addr,
+            secret=actor.secret,
+            sys_path=list(sys.path),
+            infect_asyncio=infect_asyncio,
+            start_method=start_method or self._start_method or actor.start_method or _spawn.default_start_method(),
+            bind_addr=_transport.normalize_addr(bind_addr) if bind_addr else None,
+        )
+        actor._pending_children[uid] = chan
+        if main is not None:
+            child.is_main = True
+            portal._start_main(*main)
+        self._children[uid] = child
+        actor.children[uid] = child
+        await self._sup_n.start(self._supervise, child, boot)
+        return child
+
+    async def _supervise(self, child: _Child, boot: _spawn.ChildBoot, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        actor = self._actor
+        try:
+            try:
+                child.proc = await _spawn.start_process(boot)
+            except BaseException:
+                actor._pending_children.pop(child.uid, None)
+                child.chan._mark_closed(None)
+                raise
+            child.state = "running"
+            task_status.started()
+            async with trio.open_nursery() as n:
+                n.start_soon(self._watch_connect, child)
+                if child.is_main:
+                    n.start_soon(self._collect_main_result, child)
+                child.exitcode = await child.proc.wait()
+                n.cancel_scope.cancel()
+        except Exception as exc:  # spawning failed
+            self._child_failed(child, exc)
+        finally:
+            await self._reap(child)
+
+    async def _watch_connect(self, child: _Child) -> None:
+        with trio.move_on_after(SPAWN_TIMEOUT):
+            await child.chan.wait_attached()
+            child.started.set()
+            return
+        log.error("actor %s did not connect back within %ss: killing it", child.uid, SPAWN_TIMEOUT)
+        child.request_cancel(hard=True)
+
+    async def _collect_main_result(self, child: _Child) -> None:
+        try:
+            await child.portal.result()
+        except trio.Cancelled:
+            raise
+        except BaseException as exc:
+            if not child.cancel_requested or not isinstance(exc, TransportClosed):
+                self._child_failed(child, exc)
+            return
+        child.request_cancel()
+
+    def _child_failed(self, child: _Child, exc: BaseException) -> None:
+        if not any(e is exc for e in self._errors):
+            self._errors.append(exc)
+        self._cancel_all_soon()
+
+    def _cancel_all_soon(self, hard: bool = False) -> None:
+        self.cancelled = True
+        self._body_scope.cancel()
+        for c in self._children.values():
+            if c.exitcode is None:
+                c.request_cancel(hard=hard)
+
+    async def _reap(self, child: _Child) -> None:
+        """Make sure the child process is gone and accounted for (shielded)."""
+        actor = self._actor
+        with trio.CancelScope(shield=True):
+            actor._pending_children.pop(child.uid, None)
+            if child.proc is not None and child.proc.returncode is None:
+                if not child.cancel_requested:
+                    child.request_cancel()
+                child.exitcode = await _spawn.reap(child.proc, 0 if child.hard_kill else CANCEL_GRACE)
+            child.exitcode = child.proc.returncode if child.proc is not None else child.exitcode
+            if child.exitcode not in (0, None) and not child.cancel_requested:
+                self._child_failed(child, _crashed(child, actor))
+            child.state = "exited"
+            child.exited.set()
+            child.chan._mark_closed(None)
+            actor.children.pop(child.uid, None)
+            if actor.is_arbiter:
+                actor.unregister_actor(list(child.uid))
+
+    async def cancel(self, hard_kill: bool = False) -> None:
+        """Cancel every child (cancel request → SIGTERM → SIGKILL) and wait until all
+        have exited."""
+        self._cancel_all_soon(hard=hard_kill)
+        with trio.CancelScope(shield=True):
+            for child in list(self._children.values()):
+                await child.exited.wait()
+
+
+def _crashed(child: _Child, actor: Any) -> ActorCrashed:
+    import signal as _signal
+
+    code = child.exitcode
+    why = f"exit code {code}" if code is None or code >= 0 else f"signal {_signal.Signals(-code).name}"
+    exc = RuntimeError(f"actor {child.uid} (pid {child.proc.pid if child.proc else '?'}) died unexpectedly: {why}")
+    info = box_error(exc, child.uid, exitcode=code)
+    info.type_name, info.type_module, info.tb_str = "ActorCrashed", "notebook_actors._exceptions", ""
+    info.relay_path = [child.uid, actor.uid]
+    return ActorCrashed(info)
+
+
+@asynccontextmanager
+async def _open_actor_nursery(actor: Any, start_method: str | None) -> AsyncIterator[ActorNursery]:
+    errors: list[BaseException] = []
+    body_exc: BaseException | None = None
+    async with trio.open_nursery() as sup_n:
+        an = ActorNursery(actor, sup_n, errors, start_method)
+        try:
+            with an._body_scope:
+                yield an
+        except BaseException as exc:
+            body_exc = exc
+            an._cancel_all_soon()
+    if body_exc is not None:
+        if errors and not isinstance(body_exc, trio.Cancelled):
+            extra = [] if any(e is body_exc for e in errors) else [body_exc]
+            raise group_or_single([*errors, *extra], "actor nursery failed") from None
+        raise body_exc
+    if errors:
+        raise group_or_single(errors, f"{len(errors)} actors failed") from None
+
+
+def open_nursery(*, start_method: str | None = None, **root_kwargs: Any) -> Any:
+    """Open an actor nursery: an async context manager yielding an ActorNursery.
+
+    Outside any runtime it first starts the root actor (``root_kwargs`` go to
+    :func:`open_root_actor`). The block waits for every child: ``run_in_actor`` ones
+    finish on their own, ``start_actor`` daemons must be cancelled
+    (``portal.cancel_actor()`` or ``nursery.cancel()``).
+
+    Raises:
+        RuntimeError: used as a plain ``with`` instead of ``async with``.
+    """
+    return _AsyncOnly(_open_nursery(start_method, root_kwargs), "open_nursery()")
+
+
+class _AsyncOnly:
+    """An async context manager that says how to use it when misused with ``with``."""
+
+    def __init__(self, acm: Any, what: str) -> None:
+        self._acm, self._what = acm, what
+
+    async def __aenter__(self) -> Any:
+        return await self._acm.__aenter__()
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self._acm.__aexit__(*exc)
+
+    def __enter__(self) -> Any:
+        raise RuntimeError(f"{self._what} is an async context manager: use `async with {self._what} as n:`, not `with`")
+
+    def __exit__(self, *exc: Any) -> None:  # pragma: no cover - __enter__ always raises
+        pass
+
+
+@asynccontextmanager
+async def _open_nursery(start_method: str | None, root_kwargs: dict[str, Any]) -> AsyncIterator[ActorNursery]:
+    actor = _state.current_actor_or_none()
+    if actor is None:
+        async with open_root_actor(start_method=start_method, **root_kwargs) as actor:
+            async with _open_actor_nursery(actor, start_method) as an:
+                yield an
+        return
+    if root_kwargs:
+        raise TypeError(
+            f"open_nursery({', '.join(root_kwargs)}=...) only applies when it starts the root actor; "
+            "this process already runs one"
+        )
+    async with _open_actor_nursery(actor, start_method) as an:
+        yield an
+
+
+__all__ = ["ActorNursery", "open_nursery"]

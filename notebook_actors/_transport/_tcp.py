@@ -1,0 +1,32 @@
+"""TCP: for actors on other hosts, and for the well-known registry address."""
+from __future__ import annotations
+
+import socket
+
+import trio
+
+from ._base import Transport
+
+
+def split_hostport(location: str) -> tuple[str, int]:
+    host, _, port = location.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class TCPTransport(Transport):
+    scheme = "tcp"
+
+    async def connect(self, location: str) -> trio.abc.Stream:
+        host, port = split_hostport(location)
+        stream = await trio.open_tcp_stream(host, port)
+        stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+        return stream
+
+    async def listen(self, location: str) -> tuple[list[trio.abc.Listener], str]:
+        host, port = split_hostport(location)
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        bound = listeners[0].socket.getsockname()
+        return listeners, f"{host}:{bound[1]}"
+
+
+backend_class = TCPTransport

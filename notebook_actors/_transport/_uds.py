@@ -1,0 +1,78 @@
+"""Unix domain sockets: the default between actors on one host.
+
+Socket files live in a private per-user directory (mode 0700), are named after the
+actor and its pid, and are removed on exit; files left by killed actors are swept
+the next time a socket is bound.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import trio
+
+from ._base import Transport
+
+
+def runtime_dir() -> Path:
+    """The per-user directory for socket files, created with mode 0700."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    root = Path(base) if base and os.access(base, os.W_OK) else Path(tempfile.gettempdir())
+    path = root / f"notebook_actors-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    if path.stat().st_uid != os.getuid():
+        raise PermissionError(f"{path} belongs to another user; refusing to put sockets there")
+    os.chmod(path, 0o700)
+    return path
+
+
+def sweep_stale(directory: Path) -> None:
+    """Remove socket files whose owning process (the pid in the name) is gone."""
+    for f in directory.glob("*.sock"):
+        try:
+            pid = int(f.stem.rsplit("-", 2)[-2])
+            os.kill(pid, 0)
+        except (ValueError, IndexError):
+            continue
+        except ProcessLookupError:
+            f.unlink(missing_ok=True)
+        except PermissionError:
+            pass
+
+
+
+class UDSTransport(Transport):
+    scheme = "uds"
+
+    async def connect(self, location: str) -> trio.abc.Stream:
+        return await trio.open_unix_socket(location)
+
+    async def listen(self, location: str) -> tuple[list[trio.abc.Listener], str]:
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            await sock.bind(location)
+        except OSError as exc:
+            sock.close()
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise OSError(errno.EADDRINUSE, f"socket file {location} is in use") from None
+        os.chmod(location, 0o600)
+        sock.listen(socket.SOMAXCONN)
+        return [trio.SocketListener(sock)], location
+
+    def cleanup(self, location: str) -> None:
+        try:
+            os.unlink(location)
+        except FileNotFoundError:
+            pass
+
+
+def socket_path(name: str, uid_hex: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "_." else "_" for c in name)[:40]
+    return str(runtime_dir() / f"{safe}-{os.getpid()}-{uid_hex[:8]}.sock")
+
+
+backend_class = UDSTransport

@@ -1,0 +1,170 @@
+"""The wire protocol: one msgspec Struct per message, a tagged union on the wire.
+
+Schema evolution rules (these structs are array-like, so order is the schema): new
+fields go at the end and get a default; a field's type never changes; a tag is never
+reused.
+
+Payloads (``pld``) travel as :class:`msgspec.Raw`: the channel decodes only the
+envelope, and the receiving context decodes the payload with its own (possibly typed)
+decoder, so a payload that does not decode fails that context, never the channel.
+"""
+from __future__ import annotations
+
+from typing import Any, Union
+
+import msgspec
+from msgspec import Raw, Struct
+
+__all__ = [
+    "Cancel",
+    "Credit",
+    "ErrorInfo",
+    "Error",
+    "Handshake",
+    "Ident",
+    "Msg",
+    "NamespacePath",
+    "Return",
+    "SpawnSpec",
+    "Start",
+    "Started",
+    "Stop",
+    "Yield",
+]
+
+Uid = tuple[str, str]
+
+
+class NamespacePath(str):
+    """A function's address: ``'package.module:function'``."""
+
+    @classmethod
+    def from_ref(cls, fn: Any) -> "NamespacePath":
+        return cls(f"{fn.__module__}:{fn.__qualname__}")
+
+    def to_tuple(self) -> tuple[str, str]:
+        mod, _, name = self.partition(":")
+        return mod, name
+
+
+class Ident(Struct, array_like=True):
+    """Who is at the other end of a channel."""
+
+    uid: Uid
+    pid: int
+    addr: str | None = None
+
+
+class Msg(Struct, array_like=True, tag=True):
+    """Base of every runtime message. ``cid`` names the call/context it belongs to."""
+
+
+class Start(Msg, tag="start"):
+    """Ask the peer to run ``ns:func`` (``kind``: ``call``, ``context`` or ``stream``)."""
+
+    cid: int
+    ns: str
+    func: str
+    kwargs: dict[str, Any]
+    kind: str = "call"
+    credit: int = 0  # receive window the caller grants a ``stream`` callee up front
+    code: bytes | None = None  # the function by value (cloudpickle), trusted tree only
+
+
+class Started(Msg, tag="started"):
+    cid: int
+    pld: Raw
+
+
+class Yield(Msg, tag="yield"):
+    cid: int
+    pld: Raw
+
+
+class Stop(Msg, tag="stop"):
+    """The sender closed its side of the stream."""
+
+    cid: int
+
+
+class Return(Msg, tag="return"):
+    cid: int
+    pld: Raw
+
+
+class ErrorInfo(Struct, array_like=True):
+    """A boxed exception: everything needed to rebuild it as a RemoteActorError."""
+
+    type_name: str
+    type_module: str
+    message: str
+    tb_str: str
+    src_uid: Uid | None
+    relay_path: list[Uid] = []
+    canceller: Uid | None = None
+    exitcode: int | None = None
+
+
+class Error(Msg, tag="error"):
+    """The call failed (``cid``), or the channel itself did (``cid`` is None)."""
+
+    cid: int | None
+    err: ErrorInfo
+
+
+class Cancel(Msg, tag="cancel"):
+    """Cancel the task serving call ``cid``."""
+
+    cid: int
+
+
+class Credit(Msg, tag="credit"):
+    """The receiver consumed ``n`` more messages of stream ``cid``: send that many."""
+
+    cid: int
+    n: int
+
+
+class SpawnSpec(Msg, tag="spawnspec"):
+    """The parent's first message to a child: how to run."""
+
+    name: str
+    enable_modules: list[str]
+    loglevel: str | None
+    debug_mode: bool
+    registry_addrs: list[str]
+    parent_main_path: str | None = None
+
+
+AnyMsg = Union[Start, Started, Yield, Stop, Return, Error, Cancel, Credit, SpawnSpec]
+
+
+class Hello(Struct, array_like=True, tag="hello"):
+    """Handshake 1 (acceptor → dialer): a fresh challenge."""
+
+    version: int
+    nonce: bytes
+
+
+class Proof(Struct, array_like=True, tag="proof"):
+    """Handshake 2 (dialer → acceptor): the answer, a counter-challenge and who it is."""
+
+    mac: bytes
+    nonce: bytes
+    ident: Ident
+
+
+class Welcome(Struct, array_like=True, tag="welcome"):
+    """Handshake 3 (acceptor → dialer): the acceptor's answer and identity."""
+
+    mac: bytes
+    ident: Ident
+
+
+Handshake = Union[Hello, Proof, Welcome]
+
+# Reused codec objects: building them per message costs more than encoding.
+encoder = msgspec.msgpack.Encoder()
+msg_decoder = msgspec.msgpack.Decoder(AnyMsg)
+handshake_decoder = msgspec.msgpack.Decoder(Handshake)
+any_decoder = msgspec.msgpack.Decoder()

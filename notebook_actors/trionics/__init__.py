@@ -1,0 +1,1 @@
+"""trio helpers: broadcast receivers, per-actor shared resources, gathering contexts."""
