@@ -1,0 +1,62 @@
+"""Test-wide guards: every test must leave no actor process behind."""
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+import pytest
+
+
+def _actor_like(proc: psutil.Process) -> bool:
+    try:
+        cmd = " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+    return "notebook_actors" in cmd or "multiprocessing" in cmd or "ipykernel" in cmd
+
+
+def _leftovers(since: float, before: set[int]) -> list[psutil.Process]:
+    """Descendants of this process, and actor processes anywhere, born during the test."""
+    me = psutil.Process()
+    found = {p.pid: p for p in me.children(recursive=True)}
+    for p in psutil.process_iter(["create_time"]):
+        if p.pid != me.pid and (p.info["create_time"] or 0) >= since - 0.05 and _actor_like(p):
+            found.setdefault(p.pid, p)
+    alive = []
+    for pid, p in found.items():
+        if pid in before:
+            continue
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def live_actor_processes_since(since: float, before: set[int], wait: float = 5.0) -> list[psutil.Process]:
+    deadline = time.monotonic() + wait
+    while True:
+        left = _leftovers(since, before)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes(request):
+    """Fail the test if any process it started outlives it (and kill those)."""
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    since = time.time()
+    yield
+    left = live_actor_processes_since(since, before)
+    if left:
+        desc = [f"{p.pid}: {' '.join(p.cmdline())[:120]}" for p in left if p.is_running()]
+        for p in left:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        pytest.fail(f"test left {len(desc)} process(es) behind: {desc}")
