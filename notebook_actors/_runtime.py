@@ -643,9 +643,13 @@ async def open_root_actor(
     try:
         async with trio.open_nursery() as n:
             await n.start(actor.run)
-            actor._on_cancel.append(n.cancel_scope.cancel)
+            # A remote cancel ends the user's block; the actor itself shuts down
+            # gracefully (deregisters, flushes channels) in `actor.run`.
+            body_scope = trio.CancelScope()
+            actor._on_cancel.append(body_scope.cancel)
             try:
-                yield actor
+                with body_scope:
+                    yield actor
             finally:
                 actor.cancel_soon()
     except BaseExceptionGroup as group:
