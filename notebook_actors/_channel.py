@@ -6,9 +6,12 @@ travel over it. Call ids are split by parity (the dialing side uses even ids, th
 accepting side odd ones) so both sides can start calls without colliding.
 
 Every connection starts with a handshake before anything else is read: the acceptor
-sends a nonce, the dialer answers with an HMAC of it under the tree's secret plus a
-nonce of its own, and the acceptor answers that. A peer that fails, stalls or sends
-anything else is dropped.
+sends a nonce, the dialer answers with an HMAC (under the tree's secret) over both
+nonces and its identity, and the acceptor answers with its own HMAC. A peer that
+fails, stalls (HANDSHAKE_TIMEOUT) or sends anything else is dropped, having been
+able to make us buffer at most HANDSHAKE_MAX_FRAME bytes. What the handshake does
+not give: secrecy (bytes travel in the clear; use TCP across hosts only on trusted
+networks or through a tunnel) or integrity after it (see docs/security.md).
 """
 from __future__ import annotations
 
@@ -17,22 +20,25 @@ import hmac
 import logging
 import os
 import secrets as _secrets
+import socket
+import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import trio
 
 from . import _transport
-from ._codec import HEADER, MAX_FRAME, FrameDecoder, append_frame
+from ._codec import HEADER, MAX_FRAME, FrameDecoder, InvalidFrame, append_frame
 from ._exceptions import FrameError, HandshakeError, TransportClosed
-from .msg import Hello, Ident, Proof, Welcome, handshake_decoder, msg_decoder
+from .msg import Error, ErrorInfo, Hello, Ident, Proof, Welcome, encoder, handshake_decoder, msg_decoder
 
 if TYPE_CHECKING:
     from ._context import Context
 
 log = logging.getLogger("notebook_actors.channel")
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+NONCE_SIZE = 32
 HANDSHAKE_TIMEOUT = 5.0
 HANDSHAKE_MAX_FRAME = 4096
 RECV_SIZE = 256 * 1024
@@ -73,22 +79,102 @@ def default_secret_path() -> Path:
     return Path(base) / "notebook_actors" / "secret"
 
 
-def load_secret(secret: bytes | str | os.PathLike | None = None) -> bytes:
-    """The tree's shared secret: given bytes, a key file, or the per-user default
-    (created on first use with mode 0600, so only this user's programs can join)."""
-    if isinstance(secret, bytes):
-        return secret
-    path = Path(secret) if secret is not None else default_secret_path()
-    if secret is None and not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _create_key_file(path: Path) -> None:
+    """Write a fresh random key to ``path`` (mode 0600) unless it exists.
+
+    Written to a temporary file first and linked into place, so a program starting
+    at the same moment never reads a half-written key.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{_secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
         with os.fdopen(fd, "wb") as f:
             f.write(_secrets.token_hex(32).encode())
-    return path.read_bytes().strip()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another program created it first: use theirs
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def _mac(secret: bytes, role: bytes, nonce: bytes) -> bytes:
-    return hmac.new(secret, b"notebook_actors/1 " + role + b" " + nonce, hashlib.sha256).digest()
+def _check_key_file(path: Path, *, strict: bool) -> None:
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        text = (
+            f"key file {path} has mode {mode:o}: other users may read it and join your actors; "
+            f"fix it with `chmod 600 {path}`"
+        )
+        if strict:
+            raise PermissionError(text)
+        log.warning(text)
+
+
+def load_secret(secret: bytes | str | os.PathLike | None = None) -> bytes:
+    """The tree's shared secret: given bytes, a key file, or the per-user default.
+
+    The default key file (``$XDG_CONFIG_HOME/notebook_actors/secret``) is created on
+    first use with mode 0600, so every program of this user can join the others and
+    no other user can. A ``str`` is a path to a key file, not the secret itself:
+    pass ``bytes`` for a literal secret.
+
+    Raises:
+        PermissionError: the default key file is readable by other users.
+        FileNotFoundError: the given key file does not exist.
+        ValueError: the secret is empty.
+    """
+    if isinstance(secret, (bytes, bytearray)):
+        key = bytes(secret)
+    else:
+        path = Path(secret) if secret is not None else default_secret_path()
+        if secret is None and not path.exists():
+            _create_key_file(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"key file {path} does not exist: create it (e.g. `head -c 32 /dev/urandom | xxd -p > {path}; "
+                f"chmod 600 {path}`) or pass the secret as bytes"
+            )
+        _check_key_file(path, strict=secret is None)
+        key = path.read_bytes().strip()
+    if not key:
+        raise ValueError("the actor tree's secret is empty: give it at least 16 random bytes")
+    return key
+
+
+def _mac(secret: bytes, role: bytes, *parts: bytes) -> bytes:
+    """HMAC over a role label and length-prefixed parts.
+
+    The role (``dial``/``accept``) stops a peer from reflecting one side's answer as
+    the other's; the parts bind both nonces and the sender's identity, so a proof is
+    good for one connection and one identity only.
+    """
+    h = hmac.new(secret, b"notebook_actors/2 " + role, hashlib.sha256)
+    for part in parts:
+        h.update(len(part).to_bytes(4, "big"))
+        h.update(part)
+    return h.digest()
+
+
+def _ident_bytes(ident: Ident) -> bytes:
+    return encoder.encode(ident)
+
+
+def describe_peer(stream: trio.abc.Stream) -> str:
+    """Who is on the other end of an accepted stream, for log lines: the process and
+    user of a Unix socket peer (SO_PEERCRED), or the address of a TCP one."""
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return "an in-process stream"
+    try:
+        if sock.family == socket.AF_UNIX and hasattr(socket, "SO_PEERCRED"):
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            pid, uid, _gid = struct.unpack("3i", creds)
+            return f"pid {pid} (user id {uid})"
+        host, port = sock.getpeername()[:2]
+        return f"{host}:{port}"
+    except OSError:
+        return "an unknown peer"
 
 
 async def _recv_frame(stream: trio.abc.Stream, rest: bytes, peer: str) -> tuple[Any, bytes]:
@@ -118,26 +204,48 @@ def _frame(msg: Any) -> bytes:
 
 
 async def handshake_as_dialer(stream: trio.abc.Stream, secret: bytes, me: Ident, peer: str) -> tuple[Ident, bytes]:
+    """Prove our knowledge of ``secret`` to the acceptor, and check its proof.
+
+    Raises:
+        HandshakeError: the peer is not an actor of this tree (or speaks another protocol).
+        trio.TooSlowError: the peer stalled for HANDSHAKE_TIMEOUT seconds.
+    """
     with trio.fail_after(HANDSHAKE_TIMEOUT):
         hello, rest = await _recv_frame(stream, b"", peer)
         if not isinstance(hello, Hello) or hello.version != PROTOCOL_VERSION:
             raise HandshakeError(f"{peer} does not speak notebook_actors protocol {PROTOCOL_VERSION}")
-        my_nonce = os.urandom(32)
-        await stream.send_all(_frame(Proof(_mac(secret, b"dial", hello.nonce), my_nonce, me)))
+        my_nonce = os.urandom(NONCE_SIZE)
+        mac = _mac(secret, b"dial", hello.nonce, my_nonce, _ident_bytes(me))
+        await stream.send_all(_frame(Proof(mac, my_nonce, me)))
         welcome, rest = await _recv_frame(stream, rest, peer)
-        if not isinstance(welcome, Welcome) or not hmac.compare_digest(welcome.mac, _mac(secret, b"accept", my_nonce)):
+        if not isinstance(welcome, Welcome) or not hmac.compare_digest(
+            welcome.mac, _mac(secret, b"accept", hello.nonce, my_nonce, _ident_bytes(welcome.ident))
+        ):
             raise HandshakeError(f"{peer} failed to prove it knows the tree's secret")
         return welcome.ident, rest
 
 
 async def handshake_as_acceptor(stream: trio.abc.Stream, secret: bytes, me: Ident, peer: str) -> tuple[Ident, bytes]:
+    """Challenge a connecting peer; nothing it sends is used before it proves itself.
+
+    Raises:
+        HandshakeError: the peer sent anything but a valid proof (the message names
+            the peer's process and user for a Unix socket, its address for TCP).
+        trio.TooSlowError: the peer stalled for HANDSHAKE_TIMEOUT seconds.
+    """
+    peer = f"{peer} from {describe_peer(stream)}"
     with trio.fail_after(HANDSHAKE_TIMEOUT):
-        nonce = os.urandom(32)
+        nonce = os.urandom(NONCE_SIZE)
         await stream.send_all(_frame(Hello(PROTOCOL_VERSION, nonce)))
         proof, rest = await _recv_frame(stream, b"", peer)
-        if not isinstance(proof, Proof) or not hmac.compare_digest(proof.mac, _mac(secret, b"dial", nonce)):
-            raise HandshakeError(f"{peer} failed the handshake (wrong secret or not an actor)")
-        await stream.send_all(_frame(Welcome(_mac(secret, b"accept", proof.nonce), me)))
+        if (
+            not isinstance(proof, Proof)
+            or len(proof.nonce) < NONCE_SIZE
+            or not hmac.compare_digest(proof.mac, _mac(secret, b"dial", nonce, proof.nonce, _ident_bytes(proof.ident)))
+        ):
+            raise HandshakeError(f"{peer} failed the handshake (wrong secret, or not an actor)")
+        mac = _mac(secret, b"accept", nonce, proof.nonce, _ident_bytes(me))
+        await stream.send_all(_frame(Welcome(mac, me)))
         return proof.ident, rest
 
 
@@ -169,6 +277,8 @@ class Channel:
         self.on_close: list[Callable[[Channel], None]] = []
         self.msgs_sent = 0
         self.msgs_received = 0
+        self.frames_refused = 0
+        self._frame_error: FrameError | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("connected" if self._stream else "connecting")
@@ -181,7 +291,7 @@ class Channel:
         self.uid = tuple(ident.uid)  # type: ignore[assignment]
         self.peer_pid = ident.pid
         self.raddr = ident.addr or self.raddr
-        self._decoder = FrameDecoder(msg_decoder, max_frame=MAX_FRAME, peer=f"actor {self.uid}")
+        self._decoder = FrameDecoder(msg_decoder, max_frame=MAX_FRAME, peer=f"actor {self.uid}", skip_invalid=True)
         self._rest = rest
         self._attached.set()
 
@@ -247,17 +357,22 @@ class Channel:
     async def receive_batch(self) -> list[Any]:
         """The next messages from the peer (at least one).
 
+        A well-formed frame that is not a message we know (a newer peer's message
+        type, a field of the wrong type) is answered with an error and skipped: the
+        channel keeps serving.
+
         Raises:
             TransportClosed: the peer closed the connection or it broke.
-            FrameError: the peer sent bytes that are not a valid frame.
+            FrameError: the peer sent bytes that are not a valid frame (close the channel).
         """
         stream, decoder = self._stream, self._decoder
         assert stream is not None and decoder is not None
+        if self._frame_error is not None:
+            raise self._frame_error
         if self._rest:
             rest, self._rest = self._rest, b""
-            msgs = decoder.feed(rest)
+            msgs = self._decode(decoder, rest)
             if msgs:
-                self.msgs_received += len(msgs)
                 return msgs
         while True:
             try:
@@ -266,10 +381,41 @@ class Channel:
                 raise TransportClosed(f"channel to actor {self.uid} broke: {exc}") from exc
             if not data:
                 raise TransportClosed(f"actor {self.uid} closed the channel")
-            msgs = decoder.feed(data)
+            msgs = self._decode(decoder, data)
             if msgs:
-                self.msgs_received += len(msgs)
                 return msgs
+
+    def _decode(self, decoder: FrameDecoder, data: bytes) -> list[Any]:
+        try:
+            msgs = decoder.feed(data)
+        except FrameError as exc:
+            # deliver what arrived intact before the bad frame; fail on the next call
+            msgs = getattr(exc, "decoded", [])
+            if not msgs:
+                raise
+            self._frame_error = exc
+        if any(type(m) is InvalidFrame for m in msgs):
+            msgs = [m for m in msgs if type(m) is not InvalidFrame or self._refuse(m)]
+        self.msgs_received += len(msgs)
+        return msgs
+
+    def _refuse(self, bad: InvalidFrame) -> bool:
+        """Answer a frame we cannot use with an error naming it (always False: drop it)."""
+        from ._state import current_actor_or_none
+
+        self.frames_refused += 1
+        what = f"message type {bad.tag!r}" if bad.tag else "message"
+        text = f"actor {self.uid} sent a {what} this actor cannot use ({bad.error}); it was dropped"
+        log.warning(text)
+        me = current_actor_or_none()
+        me_uid = me.uid if me is not None else None
+        cid = bad.cid if bad.tag == "start" else None  # answer a call, else report on the channel
+        info = ErrorInfo("MsgTypeError", "notebook_actors._exceptions", text, "", me_uid, [me_uid] if me_uid else [])
+        try:
+            self.send_nowait(Error(cid, info))
+        except TransportClosed:
+            pass
+        return False
 
     # closing
     def _mark_closed(self, reason: BaseException | None = None) -> None:
@@ -284,15 +430,18 @@ class Channel:
             cb(self)
 
     async def aclose(self, flush_timeout: float = 0.5) -> None:
-        """Flush what is queued (briefly), then close the stream."""
-        if self._closed:
-            return
+        """Flush what is queued (briefly), then close the stream.
+
+        Closes the stream even when the channel was already marked closed (e.g. the
+        peer hung up): marking only stops the traffic, the socket must still go.
+        """
         self._closing = True
         self._writer_wakeup.set()
         with trio.CancelScope(shield=True):
-            with trio.move_on_after(flush_timeout):
-                while self._out and self._stream is not None and not self._closed:
-                    await self._drained.park()
+            if not self._closed:
+                with trio.move_on_after(flush_timeout):
+                    while self._out and self._stream is not None and not self._closed:
+                        await self._drained.park()
             self._mark_closed(None)
             if self._stream is not None:
                 with trio.move_on_after(0.1):
