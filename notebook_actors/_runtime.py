@@ -674,7 +674,7 @@ def run(async_fn: Callable[..., Any], *args: Any, **root_kwargs: Any) -> Any:
         async with open_root_actor(**root_kwargs):
             return await async_fn(*args)
 
-    return trio.run(main)
+    return _run_trio(main, root_kwargs)
 
 
 def run_daemon(enable_modules: Any, **root_kwargs: Any) -> None:
@@ -685,7 +685,16 @@ def run_daemon(enable_modules: Any, **root_kwargs: Any) -> None:
         async with open_root_actor(enable_modules=enable_modules, **root_kwargs):
             await trio.sleep_forever()
 
-    trio.run(main)
+    _run_trio(main, root_kwargs)
+
+
+def _run_trio(main: Callable[[], Any], root_kwargs: dict[str, Any]) -> Any:
+    """``trio.run(main)``, or a guest run on a new asyncio loop for ``infect_asyncio``."""
+    if root_kwargs.get("infect_asyncio"):
+        from .to_asyncio import run_as_asyncio_guest
+
+        return run_as_asyncio_guest(main)
+    return trio.run(main)
 
 
 __all__ = ["Actor", "open_root_actor", "run", "run_daemon"]

@@ -1,9 +1,356 @@
-"""asyncio interop: run trio as a guest on an asyncio loop ("infected asyncio")."""
+"""asyncio interop: run trio as a guest on an asyncio loop ("infected asyncio").
+
+Two directions live here:
+
+- **trio on asyncio** (guest mode): :func:`run_as_asyncio_guest` runs a trio program on
+  a fresh asyncio loop (what an ``infect_asyncio=True`` actor does);
+  :func:`start_guest_run` and :func:`start_guest_actor` run trio, or the whole actor
+  runtime, on an asyncio loop that *already runs* (a Jupyter kernel's, or your own
+  ``asyncio.run(main())``).
+- **asyncio from trio**: inside such a guest run, :func:`run_task` and
+  :func:`open_channel_from` run asyncio code from trio tasks with errors and
+  cancellation linked both ways.
+
+Everything runs on one thread: trio's tasks step inside callbacks of the asyncio
+loop, so a blocking call on either side freezes both.
+"""
 from __future__ import annotations
 
-_guest_mode = False
+import asyncio
+import contextvars
+from typing import Any, Awaitable, Callable
+
+import outcome
+import trio
+
+__all__ = [
+    "GuestActor",
+    "GuestRun",
+    "is_guest_mode",
+    "run_as_asyncio_guest",
+    "start_guest_actor",
+    "start_guest_run",
+]
+
+#: Guest runs alive in this process (seen from outside trio).
+_guest_runs = 0
+#: Inside a trio run: the asyncio loop hosting it, or None for a plain ``trio.run``.
+_host_loop: trio.lowlevel.RunVar[asyncio.AbstractEventLoop | None] = trio.lowlevel.RunVar(
+    "notebook_actors.host_loop", default=None
+)
 
 
 def is_guest_mode() -> bool:
-    """True while this process runs trio as a guest on an asyncio loop."""
-    return _guest_mode
+    """True while this process runs trio as a guest on an asyncio loop.
+
+    Inside a trio run it answers for that run (a plain ``trio.run`` in a worker thread
+    is not a guest); outside trio it says whether any guest run is alive.
+    """
+    try:
+        return _host_loop.get() is not None
+    except RuntimeError:  # not inside a trio run
+        return _guest_runs > 0
+
+
+def host_loop() -> asyncio.AbstractEventLoop:
+    """The asyncio loop hosting the current trio run.
+
+    Raises:
+        RuntimeError: trio runs on its own here (``trio.run``), not as a guest.
+    """
+    try:
+        loop = _host_loop.get()
+    except RuntimeError:
+        loop = None
+    if loop is None:
+        raise RuntimeError(
+            "this needs trio running as a guest on asyncio, but it runs on its own here: "
+            "spawn the actor with infect_asyncio=True (start_actor/run_in_actor/open_root_actor/run), "
+            "or start trio with notebook_actors.to_asyncio.run_as_asyncio_guest(main) instead of trio.run(main)"
+        )
+    return loop
+
+
+class GuestRun:
+    """A trio run hosted by an asyncio loop. Made by :func:`start_guest_run`.
+
+    The host must let the run finish before its loop stops: call :meth:`cancel` (or
+    :meth:`aclose`) and ``await`` :meth:`wait` first. A loop closed under a live guest
+    run leaves trio half-way, and its child actors to the reaper of last resort.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._finished: asyncio.Future[outcome.Outcome[Any]] = loop.create_future()
+        self._scope: trio.CancelScope | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._cancel_requested = False
+
+    def __repr__(self) -> str:
+        state = "finished" if self.done() else ("cancelling" if self._cancel_requested else "running")
+        return f"<GuestRun {state} on {self.loop!r}>"
+
+    def done(self) -> bool:
+        """True once the trio run has ended."""
+        return self._finished.done()
+
+    def cancel(self) -> None:
+        """Cancel the trio run's main task (sync, safe from any thread; idempotent).
+
+        The run ends once every trio task has unwound: await :meth:`wait` for that.
+        """
+        self._cancel_requested = True
+        if self._scope is None or self._token is None or self.done():
+            return  # the main task cancels itself when it starts
+        try:
+            self._token.run_sync_soon(self._scope.cancel)
+        except trio.RunFinishedError:
+            pass
+
+    async def wait(self) -> Any:
+        """Wait (in asyncio) until the trio run has ended; return its result or raise its
+        error. A run ended by :meth:`cancel` returns ``None``.
+
+        Cancelling the awaiting asyncio task does not cancel the trio run.
+        """
+        return _value_or_raise(await asyncio.shield(self._finished))
+
+    async def aclose(self) -> None:
+        """Cancel the trio run and wait until it has ended; errors are not raised."""
+        self.cancel()
+        await asyncio.shield(self._finished)
+
+    async def _main(self, async_fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> Any:
+        _host_loop.set(self.loop)
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            if self._cancel_requested:
+                scope.cancel()
+            return await async_fn(*args)
+        return None  # cancelled through cancel()
+
+    def _done(self, result: outcome.Outcome[Any], done_callback: Callable[[outcome.Outcome[Any]], Any] | None) -> None:
+        global _guest_runs
+        _guest_runs -= 1
+        if not self._finished.done() and not self.loop.is_closed():
+            self._finished.set_result(result)
+        if done_callback is not None:
+            done_callback(result)
+
+
+def start_guest_run(
+    async_fn: Callable[..., Awaitable[Any]],
+    *args: Any,
+    loop: asyncio.AbstractEventLoop | None = None,
+    done_callback: Callable[[outcome.Outcome[Any]], Any] | None = None,
+) -> GuestRun:
+    """Start ``async_fn(*args)`` as a trio run hosted by an asyncio loop; return at once.
+
+    Call it on the loop's thread: from a coroutine or callback of the running loop, or
+    from synchronous code the loop calls (e.g. ``load_ipython_extension``). trio keeps
+    running whenever the loop is idle or awaiting; a *blocking* call on the loop's thread
+    (``time.sleep``) freezes trio too.
+
+    Args:
+        loop: the host loop; default the running one.
+        done_callback: called on the loop's thread with the run's
+            :class:`outcome.Outcome` when it ends (``await run.wait()`` is the usual way).
+
+    Raises:
+        RuntimeError: no ``loop`` given and none is running; or a trio run is already
+            active on this thread.
+    """
+    global _guest_runs
+    if trio.lowlevel.in_trio_run():
+        raise RuntimeError(
+            "a trio run is already active on this thread: one thread hosts one trio run; "
+            "use the running one (e.g. its actor nursery) instead of starting another guest run"
+        )
+    loop = loop or asyncio.get_running_loop()
+    run = GuestRun(loop)
+    trio.lowlevel.start_guest_run(
+        run._main,
+        async_fn,
+        args,
+        run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+        run_sync_soon_not_threadsafe=loop.call_soon,
+        # asyncio owns the wakeup fd (for its own signal handlers): trio must not take it.
+        host_uses_signal_set_wakeup_fd=False,
+        done_callback=lambda result: run._done(result, done_callback),
+    )
+    _guest_runs += 1
+    run._token = trio.lowlevel.current_trio_token()  # the guest's runner is this thread's now
+    return run
+
+
+def run_as_asyncio_guest(trio_main: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """Run ``trio_main(*args)`` with trio as a guest on a new asyncio loop (blocking).
+
+    The asyncio counterpart of ``trio.run(trio_main, *args)``: returns its result or
+    raises its error. Inside, asyncio code can run alongside trio (see :func:`run_task`)
+    and :func:`is_guest_mode` is true. Ctrl-C cancels the trio run, waits for it to
+    unwind, then raises ``KeyboardInterrupt``.
+    """
+
+    async def host() -> Any:
+        run = start_guest_run(trio_main, *args)
+        try:
+            return await run.wait()
+        except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels this task
+            await run.aclose()
+            raise
+
+    return asyncio.run(host())
+
+
+class GuestActor:
+    """The actor runtime running as a trio guest on an asyncio loop. Made by
+    :func:`start_guest_actor`.
+
+    From asyncio code: ``await ga.wait_started()`` for the :class:`Actor`,
+    ``await ga.run(trio_fn, *args)`` to run trio code inside the runtime (e.g. open an
+    actor nursery), ``await ga.aclose()`` to cancel the whole tree and wait until every
+    child actor is gone. Also an async context manager doing the first and the last.
+    """
+
+    def __init__(self, root_kwargs: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.actor: Any = None
+        self._root_kwargs = root_kwargs
+        self._started: asyncio.Future[None] = loop.create_future()
+        self._nursery: trio.Nursery | None = None
+        self.guest: GuestRun = start_guest_run(self._trio_main, loop=loop, done_callback=self._on_done)
+
+    def __repr__(self) -> str:
+        return f"<GuestActor {self.actor.uid if self.actor else '(starting)'} {self.guest!r}>"
+
+    async def _trio_main(self) -> None:
+        from ._runtime import open_root_actor
+
+        async with open_root_actor(**self._root_kwargs) as actor:
+            async with trio.open_nursery() as nursery:
+                self.actor, self._nursery = actor, nursery
+                if not self._started.done():
+                    self._started.set_result(None)
+                await trio.sleep_forever()
+
+    def _on_done(self, result: outcome.Outcome[Any]) -> None:
+        if not self._started.done():
+            if isinstance(result, outcome.Error):
+                self._started.set_exception(result.error)
+            else:
+                self._started.set_exception(RuntimeError("the guest actor runtime stopped before it started"))
+
+    async def wait_started(self) -> Any:
+        """Wait until the root actor is up; return it (raise why it failed to start)."""
+        await asyncio.shield(self._started)
+        return self.actor
+
+    async def run(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run the trio function ``async_fn(*args)`` inside the runtime; return its result.
+
+        Awaited from asyncio. The trio task starts in a copy of the caller's
+        ``contextvars`` context (so, in a kernel, its output goes to the calling cell).
+        Cancelling the awaiting asyncio task cancels the trio task and waits for it to
+        unwind before ``CancelledError`` propagates; its error is raised here.
+
+        Raises:
+            RuntimeError: the runtime is shutting down or has stopped.
+        """
+        await self.wait_started()
+        if self.guest.done() or self._nursery is None:
+            raise RuntimeError("the guest actor runtime has stopped: start a new one with start_guest_actor()")
+        return await _run_in_trio(self._nursery, self.guest, async_fn, args)
+
+    def stop(self) -> None:
+        """Start cancelling the tree (sync); ``await wait_closed()`` for the end."""
+        self.guest.cancel()
+
+    async def wait_closed(self) -> None:
+        """Wait until the runtime, and every actor it spawned, has ended."""
+        await asyncio.shield(self.guest._finished)
+
+    async def aclose(self) -> None:
+        """Cancel the whole actor tree and wait until every process of it is gone.
+
+        Do this before the host loop closes; it is safe to call twice.
+        """
+        await self.guest.aclose()
+
+    async def __aenter__(self) -> GuestActor:
+        try:
+            await self.wait_started()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
+
+
+def start_guest_actor(*, loop: asyncio.AbstractEventLoop | None = None, **root_kwargs: Any) -> GuestActor:
+    """Run the actor runtime (a root actor) as a trio guest on a running asyncio loop.
+
+    Returns at once (it may be called from sync code on the loop's thread);
+    ``await ga.wait_started()`` or ``async with start_guest_actor() as ga:`` waits
+    until the root actor is up. The actor counts as asyncio-infected, so
+    :func:`run_task` works in its trio tasks.
+
+    The trap: stop it with ``await ga.aclose()`` *before* the host loop closes, or
+    its children outlive their tree until the parent-death signal reaps them.
+
+    Args:
+        loop: the host loop; default the running one.
+        root_kwargs: passed to :func:`notebook_actors.open_root_actor`.
+    """
+    root_kwargs.setdefault("infect_asyncio", True)
+    return GuestActor(root_kwargs, loop or asyncio.get_running_loop())
+
+
+async def _run_in_trio(
+    nursery: trio.Nursery, guest: GuestRun, async_fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
+) -> Any:
+    """Run ``async_fn(*args)`` as a task of ``nursery``; await it from asyncio."""
+    finished: asyncio.Future[outcome.Outcome[Any]] = guest.loop.create_future()
+    scope = trio.CancelScope()
+
+    async def trio_task() -> None:
+        result: outcome.Outcome[Any] = outcome.Error(_shut_down_error())
+        try:
+            with scope:
+                try:
+                    result = outcome.Value(await async_fn(*args))
+                except Exception as exc:  # goes to the asyncio caller; Cancelled/KI propagate
+                    result = outcome.Error(exc)
+        finally:
+            if scope.cancelled_caught:
+                result = outcome.Error(asyncio.CancelledError())
+            if not finished.done():
+                finished.set_result(result)
+
+    ctx = contextvars.copy_context()
+    assert guest._token is not None
+    guest._token.run_sync_soon(ctx.run, nursery.start_soon, trio_task)
+    try:
+        result = await asyncio.shield(finished)
+    except asyncio.CancelledError:
+        guest._token.run_sync_soon(scope.cancel)
+        while not finished.done():
+            try:
+                await asyncio.shield(finished)
+            except asyncio.CancelledError:
+                continue
+        raise
+    return _value_or_raise(result)
+
+
+def _shut_down_error() -> RuntimeError:
+    return RuntimeError("the guest actor runtime shut down while this call ran in it")
+
+
+def _value_or_raise(result: outcome.Outcome[Any]) -> Any:
+    """Like ``result.unwrap()``, but an outcome may be read more than once."""
+    if isinstance(result, outcome.Error):
+        raise result.error
+    return result.value
