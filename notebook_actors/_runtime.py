@@ -309,6 +309,10 @@ class Actor:
             chans.remove(chan)
         if not chans:
             self._peers.pop(chan.uid, None)  # type: ignore[arg-type]
+            if self.is_arbiter and chan.uid in self._registry and chan.uid != self.uid:
+                # its last channel closed: the actor is gone, even if it was SIGKILLed
+                # (test_discovery.py::test_killed_actor_leaves_registry)
+                self.unregister_actor(list(chan.uid))  # type: ignore[arg-type]
         for ctx in list(chan.ctxs.values()):
             if ctx.side == "callee" and ctx._scope is not None:
                 ctx._canceller = chan.uid

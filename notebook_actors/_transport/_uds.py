@@ -43,6 +43,17 @@ def sweep_stale(directory: Path) -> None:
             pass
 
 
+async def _is_stale(location: str) -> bool:
+    """True when ``location`` is a socket file that refuses connections."""
+    try:
+        stream = await trio.open_unix_socket(location)
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    await stream.aclose()
+    return False
+
 
 class UDSTransport(Transport):
     scheme = "uds"
@@ -51,6 +62,20 @@ class UDSTransport(Transport):
         return await trio.open_unix_socket(location)
 
     async def listen(self, location: str) -> tuple[list[trio.abc.Listener], str]:
+        try:
+            sock = await self._bind(location)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or not await _is_stale(location):
+                raise
+            # a socket file nobody listens on (its actor was killed): take it over
+            os.unlink(location)
+            sock = await self._bind(location)
+        os.chmod(location, 0o600)
+        sock.listen(socket.SOMAXCONN)
+        return [trio.SocketListener(sock)], location
+
+    @staticmethod
+    async def _bind(location: str) -> trio.socket.SocketType:
         sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             await sock.bind(location)
@@ -59,9 +84,7 @@ class UDSTransport(Transport):
             if exc.errno != errno.EADDRINUSE:
                 raise
             raise OSError(errno.EADDRINUSE, f"socket file {location} is in use") from None
-        os.chmod(location, 0o600)
-        sock.listen(socket.SOMAXCONN)
-        return [trio.SocketListener(sock)], location
+        return sock
 
     def cleanup(self, location: str) -> None:
         try:
