@@ -22,6 +22,7 @@ from ._discovery import get_registry as get_registry
 from ._discovery import query_actor as query_actor
 from ._discovery import wait_for_actor as wait_for_actor
 from ._exceptions import ActorCrashed as ActorCrashed
+from ._exceptions import AsyncioCancelled as AsyncioCancelled
 from ._exceptions import ContextCancelled as ContextCancelled
 from ._exceptions import ModuleNotExposed as ModuleNotExposed
 from ._exceptions import MsgTypeError as MsgTypeError
@@ -76,7 +77,7 @@ def unload_ipython_extension(ipython) -> None:
 
 
 __all__ = [
-    "Actor", "ActorCrashed", "ActorNursery", "Context", "ContextCancelled", "ModuleNotExposed",
+    "Actor", "ActorCrashed", "AsyncioCancelled", "ActorNursery", "Context", "ContextCancelled", "ModuleNotExposed",
     "MsgStream", "MsgTypeError", "MultiError", "NoResult", "NoRuntime", "Portal", "RemoteActorError",
     "StreamOverrun", "TransportClosed", "breakpoint", "context", "current_actor", "find_actor",
     "find_actors", "get_arbiter", "get_registry", "is_root_process", "log", "msg", "open_nursery",

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ActorCrashed",
+    "AsyncioCancelled",
     "ContextCancelled",
     "FrameError",
     "HandshakeError",
@@ -162,6 +163,16 @@ class FrameError(ValueError):
 
 class HandshakeError(ConnectionError):
     """Raised when a peer fails the connection handshake (wrong secret or protocol)."""
+
+
+class AsyncioCancelled(Exception):
+    """Raised in trio when the asyncio task it waits on (``to_asyncio.run_task``,
+    ``to_asyncio.open_channel_from``) was cancelled by asyncio, not by trio.
+
+    A trio-side cancellation cancels the asyncio task and stays a ``trio.Cancelled``;
+    this error means something on the asyncio side (``task.cancel()``, a loop shutting
+    down) ended the task on its own.
+    """
 
 
 class MultiError(ExceptionGroup):
