@@ -46,6 +46,7 @@ SELF_RPC = frozenset({
     "unregister_actor",
     "ping",
     "tree_snapshot",
+    "tree_feed",
 })
 
 
@@ -559,13 +560,18 @@ class Actor:
             await self._registry_changed.park()
 
     def tree_snapshot(self) -> dict[str, Any]:
-        """RPC: this actor and its children, for ``python -m notebook_actors ps``."""
-        return {
-            "uid": list(self.uid),
-            "pid": self.pid,
-            "addr": self.accept_addr,
-            "children": [list(uid) for uid in self.children],
-        }
+        """RPC: this actor as a tree node, for ``python -m notebook_actors ps``."""
+        from . import _tree
+
+        return {**_tree.describe_actor(self), "children": [list(uid) for uid in self.children]}
+
+    async def tree_feed(self, ctx: Context, interval: float = 0.5) -> None:
+        """RPC (a context): stream this actor's subtree to a watcher (see ``_tree``)."""
+        from . import _tree
+
+        await _tree.serve_feed(self, ctx, interval)
+
+    tree_feed._notebook_actors_kind = "context"  # type: ignore[attr-defined]
 
     # -- closing -------------------------------------------------------------------------
     async def _close_all_channels(self) -> None:

@@ -1,0 +1,577 @@
+"""The live structure of an actor tree: who runs, in which state, doing which calls.
+
+Every actor can describe itself (:func:`describe_actor`). A parent learns about its
+children's subtrees through a long-lived ``self:tree_feed`` context to each child:
+the child sends one snapshot, then compact deltas at most every ``interval`` seconds
+and only when something changed. The parent merges those with its own records of
+its children (a spawning child cannot describe itself yet; an exited one no longer
+can), so the root's view is the whole tree. Nothing runs unless someone watches:
+closing the last watch stops every feed, and a feed never keeps an actor alive (it
+is an ordinary RPC that the actor's shutdown cancels).
+
+Everything here is plain JSON (str/int/float/list/dict), ready for a widget trait or
+a terminal.
+
+A node (one actor) is a dict::
+
+    {"key": "name.uuid", "name", "uid": [name, uuid], "pid", "parent": key | None,
+     "state": "spawning" | "idle" | "running" | "streaming" | "debugger"
+              | "cancelling" | "crashed" | "exited",
+     "exitcode": int | None, "error": str | None, "started": epoch seconds,
+     "cpu": percent, "rss": bytes, "addr", "activity": str | None,
+     "calls": [{"fn", "side": "caller" | "callee", "peer": key, "stream": bool,
+                "sent", "recv", "rate": msgs/s}],
+     "output": [recent lines]}
+
+A tree is ``{"root": key, "nodes": {key: node}, "debug": {"holder": key | None,
+"waiting": [key]}}``; a delta is ``{"set": {key: node}, "del": [key], "debug": ...}``.
+"""
+from __future__ import annotations
+
+import collections
+import io
+import logging
+import os
+import sys
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+import trio
+
+log = logging.getLogger("notebook_actors.tree")
+
+#: Seconds between two updates of a watch (and of each feed up the tree).
+DEFAULT_INTERVAL = 0.5
+#: Seconds an exited child stays in the tree (so a watcher sees how it ended).
+EXITED_LINGER = 2.0
+#: Seconds a crashed child stays in the tree.
+CRASHED_LINGER = 60.0
+#: Lines of recent output kept per actor.
+OUTPUT_TAIL = 20
+
+#: Runtime-internal calls that are not the actor's own work.
+_INTERNAL_CALLS = frozenset({
+    "self:tree_feed", "self:tree_snapshot", "self:register_actor", "self:unregister_actor",
+    "self:ping", "self:cancel", "self:get_registry", "self:find_actor", "self:find_actors",
+})
+
+
+def key_of(uid: Any) -> str:
+    """The tree key of an actor: ``'name.uuid'`` (the registry's format)."""
+    return f"{uid[0]}.{uid[1]}"
+
+
+# -- what an actor knows about itself ----------------------------------------------------
+
+class _LocalInfo:
+    """Per-process facts the runtime does not keep: psutil handle, rates, hooks' state."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.proc = psutil.Process()
+        self.proc.cpu_percent(None)  # the first call only starts the measurement
+        try:
+            self.started = self.proc.create_time()
+        except Exception:
+            self.started = time.time()
+        self.cpu = 0.0
+        self.cpu_at = time.monotonic()
+        self.rates: dict[int, tuple[int, float, float]] = {}  # id(ctx) -> (count, t, rate)
+        self.state_override: str | None = None
+        self.activity: str | None = None
+        self.output: collections.deque[str] = collections.deque(maxlen=OUTPUT_TAIL)
+        self.debug_holder: str | None = None
+        self.debug_waiting: list[str] = []
+
+    def cpu_percent(self) -> float:
+        # psutil measures since the previous call: sample at most 4 times a second so
+        # several watchers do not turn it into noise.
+        now = time.monotonic()
+        if now - self.cpu_at >= 0.25:
+            try:
+                self.cpu = round(self.proc.cpu_percent(None), 1)
+            except Exception:
+                self.cpu = 0.0
+            self.cpu_at = now
+        return self.cpu
+
+    def rss(self) -> int:
+        try:
+            return int(self.proc.memory_info().rss)
+        except Exception:
+            return 0
+
+    def rate(self, ctx: Any, count: int) -> float:
+        now = time.monotonic()
+        prev = self.rates.get(id(ctx))
+        if prev is None:
+            self.rates[id(ctx)] = (count, now, 0.0)
+            return 0.0
+        n0, t0, rate = prev
+        if now - t0 >= 0.25:
+            rate = round((count - n0) / (now - t0), 1)
+            self.rates[id(ctx)] = (count, now, rate)
+        return rate
+
+
+_local: _LocalInfo | None = None
+
+
+def _info() -> _LocalInfo:
+    global _local
+    if _local is None or _local.proc.pid != os.getpid():
+        _local = _LocalInfo()
+    return _local
+
+
+def set_state(state: str | None) -> None:
+    """Override this actor's state word (e.g. ``"debugger"`` while a REPL is open);
+    ``None`` goes back to the state derived from its calls. For the debugger."""
+    _info().state_override = state
+
+
+def set_activity(text: str | None) -> None:
+    """Say what this actor is doing right now (e.g. ``"cell [5]"``), shown beside it."""
+    _info().activity = text
+
+
+def set_debug_lock(holder: Any = None, waiting: Any = ()) -> None:
+    """Publish who holds the tree-wide REPL lock and who waits for it (uids), at the
+    root. For the debugger; a watch shows it as ``tree["debug"]``."""
+    info = _info()
+    info.debug_holder = key_of(holder) if holder else None
+    info.debug_waiting = [key_of(uid) for uid in waiting]
+
+
+def record_output(text: str) -> None:
+    """Add output to this actor's recent-output tail (shown when a node is expanded)."""
+    out = _info().output
+    for line in text.splitlines():
+        if line.strip():
+            out.append(line[-300:])
+
+
+class _TeeOutput(io.TextIOBase):
+    """Write-through wrapper of a child's stdout/stderr that keeps a tail of it."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        n = self._inner.write(text)
+        self._partial += text
+        if "\n" in self._partial:
+            done, _, self._partial = self._partial.rpartition("\n")
+            record_output(done)
+        return n
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def fileno(self) -> int:
+        return self._inner.fileno()
+
+    def isatty(self) -> bool:
+        return self._inner.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._inner, "encoding", "utf-8")
+
+
+def _capture_output() -> None:
+    """Tee this (child) process's stdout and stderr into its output tail, once."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, _TeeOutput):
+            setattr(sys, name, _TeeOutput(stream))
+
+
+def _channels(actor: Any) -> set[Any]:
+    chans = {c for cs in list(actor._peers.values()) for c in cs}
+    chans.update(actor._chans_by_addr.values())
+    chans.update(getattr(c, "chan", None) for c in list(actor.children.values()))
+    chans.discard(None)
+    return chans
+
+
+def _calls(actor: Any, info: _LocalInfo) -> list[dict[str, Any]]:
+    calls = []
+    for chan in _channels(actor):
+        for ctx in list(chan.ctxs.values()):
+            if ctx.fn_name in _INTERNAL_CALLS:
+                continue
+            stream = ctx._stream
+            sent = stream.sent if stream is not None else 0
+            recv = stream.received if stream is not None else 0
+            calls.append({
+                "fn": ctx.fn_name,
+                "side": ctx.side,
+                "peer": key_of(chan.uid) if chan.uid else None,
+                "stream": stream is not None and not stream._closed,
+                "sent": sent,
+                "recv": recv,
+                "rate": info.rate(ctx, sent + recv),
+            })
+    calls.sort(key=lambda c: (c["fn"], c["side"], c["peer"] or ""))
+    return calls
+
+
+def _derived_state(actor: Any, calls: list[dict[str, Any]]) -> str:
+    if actor.cancel_called:
+        return "cancelling"
+    if any(c["stream"] for c in calls):
+        return "streaming"
+    if calls:
+        return "running"
+    return "idle"
+
+
+def describe_actor(actor: Any) -> dict[str, Any]:
+    """This actor as a tree node (see the module docstring)."""
+    info = _info()
+    calls = _calls(actor, info)
+    parent = actor.parent_chan.uid if actor.parent_chan is not None else None
+    return {
+        "key": key_of(actor.uid),
+        "name": actor.name,
+        "uid": list(actor.uid),
+        "pid": actor.pid,
+        "parent": key_of(parent) if parent else None,
+        "state": info.state_override or _derived_state(actor, calls),
+        "exitcode": None,
+        "error": None,
+        "started": info.started,
+        "cpu": info.cpu_percent(),
+        "rss": info.rss(),
+        "addr": actor.accept_addr,
+        "activity": info.activity,
+        "calls": calls,
+        "output": list(info.output),
+    }
+
+
+def _record_node(child: Any, parent_key: str) -> dict[str, Any]:
+    """A child as its parent's supervisor sees it (before it reports, after it exits)."""
+    proc = child.proc
+    error = None
+    result = getattr(child.portal, "_result", None)
+    if isinstance(result, tuple) and result[0] == "err" and type(result[1]).__name__ != "ContextCancelled":
+        error = str(result[1]).splitlines()[0][:300] if str(result[1]) else type(result[1]).__name__
+    code = child.exitcode
+    if child.exited.is_set():
+        crashed = error is not None or (code not in (0, None) and not child.cancel_requested)
+        state = "crashed" if crashed else "exited"
+        if crashed and error is None:
+            error = f"died with exit code {code}"
+    elif child.cancel_requested:
+        state = "cancelling"
+    elif not child.started.is_set():
+        state = "spawning"
+    else:
+        state = "running"
+    return {
+        "key": key_of(child.uid),
+        "name": child.name,
+        "uid": list(child.uid),
+        "pid": proc.pid if proc is not None else None,
+        "parent": parent_key,
+        "state": state,
+        "exitcode": code if child.exited.is_set() else None,
+        "error": error,
+        "started": None,
+        "cpu": 0.0,
+        "rss": 0,
+        "addr": child.chan.raddr,
+        "activity": None,
+        "calls": [],
+        "output": [],
+    }
+
+
+# -- merging children's subtrees -------------------------------------------------------
+
+def _feed_target() -> Any:
+    """A stand-in that makes ``Portal.open_context`` call the remote Actor's own
+    ``tree_feed`` method (namespace ``'self'``) instead of a module function."""
+
+    async def tree_feed(ctx: Any) -> None:  # pragma: no cover - never called locally
+        raise RuntimeError("a stand-in for the remote Actor.tree_feed")
+
+    tree_feed.__module__ = "self"
+    tree_feed.__qualname__ = "tree_feed"
+    tree_feed._notebook_actors_kind = "context"  # type: ignore[attr-defined]
+    return tree_feed
+
+
+_FEED = _feed_target()
+
+
+def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The delta that turns node map ``old`` into ``new`` (empty dict: no change)."""
+    changed = {k: v for k, v in new.items() if old.get(k) != v}
+    gone = [k for k in old if k not in new]
+    delta: dict[str, Any] = {}
+    if changed:
+        delta["set"] = changed
+    if gone:
+        delta["del"] = gone
+    return delta
+
+
+def apply_delta(nodes: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    """A new node map: ``nodes`` with ``delta`` applied."""
+    out = dict(nodes)
+    for k in delta.get("del", ()):
+        out.pop(k, None)
+    out.update(delta.get("set", {}))
+    return out
+
+
+class _Subtree:
+    """This actor's merged subtree, refreshed every ``interval`` while it runs."""
+
+    def __init__(self, actor: Any, interval: float) -> None:
+        self.actor = actor
+        self.interval = interval
+        self.key = key_of(actor.uid)
+        self.nodes: dict[str, Any] = {}
+        self.debug: dict[str, Any] = {"holder": None, "waiting": []}
+        self.version = 0
+        self._changed = trio.lowlevel.ParkingLot()
+        self._remote: dict[tuple[str, str], dict[str, Any]] = {}
+        self._seen: dict[tuple[str, str], Any] = {}  # uid -> child record
+        self._exited_at: dict[tuple[str, str], float] = {}
+        self._feeding: set[tuple[str, str]] = set()
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as n:
+            self._nursery = n
+            self.refresh()
+            task_status.started()
+            while True:
+                await trio.sleep(self.interval)
+                self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute the subtree; wake followers if it changed."""
+        for uid, child in list(self.actor.children.items()):
+            self._seen.setdefault(uid, child)
+        now = time.monotonic()
+        nodes = {self.key: describe_actor(self.actor)}
+        for uid, child in list(self._seen.items()):
+            if child.exited.is_set():
+                self._exited_at.setdefault(uid, now)
+            node = _record_node(child, self.key)
+            if uid in self._exited_at:
+                linger = CRASHED_LINGER if node["state"] == "crashed" else EXITED_LINGER
+                if now - self._exited_at[uid] > linger:
+                    del self._seen[uid]
+                    self._remote.pop(uid, None)
+                    continue
+                nodes[node["key"]] = node
+                continue
+            if child.started.is_set() and uid not in self._feeding and self._nursery is not None:
+                self._feeding.add(uid)
+                self._nursery.start_soon(self._follow_child, child)
+            sub = self._remote.get(uid)
+            if sub and node["key"] in sub:
+                nodes.update(sub)
+                own = dict(sub[node["key"]])
+                own["parent"] = self.key
+                if node["state"] == "cancelling" and own["state"] not in ("debugger", "crashed"):
+                    own["state"] = "cancelling"
+                nodes[node["key"]] = own
+            else:
+                nodes[node["key"]] = node
+        info = _info()
+        debug = {"holder": info.debug_holder, "waiting": list(info.debug_waiting)}
+        if nodes != self.nodes or debug != self.debug:
+            self.nodes, self.debug = nodes, debug
+            self.version += 1
+            self._changed.unpark_all()
+
+    async def _follow_child(self, child: Any) -> None:
+        """Mirror ``child``'s own subtree into ``self._remote`` until it goes away."""
+        uid = child.uid
+        try:
+            async with child.portal.open_context(_FEED, interval=self.interval) as (ctx, first):
+                self._remote[uid] = first
+                async with ctx.open_stream() as stream:
+                    async for delta in stream:
+                        self._remote[uid] = apply_delta(self._remote.get(uid, {}), delta)
+        except trio.Cancelled:
+            raise
+        except BaseException as exc:  # the child exits or crashes: its record tells how
+            log.debug("tree feed from %s ended: %r", uid, exc)
+        finally:
+            self._remote.pop(uid, None)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"root": self.key, "nodes": self.nodes, "debug": self.debug}
+
+    async def wait_changed(self, version: int) -> None:
+        while self.version == version:
+            await self._changed.park()
+
+
+class TreeWatch:
+    """A live view of the tree below this actor (from :func:`open_tree_watch`).
+
+    ``snapshot()`` is the current tree; ``async for delta in watch`` yields each change
+    (throttled to one per interval). Both are plain JSON.
+    """
+
+    def __init__(self, subtree: _Subtree) -> None:
+        self._sub = subtree
+        self._seen_nodes: dict[str, Any] = {}
+        self._seen_debug: Any = None
+        self._version = -1
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole tree as it is now: ``{"root", "nodes", "debug"}``."""
+        return self._sub.snapshot()
+
+    def __aiter__(self) -> TreeWatch:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        while True:
+            await self._sub.wait_changed(self._version)
+            self._version = self._sub.version
+            delta = diff(self._seen_nodes, self._sub.nodes)
+            if self._sub.debug != self._seen_debug:
+                delta["debug"] = self._sub.debug
+            self._seen_nodes, self._seen_debug = self._sub.nodes, self._sub.debug
+            if delta:
+                return delta
+
+    def statistics(self) -> dict[str, int]:
+        return {"actors": len(self._sub.nodes), "version": self._sub.version, "feeds": len(self._sub._feeding)}
+
+
+@asynccontextmanager
+async def open_tree_watch(interval: float = DEFAULT_INTERVAL) -> AsyncIterator[TreeWatch]:
+    """Watch the actor tree below this actor (the whole tree, at the root).
+
+    An async context manager yielding a :class:`TreeWatch`. Usable in any actor,
+    without Jupyter. While it is open, each actor below reports its subtree to its
+    parent at most every ``interval`` seconds; leaving the block stops that. It never
+    keeps an actor alive: an actor that exits simply leaves the tree (after showing
+    ``exited``/``crashed`` for a moment).
+
+    Raises:
+        NoRuntime: no actor runtime runs in this process.
+    """
+    from ._state import current_actor
+
+    actor = current_actor()
+    sub = _Subtree(actor, interval)
+    async with trio.open_nursery() as n:
+        await n.start(sub.run)
+        try:
+            yield TreeWatch(sub)
+        finally:
+            n.cancel_scope.cancel()
+
+
+async def serve_feed(actor: Any, ctx: Any, interval: float) -> None:
+    """The child side of ``self:tree_feed``: stream this actor's subtree to the caller."""
+    if actor.parent_addr is not None:
+        _capture_output()
+    sub = _Subtree(actor, interval)
+    async with trio.open_nursery() as n:
+        await n.start(sub.run)
+        seen = sub.nodes
+        version = sub.version
+        await ctx.started(seen)
+        async with ctx.open_stream() as stream:
+            while True:
+                await sub.wait_changed(version)
+                version = sub.version
+                delta = diff(seen, sub.nodes)
+                seen = sub.nodes
+                if delta:
+                    await stream.send(delta)
+
+
+# -- printing (``python -m notebook_actors ps``) -----------------------------------------
+
+def _fmt_bytes(n: int | None) -> str:
+    if not n:
+        return "-"
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024 or unit == "G":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return "-"
+
+
+def _fmt_age(started: float | None, now: float) -> str:
+    if not started:
+        return "-"
+    s = int(max(0, now - started))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02}:{s:02}" if h else f"{m}:{s:02}"
+
+
+def state_word(node: dict[str, Any]) -> str:
+    """The state as a word, with the exit code or signal when it ended."""
+    state = node["state"]
+    code = node.get("exitcode")
+    if state in ("exited", "crashed") and code is not None:
+        if code < 0:
+            import signal
+
+            try:
+                return f"{state}({signal.Signals(-code).name})"
+            except ValueError:
+                pass
+        return f"{state}({code})"
+    return state
+
+
+def format_tree(tree: dict[str, Any], now: float | None = None) -> str:
+    """The tree like ``pstree``: one actor per line, children indented below parents."""
+    now = time.time() if now is None else now
+    nodes = tree["nodes"]
+    kids: dict[str | None, list[str]] = collections.defaultdict(list)
+    for key, node in nodes.items():
+        parent = node.get("parent")
+        kids[parent if parent in nodes else None].append(key)
+    lines: list[str] = []
+
+    def walk(key: str, prefix: str, last: bool, top: bool) -> None:
+        node = nodes[key]
+        branch = "" if top else ("└─ " if last else "├─ ")
+        streams = sum(1 for c in node.get("calls", ()) if c["stream"])
+        extra = f"  {streams} stream{'s' * (streams != 1)}" if streams else ""
+        if node.get("error"):
+            extra += f"  ! {node['error']}"
+        lines.append(
+            f"{prefix}{branch}{node['name']} [{node['pid'] or '?'}] {state_word(node)}"
+            f"  up {_fmt_age(node.get('started'), now)}  cpu {node.get('cpu', 0):.0f}%"
+            f"  rss {_fmt_bytes(node.get('rss'))}{extra}"
+        )
+        children = sorted(kids.get(key, []), key=lambda k: (nodes[k]["name"], k))
+        child_prefix = prefix if top else prefix + ("   " if last else "│  ")
+        for i, child in enumerate(children):
+            walk(child, child_prefix, i == len(children) - 1, False)
+
+    for top in sorted(kids.get(None, []), key=lambda k: (nodes[k]["name"], k)):
+        walk(top, "", True, True)
+    debug = tree.get("debug") or {}
+    if debug.get("holder"):
+        lines.append(f"debugger: held by {debug['holder']}, waiting: {', '.join(debug['waiting']) or 'none'}")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "DEFAULT_INTERVAL", "TreeWatch", "apply_delta", "describe_actor", "diff", "format_tree",
+    "key_of", "open_tree_watch", "record_output", "set_activity", "set_debug_lock", "set_state",
+]
