@@ -18,20 +18,30 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from typing import Any, Awaitable, Callable
+import math
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine
 
 import outcome
 import trio
 
+from ._exceptions import AsyncioCancelled
+
 __all__ = [
+    "AsyncioCancelled",
     "GuestActor",
     "GuestRun",
+    "LinkedTaskChannel",
     "is_guest_mode",
+    "open_channel_from",
     "run_as_asyncio_guest",
+    "run_task",
     "start_guest_actor",
     "start_guest_run",
 ]
 
+#: The name of the asyncio task that hosts :func:`run_as_asyncio_guest`'s trio run.
+HOST_TASK_NAME = "notebook_actors:trio-guest-host"
 #: Guest runs alive in this process (seen from outside trio).
 _guest_runs = 0
 #: Inside a trio run: the asyncio loop hosting it, or None for a plain ``trio.run``.
@@ -193,6 +203,7 @@ def run_as_asyncio_guest(trio_main: Callable[..., Awaitable[Any]], *args: Any) -
     """
 
     async def host() -> Any:
+        asyncio.current_task().set_name(HOST_TASK_NAME)  # type: ignore[union-attr]
         run = start_guest_run(trio_main, *args)
         try:
             return await run.wait()
@@ -354,3 +365,218 @@ def _value_or_raise(result: outcome.Outcome[Any]) -> Any:
     if isinstance(result, outcome.Error):
         raise result.error
     return result.value
+
+
+# -- asyncio from trio --------------------------------------------------------------------
+
+def _start_asyncio_task(async_fn: Callable[..., Coroutine[Any, Any, Any]], kwargs: dict[str, Any]) -> asyncio.Task[Any]:
+    loop = host_loop()
+    coro = async_fn(**kwargs)
+    if not asyncio.iscoroutine(coro):
+        name = getattr(async_fn, "__qualname__", repr(async_fn))
+        raise TypeError(f"{name}(**kwargs) returned {type(coro).__name__}, not a coroutine: pass an `async def` function")
+    return loop.create_task(coro, name=f"notebook_actors.to_asyncio:{getattr(async_fn, '__qualname__', 'task')}")
+
+
+def _when_done(task: asyncio.Task[Any], callback: Callable[[], Any]) -> None:
+    """Call ``callback()`` in trio (as a sync callback) once the asyncio ``task`` finishes."""
+    token = trio.lowlevel.current_trio_token()
+
+    def wake(_: asyncio.Task[Any]) -> None:
+        try:
+            token.run_sync_soon(callback)
+        except trio.RunFinishedError:
+            pass
+
+    task.add_done_callback(wake)
+
+
+async def _cancel_and_wait(task: asyncio.Task[Any], done: trio.Event) -> None:
+    """Cancel the asyncio task and wait (shielded) until it has really finished."""
+    task.cancel()
+    with trio.CancelScope(shield=True):
+        await done.wait()
+
+
+def _task_outcome(task: asyncio.Task[Any]) -> outcome.Outcome[Any]:
+    """The finished task's result, or its error (asyncio's own cancellation becomes
+    :class:`AsyncioCancelled`, chained to the ``CancelledError``)."""
+    try:
+        return outcome.Value(task.result())
+    except asyncio.CancelledError as exc:
+        err = AsyncioCancelled(
+            f"asyncio task {task.get_name()!r} was cancelled on the asyncio side (not by trio)"
+            f"{_in_actor()}; if that was intended, catch notebook_actors.AsyncioCancelled"
+        )
+        err.__cause__ = exc
+        return outcome.Error(err)
+    except BaseException as exc:
+        return outcome.Error(exc)
+
+
+def _in_actor() -> str:
+    from ._state import current_actor_or_none
+
+    actor = current_actor_or_none()
+    return f" in actor {actor.uid}" if actor is not None else ""
+
+
+async def run_task(async_fn: Callable[..., Coroutine[Any, Any, Any]], **kwargs: Any) -> Any:
+    """Run the asyncio coroutine ``async_fn(**kwargs)`` from trio; return its result.
+
+    Needs trio running as a guest on asyncio (an ``infect_asyncio=True`` actor, or
+    :func:`run_as_asyncio_guest`/:func:`start_guest_actor`). Linked both ways:
+
+    - an error in the asyncio task is raised here, with its asyncio traceback;
+    - cancelling the trio side cancels the asyncio task and waits until it finished;
+    - the asyncio task cancelled by asyncio itself raises :class:`AsyncioCancelled`.
+
+    The trap: an asyncio task that swallows ``CancelledError`` and keeps running keeps
+    the cancelled trio side waiting for it.
+
+    Raises:
+        RuntimeError: trio does not run as a guest on asyncio here.
+        AsyncioCancelled: asyncio cancelled the task.
+    """
+    task = _start_asyncio_task(async_fn, kwargs)
+    done = trio.Event()
+    _when_done(task, done.set)
+    try:
+        await done.wait()
+    except BaseException:
+        await _cancel_and_wait(task, done)
+        raise
+    return _value_or_raise(_task_outcome(task))
+
+
+class LinkedTaskChannel(trio.abc.Channel[Any]):
+    """A two-way channel between a trio task and the asyncio task it started. Made by
+    :func:`open_channel_from`.
+
+    ``await send(v)`` puts ``v`` on the asyncio side's ``from_trio`` queue;
+    ``await receive()`` (or ``async for``) gets what it passed to
+    ``to_trio.send_nowait()``. Once the asyncio task has returned, receiving ends
+    (``trio.EndOfChannel``, or the end of ``async for``) after the values already
+    sent; if it failed, receiving raises its error.
+    """
+
+    def __init__(self, task: asyncio.Task[Any], done: trio.Event, from_aio: trio.MemoryReceiveChannel[Any], to_aio: asyncio.Queue[Any]) -> None:
+        self._task = task
+        self._done = done
+        self._from_aio = from_aio
+        self._to_aio = to_aio
+        self._closed = False
+        self._failure: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<LinkedTaskChannel to asyncio task {self._task.get_name()!r}>"
+
+    @property
+    def task(self) -> asyncio.Task[Any]:
+        """The asyncio task on the other end."""
+        return self._task
+
+    async def send(self, value: Any) -> None:
+        """Put ``value`` on the asyncio side's ``from_trio`` queue.
+
+        Raises:
+            trio.ClosedResourceError: this channel was closed.
+            trio.BrokenResourceError: the asyncio task has already finished.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("this LinkedTaskChannel was closed")
+        if self._task.done():
+            raise trio.BrokenResourceError(f"asyncio task {self._task.get_name()!r} has finished: nobody reads what trio sends")
+        await trio.lowlevel.checkpoint()
+        self._to_aio.put_nowait(value)
+
+    async def receive(self) -> Any:
+        """The next value from the asyncio side.
+
+        Raises:
+            trio.EndOfChannel: the asyncio task returned and every value was received.
+            AsyncioCancelled: asyncio cancelled the task.
+            Exception: whatever the asyncio task raised.
+        """
+        try:
+            return await self._from_aio.receive()
+        except trio.EndOfChannel:
+            pass
+        await self._done.wait()
+        result = _task_outcome(self._task)
+        if isinstance(result, outcome.Error):
+            raise result.error
+        raise trio.EndOfChannel(f"asyncio task {self._task.get_name()!r} returned")
+
+    async def wait_asyncio_complete(self) -> Any:
+        """Wait until the asyncio task has finished; return its result or raise its error."""
+        await self._done.wait()
+        return _value_or_raise(_task_outcome(self._task))
+
+    async def aclose(self) -> None:
+        """Close the channel and cancel the asyncio task (waiting until it finished)."""
+        self._closed = True
+        await self._from_aio.aclose()
+        if not self._task.done():
+            await _cancel_and_wait(self._task, self._done)
+        else:
+            await trio.lowlevel.checkpoint()
+
+
+@asynccontextmanager
+async def open_channel_from(
+    async_fn: Callable[..., Coroutine[Any, Any, Any]], **kwargs: Any
+) -> AsyncIterator[tuple[Any, LinkedTaskChannel]]:
+    """Start the asyncio task ``async_fn(to_trio=..., from_trio=..., **kwargs)`` linked
+    to a :class:`LinkedTaskChannel`; yield ``(first, chan)``.
+
+    The asyncio function gets ``to_trio`` (call ``to_trio.send_nowait(v)``; its buffer is
+    unbounded, as asyncio cannot wait on trio) and ``from_trio`` (an ``asyncio.Queue``:
+    ``await from_trio.get()``). The first value it sends is ``first``: send one right
+    away, as this waits for it.
+
+    Either side ending or failing ends the other:
+
+    - the block exits (normally, by error or cancelled) → the asyncio task is cancelled
+      and waited for;
+    - the asyncio task fails → the block is cancelled and its error raised from the
+      ``async with``;
+    - the asyncio task returns → receiving ends after the values it sent (the block
+      itself goes on).
+
+    Raises:
+        RuntimeError: trio does not run as a guest on asyncio here, or the asyncio task
+            returned before sending its first value.
+    """
+    to_trio, from_aio = trio.open_memory_channel[Any](math.inf)
+    from_trio: asyncio.Queue[Any] = asyncio.Queue()
+    kwargs.update(to_trio=to_trio, from_trio=from_trio)
+    task = _start_asyncio_task(async_fn, kwargs)
+    done = trio.Event()
+    chan = LinkedTaskChannel(task, done, from_aio, from_trio)
+    body_scope = trio.CancelScope()
+
+    def asyncio_task_done() -> None:
+        done.set()
+        to_trio.close()  # the trio side's receiving ends after what was sent
+        result = _task_outcome(task)
+        if isinstance(result, outcome.Error) and not chan._closed:
+            chan._failure = result.error
+            body_scope.cancel()
+
+    _when_done(task, asyncio_task_done)
+    try:
+        with body_scope:
+            try:
+                first = await chan.receive()
+            except trio.EndOfChannel:
+                raise RuntimeError(
+                    f"asyncio task {task.get_name()!r} returned before sending its first value: "
+                    "call `to_trio.send_nowait(first)` in it before anything else"
+                ) from None
+            yield first, chan
+    finally:
+        with trio.CancelScope(shield=True):
+            await chan.aclose()
+    if chan._failure is not None:
+        raise chan._failure

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import traceback
 
 import pytest
 import trio
@@ -232,3 +233,272 @@ class TestStartGuestActor:
             return ga.guest.done()
 
         assert asyncio.run(main()) is True
+
+
+# -- asyncio from trio, in one process ------------------------------------------------------
+
+def leftover_asyncio_tasks() -> list[str]:
+    """asyncio tasks still running besides the guest host (call from trio in guest mode)."""
+    loop = to_asyncio.host_loop()
+    return [t.get_name() for t in asyncio.all_tasks(loop) if t.get_name() != to_asyncio.HOST_TASK_NAME]
+
+
+def trio_task_count() -> int:
+    def count(task) -> int:
+        return 1 + sum(count(t) for n in task.child_nurseries for t in n.child_tasks)
+
+    return count(trio.lowlevel.current_root_task())
+
+
+def trio_waker():
+    """A sync callable that asyncio code can call to set a trio Event (and the Event)."""
+    event = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+    return event, lambda: token.run_sync_soon(event.set)
+
+
+async def aio_add(x: int, y: int) -> int:
+    await asyncio.sleep(0)
+    return x + y
+
+
+async def aio_fails(message: str) -> None:
+    await asyncio.sleep(0)
+    raise ValueError(message)
+
+
+async def aio_cancels_itself() -> None:
+    asyncio.current_task().cancel()
+    await asyncio.sleep(0)
+
+
+async def aio_wait_forever(started, record: list) -> None:
+    started()
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        record.append("asyncio cancelled")
+        raise
+
+
+def in_guest(trio_fn, *args):
+    """Run a trio function as an asyncio guest, with a hang guard."""
+
+    async def main():
+        with trio.fail_after(HANG_GUARD):
+            return await trio_fn(*args)
+
+    return to_asyncio.run_as_asyncio_guest(main)
+
+
+class TestRunTask:
+    def test_returns_result_and_leaves_no_task(self):
+        """Test that run_task returns the coroutine's result and leaves no asyncio task."""
+
+        async def main():
+            result = await to_asyncio.run_task(aio_add, x=1, y=2)
+            return result, leftover_asyncio_tasks()
+
+        assert in_guest(main) == (3, [])
+
+    def test_asyncio_error_raised_in_trio_with_its_traceback(self):
+        """Test that an asyncio error surfaces in trio as itself, its traceback showing the
+        asyncio function."""
+
+        async def main():
+            with pytest.raises(ValueError, match="aio boom") as info:
+                await to_asyncio.run_task(aio_fails, message="aio boom")
+            return [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
+
+        assert "aio_fails" in in_guest(main)
+
+    def test_trio_cancel_cancels_the_asyncio_task(self):
+        """Test that cancelling the trio side cancels the asyncio task and waits for it."""
+        record: list[str] = []
+
+        async def run_task_forever(started_cb, rec):
+            await to_asyncio.run_task(aio_wait_forever, started=started_cb, record=rec)
+
+        async def main():
+            started, set_started = trio_waker()
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as n:
+                    n.start_soon(run_task_forever, set_started, record)
+                    await started.wait()
+                    scope.cancel()
+            record.append("trio side done")
+            return leftover_asyncio_tasks()
+
+        assert in_guest(main) == []
+        assert record == ["asyncio cancelled", "trio side done"]
+
+    def test_asyncio_self_cancel_raises_asyncio_cancelled(self):
+        """Test that an asyncio task cancelled by asyncio raises AsyncioCancelled in trio."""
+
+        async def main():
+            with pytest.raises(na.AsyncioCancelled, match="cancelled on the asyncio side") as info:
+                await to_asyncio.run_task(aio_cancels_itself)
+            return type(info.value.__cause__)
+
+        assert in_guest(main) is asyncio.CancelledError
+
+    def test_refused_outside_guest_mode(self):
+        """Test that run_task under a plain trio.run raises RuntimeError naming infect_asyncio."""
+
+        async def main():
+            with pytest.raises(RuntimeError, match="infect_asyncio=True"):
+                await to_asyncio.run_task(aio_add, x=1, y=2)
+
+        trio.run(main)
+
+    def test_non_coroutine_function_refused(self):
+        """Test that a sync function passed to run_task raises TypeError asking for async def."""
+
+        async def main():
+            with pytest.raises(TypeError, match="async def"):
+                await to_asyncio.run_task(square, x=2)
+
+        in_guest(main)
+
+
+async def aio_echo(to_trio, from_trio, greeting: str = "ready") -> str:
+    to_trio.send_nowait(greeting)
+    while True:
+        msg = await from_trio.get()
+        if msg is None:
+            return "echo done"
+        to_trio.send_nowait(msg)
+
+
+async def aio_produce(to_trio, from_trio, count: int) -> int:
+    to_trio.send_nowait("start")
+    for i in range(count):
+        to_trio.send_nowait(i)
+        if i % 100 == 0:
+            await asyncio.sleep(0)
+    return count
+
+
+async def aio_fail_after_first(to_trio, from_trio) -> None:
+    to_trio.send_nowait("first")
+    await from_trio.get()
+    raise ValueError("asyncio side failed")
+
+
+async def aio_no_first(to_trio, from_trio) -> None:
+    await asyncio.sleep(0)
+
+
+async def aio_cancel_self_after_first(to_trio, from_trio) -> None:
+    to_trio.send_nowait("first")
+    await from_trio.get()
+    asyncio.current_task().cancel()
+    await asyncio.sleep(0)
+
+
+async def aio_record_cancel(to_trio, from_trio, record: list) -> None:
+    to_trio.send_nowait("first")
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        record.append("asyncio cancelled")
+        raise
+
+
+class TestOpenChannelFrom:
+    def test_echo_round_trip_then_end(self):
+        """Test that values go both ways and that receiving ends once the asyncio task
+        returns, whose result wait_asyncio_complete() gives."""
+
+        async def main():
+            async with to_asyncio.open_channel_from(aio_echo, greeting="hi") as (first, chan):
+                echoed = []
+                for i in range(5):
+                    await chan.send(i)
+                    echoed.append(await chan.receive())
+                await chan.send(None)
+                rest = [v async for v in chan]
+                result = await chan.wait_asyncio_complete()
+            return first, echoed, rest, result, leftover_asyncio_tasks()
+
+        assert in_guest(main) == ("hi", [0, 1, 2, 3, 4], [], "echo done", [])
+
+    def test_many_values_arrive_in_order(self):
+        """Test that 10,000 values sent from asyncio arrive in trio in order."""
+
+        async def main():
+            async with to_asyncio.open_channel_from(aio_produce, count=10_000) as (first, chan):
+                return first, [v async for v in chan]
+
+        first, got = in_guest(main)
+        assert first == "start"
+        assert got == list(range(10_000))
+
+    def test_asyncio_error_cancels_body_and_is_raised(self):
+        """Test that an asyncio-side error cancels the trio block and is raised from it."""
+        body = []
+
+        async def main():
+            with pytest.raises(ValueError, match="asyncio side failed"):
+                async with to_asyncio.open_channel_from(aio_fail_after_first) as (first, chan):
+                    await chan.send("go")
+                    try:
+                        await trio.sleep_forever()
+                    except trio.Cancelled:
+                        body.append("body cancelled")
+                        raise
+            return leftover_asyncio_tasks()
+
+        assert in_guest(main) == []
+        assert body == ["body cancelled"]
+
+    def test_trio_exit_cancels_asyncio_task(self):
+        """Test that leaving the block (normally, or by an error) cancels the asyncio task
+        and waits for it."""
+        record: list[str] = []
+
+        async def main():
+            async with to_asyncio.open_channel_from(aio_record_cancel, record=record) as (first, chan):
+                pass
+            record.append("block left")
+            with pytest.raises(KeyError):
+                async with to_asyncio.open_channel_from(aio_record_cancel, record=record) as (first, chan):
+                    raise KeyError("trio side failed")
+            record.append("block failed")
+            return leftover_asyncio_tasks()
+
+        assert in_guest(main) == []
+        assert record == ["asyncio cancelled", "block left", "asyncio cancelled", "block failed"]
+
+    def test_no_first_value_raises(self):
+        """Test that an asyncio function returning before its first value raises RuntimeError."""
+
+        async def main():
+            with pytest.raises(RuntimeError, match="before sending its first value"):
+                async with to_asyncio.open_channel_from(aio_no_first):
+                    pass
+
+        in_guest(main)
+
+    def test_asyncio_self_cancel_raises_asyncio_cancelled(self):
+        """Test that the asyncio task cancelling itself raises AsyncioCancelled from the block."""
+
+        async def main():
+            with pytest.raises(na.AsyncioCancelled):
+                async with to_asyncio.open_channel_from(aio_cancel_self_after_first) as (first, chan):
+                    await chan.send("go")
+                    await trio.sleep_forever()
+
+        in_guest(main)
+
+    def test_send_after_asyncio_returned_raises(self):
+        """Test that sending to an asyncio task that has returned raises BrokenResourceError."""
+
+        async def main():
+            async with to_asyncio.open_channel_from(aio_echo) as (first, chan):
+                await chan.send(None)
+                await chan.wait_asyncio_complete()
+                with pytest.raises(trio.BrokenResourceError, match="has finished"):
+                    await chan.send(1)
+
+        in_guest(main)
