@@ -1,0 +1,117 @@
+"""Command line: ``python -m notebook_actors ps [--watch]`` (also ``notebook-actors ps``).
+
+``ps`` connects to a running program's registry (default ``127.0.0.1:1616``, or
+``$NOTEBOOK_ACTORS_REGISTRY``) with this user's tree secret, asks every registered
+actor to describe itself, and prints the actors as a tree, like ``pstree``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import trio
+
+from . import _transport
+from ._runtime import DEFAULT_REGISTRY_ADDR
+
+#: Seconds one actor gets to answer before ps leaves it out.
+ASK_TIMEOUT = 2.0
+
+
+class NoRegistry(Exception):
+    """Raised when nothing listens at the registry address."""
+
+
+async def _check_listening(addr: str) -> None:
+    try:
+        with trio.fail_after(ASK_TIMEOUT):
+            stream = await _transport.connect(addr)
+    except (OSError, trio.TooSlowError) as exc:
+        raise NoRegistry(
+            f"no actor registry listens at {addr} ({exc}); start your program first, "
+            "or point --registry at the address it uses"
+        ) from None
+    await stream.aclose()
+
+
+async def _ask(actor: Any, addr: str, nodes: dict[str, Any]) -> None:
+    from ._portal import Portal
+
+    with trio.move_on_after(ASK_TIMEOUT):
+        try:
+            chan = await actor.connect_to(addr)
+            node = await Portal(chan, actor).run_from_ns("self", "tree_snapshot")
+        except Exception:  # gone since it registered, or an older runtime
+            return
+        nodes[node["key"]] = node
+
+
+async def collect_tree(actor: Any) -> dict[str, Any]:
+    """The tree of every actor registered where ``actor`` is registered (minus itself)."""
+    from ._discovery import get_registry
+
+    async with get_registry() as reg:
+        entries = await reg.run_from_ns("self", "get_registry")
+    me = f"{actor.uid[0]}.{actor.uid[1]}"
+    nodes: dict[str, Any] = {}
+    async with trio.open_nursery() as n:
+        for key, addr in entries.items():
+            if key != me:
+                n.start_soon(_ask, actor, addr, nodes)
+    return {"root": None, "nodes": nodes, "debug": {"holder": None, "waiting": []}}
+
+
+async def ps(registry: str, watch: bool, interval: float, as_json: bool, out: Any = sys.stdout) -> None:
+    from ._runtime import open_root_actor
+    from ._tree import format_tree
+
+    await _check_listening(registry)
+    async with open_root_actor(name="ps", registry_addrs=[registry]) as actor:
+        if actor.is_arbiter:  # the program went away between the check and now
+            raise NoRegistry(f"no actor registry listens at {registry} any more")
+        while True:
+            tree = await collect_tree(actor)
+            text = json.dumps(tree) if as_json else (format_tree(tree) or "(no actors)")
+            if watch and not as_json:
+                out.write("\x1b[H\x1b[2J")  # home + clear: redraw in place
+                out.write(f"actors at {registry}  {time.strftime('%H:%M:%S')}\n")
+            out.write(text + "\n")
+            out.flush()
+            if not watch:
+                return
+            await trio.sleep(interval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="notebook-actors", description="Inspect running actor trees.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("ps", help="print the actor tree of a running program, like pstree")
+    p.add_argument(
+        "--registry", default=None,
+        help="registry address: host:port, a socket path, or uds:/tcp: form "
+        "(default $NOTEBOOK_ACTORS_REGISTRY or 127.0.0.1:1616)",
+    )
+    p.add_argument("--watch", "-w", action="store_true", help="redraw until Ctrl-C")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between redraws (--watch)")
+    p.add_argument("--json", action="store_true", help="print the tree as JSON")
+    args = parser.parse_args(argv)
+    import os
+
+    registry = _transport.normalize_addr(
+        args.registry or os.environ.get("NOTEBOOK_ACTORS_REGISTRY") or DEFAULT_REGISTRY_ADDR
+    )
+    try:
+        trio.run(ps, registry, args.watch, args.interval, args.json)
+    except NoRegistry as exc:
+        print(f"notebook-actors ps: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
