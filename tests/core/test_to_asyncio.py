@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import traceback
+from collections import Counter
 
 import pytest
 import trio
@@ -243,11 +244,18 @@ def leftover_asyncio_tasks() -> list[str]:
     return [t.get_name() for t in asyncio.all_tasks(loop) if t.get_name() != to_asyncio.HOST_TASK_NAME]
 
 
-def trio_task_count() -> int:
-    def count(task) -> int:
-        return 1 + sum(count(t) for n in task.child_nurseries for t in n.child_tasks)
+def trio_task_names() -> Counter:
+    """How many trio tasks of each name this run has (walking from the root task)."""
+    names: Counter = Counter()
 
-    return count(trio.lowlevel.current_root_task())
+    def walk(task) -> None:
+        names[task.name] += 1
+        for nursery in task.child_nurseries:
+            for child in nursery.child_tasks:
+                walk(child)
+
+    walk(trio.lowlevel.current_root_task())
+    return names
 
 
 def trio_waker():
@@ -502,3 +510,208 @@ class TestOpenChannelFrom:
                     await chan.send(1)
 
         in_guest(main)
+
+
+# -- infected actors: real processes ----------------------------------------------------------
+
+_child_record: list[str] = []  # filled inside the child process, read back over RPC
+
+
+def child_record() -> list[str]:
+    return list(_child_record)
+
+
+async def add_via_asyncio(x: int, y: int) -> dict:
+    return {"sum": await to_asyncio.run_task(aio_add, x=x, y=y), **whoami()}
+
+
+async def fail_via_asyncio() -> None:
+    await to_asyncio.run_task(aio_fails, message="failed in asyncio in the child")
+
+
+async def self_cancel_via_asyncio() -> None:
+    await to_asyncio.run_task(aio_cancels_itself)
+
+
+@na.context
+async def stream_from_asyncio(ctx: na.Context, count: int) -> dict:
+    """Stream ``count`` values produced by asyncio to the caller; report leftovers."""
+    tasks_before, aio_before = trio_task_names(), leftover_asyncio_tasks()
+    async with to_asyncio.open_channel_from(aio_produce, count=count) as (first, chan):
+        await ctx.started(first)
+        async with ctx.open_stream() as stream:
+            async for value in chan:
+                await stream.send(value)
+    return {
+        "new_trio_tasks": dict(trio_task_names() - tasks_before),
+        "asyncio_before": aio_before,
+        "asyncio_after": leftover_asyncio_tasks(),
+    }
+
+
+async def aio_record_in_child(to_trio, from_trio) -> None:
+    to_trio.send_nowait("first")
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        _child_record.append("asyncio cancelled")
+        raise
+
+
+@na.context
+async def asyncio_forever(ctx: na.Context) -> None:
+    async with to_asyncio.open_channel_from(aio_record_in_child) as (first, chan):
+        await ctx.started(first)
+        await trio.sleep_forever()
+
+
+@na.context
+async def echo_server(ctx: na.Context) -> None:
+    """The README's echo server: an asyncio task echoes what the caller streams in."""
+    async with to_asyncio.open_channel_from(aio_echo) as (first, chan):
+        await ctx.started(first)
+        async with ctx.open_stream() as stream:
+            async for msg in stream:
+                await chan.send(msg)
+                await stream.send(await chan.receive())
+
+
+def infected_run(trio_fn, reg, *args):
+    async def main():
+        with trio.fail_after(HANG_GUARD):
+            return await trio_fn(*args)
+
+    return trio.run(main)
+
+
+class TestInfectedActors:
+    def test_start_actor_infected_runs_asyncio(self, reg):
+        """Test that start_actor(infect_asyncio=True) gives a child that is infected, runs
+        in guest mode and can run asyncio code; a plain child is not infected."""
+
+        async def main():
+            async with na.open_nursery(**reg) as an:
+                infected = await an.start_actor("aio", enable_modules=[__name__], infect_asyncio=True)
+                plain = await an.start_actor("plain", enable_modules=[__name__])
+                got = await infected.run(add_via_asyncio, x=2, y=3)
+                plain_info = await plain.run(whoami)
+                await an.cancel()
+            return got, plain_info
+
+        got, plain_info = infected_run(main, reg)
+        assert (got["sum"], got["infected"], got["guest"]) == (5, True, True)
+        assert (plain_info["infected"], plain_info["guest"]) == (False, False)
+        assert got["pid"] != os.getpid()
+
+    def test_run_in_actor_infected_result(self, reg):
+        """Test that run_in_actor(infect_asyncio=True) returns what the asyncio code computed."""
+
+        async def main():
+            async with na.open_nursery(**reg) as an:
+                portal = await an.run_in_actor(add_via_asyncio, x=20, y=22, infect_asyncio=True)
+                return await portal.result()
+
+        got = infected_run(main, reg)
+        assert (got["sum"], got["infected"]) == (42, True)
+
+    def test_asyncio_error_in_child_reaches_parent(self, reg):
+        """Test that an asyncio error in an infected child reaches the parent boxed, with
+        its type and the asyncio function in the remote traceback."""
+
+        async def main():
+            async with na.open_nursery(**reg) as an:
+                portal = await an.start_actor("aio", enable_modules=[__name__], infect_asyncio=True)
+                with pytest.raises(na.RemoteActorError) as info:
+                    await portal.run(fail_via_asyncio)
+                await an.cancel()
+            return info.value
+
+        err = infected_run(main, reg)
+        assert err.type is ValueError
+        assert "failed in asyncio in the child" in str(err)
+        assert "aio_fails" in err.tb_str
+
+    def test_asyncio_self_cancel_in_child_reaches_parent(self, reg):
+        """Test that an asyncio task cancelled by asyncio in a child reaches the parent as a
+        boxed AsyncioCancelled."""
+
+        async def main():
+            async with na.open_nursery(**reg) as an:
+                portal = await an.start_actor("aio", enable_modules=[__name__], infect_asyncio=True)
+                with pytest.raises(na.RemoteActorError) as info:
+                    await portal.run(self_cancel_via_asyncio)
+                await an.cancel()
+            return info.value
+
+        assert infected_run(main, reg).type is na.AsyncioCancelled
+
+    def test_ten_thousand_values_from_asyncio_through_a_context(self, reg):
+        """Test that 10,000 values produced by asyncio in a child reach the parent in order
+        through a context stream, and the child leaks no asyncio or trio task."""
+
+        async def main():
+            async with na.open_nursery(**reg) as an:
+                portal = await an.start_actor("aio", enable_modules=[__name__], infect_asyncio=True)
+                async with portal.open_context(stream_from_asyncio, count=10_000) as (ctx, first):
+                    async with ctx.open_stream() as stream:
+                        got = [v async for v in stream]
+                    report = await ctx.result()
+                await an.cancel()
+            return first, got, report
+
+        first, got, report = infected_run(main, reg)
+        assert first == "start"
+        assert got == list(range(10_000))
+        assert report["asyncio_before"] == report["asyncio_after"] == []
+        assert report["new_trio_tasks"] == {}
+
+    def test_parent_cancel_cancels_asyncio_task_in_child(self, reg):
+        """Test that cancelling a context from the parent cancels the asyncio task behind it
+        in the infected child."""
+
+        async def main():
+            async with na.open_nursery(**reg) as an:
+                portal = await an.start_actor("aio", enable_modules=[__name__], infect_asyncio=True)
+                async with portal.open_context(asyncio_forever) as (ctx, first):
+                    await ctx.cancel()
+                record = await portal.run(child_record)
+                await an.cancel()
+            return first, record
+
+        assert infected_run(main, reg) == ("first", ["asyncio cancelled"])
+
+    def test_echo_server(self, reg):
+        """Test that an infected actor serves a @context echo server backed by asyncio."""
+
+        async def main():
+            async with na.open_nursery(**reg) as an:
+                portal = await an.start_actor("aio", enable_modules=[__name__], infect_asyncio=True)
+                async with portal.open_context(echo_server) as (ctx, first):
+                    async with ctx.open_stream() as stream:
+                        echoed = []
+                        for i in range(10):
+                            await stream.send(i)
+                            echoed.append(await stream.receive())
+                await an.cancel()
+            return first, echoed
+
+        assert infected_run(main, reg) == ("ready", list(range(10)))
+
+    def test_run_with_infect_asyncio_root(self, reg):
+        """Test that run(fn, infect_asyncio=True) makes an infected root that runs asyncio code."""
+        async def root_main():
+            return await add_via_asyncio(x=1, y=1)
+
+        got = na.run(root_main, infect_asyncio=True, **reg)
+        assert (got["sum"], got["infected"], got["guest"]) == (2, True, True)
+
+    def test_open_root_actor_infected_refused_under_trio_run(self, reg):
+        """Test that open_root_actor(infect_asyncio=True) under plain trio.run raises
+        RuntimeError pointing to run_as_asyncio_guest."""
+
+        async def main():
+            with pytest.raises(RuntimeError, match="run_as_asyncio_guest"):
+                async with na.open_root_actor(infect_asyncio=True, **reg):
+                    pass
+
+        trio.run(main)
