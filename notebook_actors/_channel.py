@@ -325,6 +325,32 @@ class Channel:
         self.msgs_sent += 1
         self._writer_wakeup.set()
 
+    def send_prefixed_nowait(self, head: bytes, value: Any) -> None:
+        """Queue one frame: an already encoded message ``head`` followed by ``value``
+        encoded in place (a stream's hot path: no bytes per message besides the frame).
+
+        Raises:
+            TypeError: ``value`` cannot be encoded (nothing is queued).
+            ValueError: the frame would exceed the frame limit (nothing is queued).
+        """
+        self._check_open()
+        out = self._out
+        start = len(out)
+        out += b"\0\0\0\0"
+        out += head
+        try:
+            encoder.encode_into(value, out, len(out))
+        except BaseException:
+            del out[start:]
+            raise
+        size = len(out) - start - HEADER
+        if size > MAX_FRAME:
+            del out[start:]
+            raise ValueError(f"message of {size} bytes exceeds the frame limit of {MAX_FRAME} bytes")
+        out[start : start + HEADER] = size.to_bytes(HEADER, "big")
+        self.msgs_sent += 1
+        self._writer_wakeup.set()
+
     async def send(self, msg: Any) -> None:
         """Queue ``msg``; wait while the output buffer is over its high-water mark."""
         self.send_nowait(msg)

@@ -1,16 +1,29 @@
 """Contexts and message streams: the two ends of one call between two actors.
 
 One :class:`Context` exists on each side of a call (``side`` is ``"caller"`` or
-``"callee"``). The channel's dispatch loop drops the call's messages into the
-context's inbox without blocking; the owning task pulls them out.
+``"callee"``). The channel's dispatch loop hands the call's messages to
+:meth:`Context._deliver` without blocking; the owning task pulls them out.
 
 Flow control is credit-based: a receiver grants its peer a window of messages
 (``msg_buffer_size``) when it opens its stream, and returns credit as it consumes, so
-its buffer can never grow past the window. A sender without credit waits
-(``backpressure=True``, the default) or raises :class:`StreamOverrun`.
+its buffer never grows past the window. A sender without credit waits
+(``backpressure=True``, the default) or raises :class:`StreamOverrun`. A sender
+whose peer has not opened its stream yet always waits for that first grant.
+
+Ends of a stream (see ``docs/streaming.md``):
+
+- ``aclose()`` (or leaving ``open_stream``) closes *this side for good*: it sends
+  ``Stop``, reads no more and drops what still arrives.
+- The peer's ``receive`` then drains what was sent before the ``Stop`` and ends
+  (``EndOfChannel``/end of ``async for``); its ``send`` raises
+  :class:`trio.BrokenResourceError`. Leaving the peer's own ``open_stream`` block
+  because of that very error is a clean end (the block swallows it), so a sender
+  loop simply stops when the receiver goes away.
+- The context's final result (or error) still travels after both streams ended.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections import deque
@@ -20,17 +33,20 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 import msgspec
 import trio
 
-from ._channel import Wakeup
 from ._exceptions import ContextCancelled, MsgTypeError, RemoteActorError, StreamOverrun, TransportClosed
-from .msg import Credit, Error, Return, Started, Stop, Yield, any_decoder, encoder
+from .msg import Cancel, Credit, Error, ErrorInfo, Reject, Return, Started, Stop, Yield, any_decoder, encoder
 
 if TYPE_CHECKING:
     from ._channel import Channel
 
 log = logging.getLogger("notebook_actors.context")
 
+#: Messages a receiver buffers by default (the credit it grants its sender).
 DEFAULT_WINDOW = 512
-_NOTHING = object()
+#: Credit granted by a receiver that opened its stream with ``allow_overruns=True``.
+UNLIMITED = 1 << 62
+#: How long leaving a context waits for the far end to confirm a cancel.
+CANCEL_ACK_TIMEOUT = 2.0
 
 
 def encode_pld(value: Any, what: str) -> msgspec.Raw:
@@ -38,10 +54,14 @@ def encode_pld(value: Any, what: str) -> msgspec.Raw:
     try:
         return msgspec.Raw(encoder.encode(value))
     except (TypeError, ValueError, OverflowError) as exc:
-        raise TypeError(
-            f"{what} of type {type(value).__name__} cannot be sent to another actor: {exc}. "
-            "Send msgspec-encodable values (builtins, msgspec Structs, dataclasses)."
-        ) from None
+        raise _unencodable(value, what, exc) from None
+
+
+def _unencodable(value: Any, what: str, exc: BaseException) -> TypeError:
+    return TypeError(
+        f"{what} of type {type(value).__name__} cannot be sent to another actor: {exc}. "
+        "Send msgspec-encodable values (builtins, msgspec Structs, dataclasses)."
+    )
 
 
 def unbox(info: Any) -> RemoteActorError:
@@ -55,11 +75,31 @@ def unbox(info: Any) -> RemoteActorError:
     return RemoteActorError(info)
 
 
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or repr(tp)
+
+
+class _PeerClosed(trio.BrokenResourceError):
+    """Raised by ``send`` once the other side closed its end of the stream.
+
+    Leaving that stream's ``open_stream`` block with this error is a clean end.
+    """
+
+    def __init__(self, message: str, stream: MsgStream) -> None:
+        super().__init__(message)
+        self.stream = stream
+
+
 class Context:
     """One side of a call between two actors. Made by the runtime; not built by users.
 
     On the caller side it comes from :meth:`Portal.open_context`; on the callee side it
     is the first argument of a :func:`context` function.
+
+    Attributes:
+        chan: the channel to the other actor.
+        side: ``"caller"`` or ``"callee"``.
+        cancel_called: this side asked for the cancellation (``await ctx.cancel()``).
     """
 
     def __init__(self, chan: Channel, cid: int, side: str, *, fn_name: str = "") -> None:
@@ -68,16 +108,19 @@ class Context:
         self.side = side
         self.fn_name = fn_name
         self._inbox: deque[Any] = deque()
-        self._wakeup = Wakeup("context")
+        self._arrived = trio.lowlevel.ParkingLot()
         self._final: Any = None  # the Return or Error that ended the call
         self._started = False
         self._stream: MsgStream | None = None
         self._stream_opened = False
         self._peer_stopped = False
+        self._rejected: MsgTypeError | None = None  # the peer refused one of our messages
+        self._payload_type: Any = None
         # sending credit (granted by the peer's receiver)
         self._credit = 0
         self._credit_known = False
-        self._credit_wakeup = Wakeup("stream send")
+        self._peer_window = 0
+        self._credit_lot = trio.lowlevel.ParkingLot()
         # callee side
         self._scope: trio.CancelScope | None = None
         self._canceller: tuple[str, str] | None = None
@@ -89,29 +132,50 @@ class Context:
 
     # -- dispatch side (called synchronously by the channel loop) --
     def _deliver(self, msg: Any) -> None:
-        if type(msg) is Credit:
+        kind = type(msg)
+        if kind is Yield:
+            stream = self._stream
+            if stream is not None and stream._closed:
+                return  # we closed our end: nobody will read it
+            self._inbox.append(msg)
+            if self._arrived:
+                self._arrived.unpark_all()
+            return
+        if kind is Credit:
+            if not self._credit_known:
+                self._peer_window = msg.n
             self._credit += msg.n
             self._credit_known = True
-            self._credit_wakeup.set()
-            return
-        if type(msg) in (Return, Error):
-            self._final = msg
-            self._credit_wakeup.set()
-        self._inbox.append(msg)
-        self._wakeup.set()
+        elif kind is Stop:
+            self._peer_stopped = True
+        elif kind is Reject:
+            self._rejected = MsgTypeError(
+                f"actor {self.chan.uid} rejected a message sent on {self.fn_name!r}: {msg.err.message}"
+            )
+            log.warning("%s", self._rejected)
+        else:
+            if kind is Return or kind is Error:
+                self._final = msg
+            self._inbox.append(msg)
+        self._arrived.unpark_all()
+        self._credit_lot.unpark_all()
 
     def _on_chan_closed(self) -> None:
-        self._wakeup.set()
-        self._credit_wakeup.set()
+        self._arrived.unpark_all()
+        self._credit_lot.unpark_all()
+
+    def _transport_closed(self, during: str) -> TransportClosed:
+        return TransportClosed(
+            f"the channel to actor {self.chan.uid} closed during {during} of {self.fn_name!r}; "
+            "the actor probably died (see its exit code / the nursery's error)"
+        )
 
     async def _next(self) -> Any:
         """The next message of this call; TransportClosed if the channel died first."""
         while not self._inbox:
             if self.chan.closed:
-                raise TransportClosed(
-                    f"the channel to actor {self.chan.uid} closed before call {self.fn_name!r} ended"
-                ) from self.chan._close_reason
-            await self._wakeup.wait()
+                raise self._transport_closed("the call") from self.chan._close_reason
+            await self._arrived.park()
         return self._inbox.popleft()
 
     # -- public API --
@@ -119,8 +183,20 @@ class Context:
     def side_is_caller(self) -> bool:
         return self.side == "caller"
 
+    @property
+    def canceller(self) -> tuple[str, str] | None:
+        """The uid of the actor that cancelled this context, or None."""
+        if self.side == "callee":
+            return self._canceller
+        final = self._final
+        if type(final) is Error and final.err.canceller:
+            return tuple(final.err.canceller)  # type: ignore[return-value]
+        return self._my_uid() if self.cancel_called else None
+
     async def started(self, value: Any = None) -> None:
         """Tell the caller the context is up, handing it ``value`` (once only).
+
+        The caller's ``open_context`` is blocked until this is called.
 
         Raises:
             RuntimeError: called twice, or on the caller's side.
@@ -129,7 +205,7 @@ class Context:
         if self.side != "callee":
             raise RuntimeError("started() is called by the context function, not by its caller")
         if self._started:
-            raise RuntimeError(f"ctx.started() was already called in {self.fn_name!r}")
+            raise RuntimeError(f"ctx.started() was already called in {self.fn_name!r}: call it once")
         pld = encode_pld(value, "the value passed to ctx.started()")
         self._started = True
         self.chan.send_nowait(Started(self.cid, pld))
@@ -144,14 +220,19 @@ class Context:
     ) -> Any:
         """Open the context's two-way stream (an async context manager → MsgStream).
 
+        Both sides open it; a side that sends before the other side opened waits for
+        it. Leaving the block closes this side (see the module docs).
+
         Args:
-            backpressure: when the peer has not consumed enough, ``send`` waits (True)
-                or raises :class:`StreamOverrun` (False).
+            backpressure: when the peer's buffer is full, ``send`` waits (True) or
+                raises :class:`StreamOverrun` (False).
             msg_buffer_size: how many unread messages this side buffers (the window
                 it grants the sender); default 512.
-            allow_overruns: never limit the sender (this side's buffer is unbounded).
-            msg_type: decode received messages as this type; a mismatch raises
-                :class:`MsgTypeError` naming the field.
+            allow_overruns: never limit the sender; this side's buffer is unbounded,
+                so only use it when you know the peer sends a bounded amount.
+            msg_type: decode received messages as this type (default: the
+                ``payload_type`` of the ``@context``); a mismatch raises
+                :class:`MsgTypeError` naming the field, here and to the sender.
 
         Raises:
             RuntimeError: the context was not started yet, or a stream is already open.
@@ -161,53 +242,145 @@ class Context:
                 f"open_stream() before started() in {self.fn_name!r}: call `await ctx.started()` first"
             )
         if self._stream_opened:
-            raise RuntimeError("this context's stream was already opened")
+            raise RuntimeError(f"the stream of {self.fn_name!r} was already opened (one per context)")
+        if msg_buffer_size is not None and msg_buffer_size < 1:
+            raise ValueError(f"msg_buffer_size must be at least 1, not {msg_buffer_size}")
         self._stream_opened = True
         stream = MsgStream(
             self,
             window=msg_buffer_size or DEFAULT_WINDOW,
             backpressure=backpressure,
             allow_overruns=allow_overruns,
-            msg_type=msg_type,
+            msg_type=msg_type if msg_type is not None else self._payload_type,
         )
         self._stream = stream
         return _stream_cm(stream)
 
     async def cancel(self) -> None:
-        """Cancel the context: the other side sees ContextCancelled naming us."""
+        """Cancel the context: the other side sees ContextCancelled naming us.
+
+        On the caller side this asks the callee to stop and returns; ``result()`` then
+        returns None (our own cancel is not an error). On the callee side it cancels
+        the context function itself.
+        """
         self.cancel_called = True
         if self.side == "caller":
             if self._final is None and not self.chan.closed:
-                from .msg import Cancel
-
                 self.chan.send_nowait(Cancel(self.cid))
         elif self._scope is not None:
-            self._canceller = self._actor.uid if self._actor else None
+            self._canceller = self._my_uid()
             self._scope.cancel()
         await trio.lowlevel.checkpoint()
 
     async def result(self) -> Any:
-        """Wait for and return the far end's return value (raises its error boxed)."""
+        """Wait for the far end's return value (its error is raised, boxed).
+
+        Stream messages still unread are discarded (their credit is returned, so a
+        sender finishing a finite stream is not stuck). If this side never opened its
+        stream, the peer is told so: its ``send`` fails instead of waiting forever.
+        After our own ``cancel()`` it returns None (or the value, if the far end
+        finished first). Safe to call again.
+
+        Raises:
+            RemoteActorError: the far end failed; ContextCancelled if it was cancelled
+                by someone other than us.
+            TransportClosed: the channel died before the result came.
+            RuntimeError: called on the callee's side.
+        """
+        if self.side != "caller":
+            raise RuntimeError(f"ctx.result() is for the caller of {self.fn_name!r}; the callee returns it")
+        if not self._stream_opened:
+            self._stream_opened = True
+            self._stop_nowait()
         while self._final is None:
-            msg = await self._next()
-            if type(msg) is Yield:
-                log.debug("dropping stream message on %r waiting for its result", self)
+            self._drain_unread()
+            if self._final is not None:
+                break
+            if self.chan.closed:
+                raise self._transport_closed("the wait for the result") from self.chan._close_reason
+            await self._arrived.park()
         return self._final_value()
+
+    def _drain_unread(self) -> None:
+        dropped = 0
+        while self._inbox and type(self._inbox[0]) is not Return and type(self._inbox[0]) is not Error:
+            dropped += type(self._inbox.popleft()) is Yield
+        stream = self._stream
+        if dropped and stream is not None and not stream._closed:
+            log.debug("%r: %d unread stream messages dropped while waiting for the result", self, dropped)
+            stream._grant(dropped)
 
     def _final_value(self) -> Any:
         msg = self._final
         if type(msg) is Return:
             return any_decoder.decode(msg.pld)
         err = unbox(msg.err)
-        if isinstance(err, ContextCancelled) and self.cancel_called and err.canceller == self._my_uid():
+        if self._is_own_cancel(err):
             return None
         raise err
+
+    def _is_own_cancel(self, err: BaseException) -> bool:
+        return isinstance(err, ContextCancelled) and self.cancel_called and err.canceller == self._my_uid()
+
+    def _final_error(self) -> RemoteActorError | None:
+        """The far end's error, unless it is our own cancel coming back."""
+        if type(self._final) is not Error:
+            return None
+        err = unbox(self._final.err)
+        return None if self._is_own_cancel(err) else err
 
     def _my_uid(self) -> Any:
         from ._state import current_actor_or_none
 
         actor = self._actor or current_actor_or_none()
         return actor.uid if actor else None
+
+    # -- caller side plumbing (used by Portal) --
+    async def _wait_started(self) -> Any:
+        """The value the callee passed to ``started()`` (decoded and type-checked)."""
+        msg = await self._next()
+        if type(msg) is Error:
+            raise unbox(msg.err)
+        if type(msg) is not Started:
+            raise RuntimeError(f"{self.fn_name} returned without calling ctx.started()")
+        if self._payload_type is None:
+            return any_decoder.decode(msg.pld)
+        try:
+            return msgspec.msgpack.decode(msg.pld, type=self._payload_type)
+        except msgspec.DecodeError as exc:
+            raise self._reject(exc, "the value passed to ctx.started()", self._payload_type) from None
+
+    async def _cancel_and_wait(self, timeout: float = CANCEL_ACK_TIMEOUT) -> None:
+        """Cancel the far end if it still runs and wait (shielded, bounded) for its end."""
+        with trio.CancelScope(shield=True):
+            try:
+                if self._final is None and not self.chan.closed:
+                    self.cancel_called = True
+                    self.chan.send_nowait(Cancel(self.cid))
+                    with trio.move_on_after(timeout):
+                        while self._final is None and not self.chan.closed:
+                            await self._arrived.park()
+            except TransportClosed:
+                pass
+            finally:
+                self.chan.ctxs.pop(self.cid, None)
+
+    def _reject(self, exc: Exception, what: str, tp: Any) -> MsgTypeError:
+        """Build the MsgTypeError for a payload that does not match ``tp``, and tell the sender."""
+        path = "" if isinstance(exc, msgspec.ValidationError) else " (undecodable)"
+        err = MsgTypeError(
+            f"{what} from actor {self.chan.uid} on {self.fn_name!r} does not match "
+            f"{_type_name(tp)}{path}: {exc}"
+        )
+        if not self.chan.closed:
+            uid = self._my_uid()
+            info = ErrorInfo("MsgTypeError", MsgTypeError.__module__, f"{what} does not match {_type_name(tp)}: {exc}",
+                             "", uid, [uid] if uid else [])
+            try:
+                self.chan.send_nowait(Reject(self.cid, info))
+            except TransportClosed:
+                pass
+        return err
 
     # -- legacy @stream support --
     async def send_yield(self, value: Any) -> None:
@@ -217,8 +390,16 @@ class Context:
         await self._stream.send(value)
 
     async def _send_stop(self) -> None:
-        if not self.chan.closed:
-            self.chan.send_nowait(Stop(self.cid))
+        """Tell the peer this side's stream is over (the runtime's one-way streams)."""
+        self._stop_nowait()
+        await trio.lowlevel.checkpoint()
+
+    def _stop_nowait(self) -> None:
+        if not self.chan.closed and self._final is None:
+            try:
+                self.chan.send_nowait(Stop(self.cid))
+            except TransportClosed:
+                pass
 
 
 @asynccontextmanager
@@ -226,16 +407,34 @@ async def _stream_cm(stream: MsgStream) -> AsyncIterator[MsgStream]:
     stream._grant()
     try:
         yield stream
+    except BaseException as exc:
+        # the peer closed its end and our sender loop hit it: a clean end
+        if not _only_peer_closed(exc, stream):
+            raise
     finally:
         await stream.aclose()
+
+
+def _only_peer_closed(exc: BaseException, stream: MsgStream) -> bool:
+    """``exc`` is (a group of nothing but) this stream's own peer-closed error."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_peer_closed(e, stream) for e in exc.exceptions)
+    return isinstance(exc, _PeerClosed) and exc.stream is stream
+
+
+def _yield_head(cid: int) -> bytes:
+    """The encoding of ``Yield(cid, <payload>)`` up to the payload (array-like tagged
+    struct: a 3-array of tag, cid, payload), so a send encodes the value in place."""
+    return b"\x93" + encoder.encode("yield") + encoder.encode(cid)
 
 
 class MsgStream(trio.abc.Channel[Any]):
     """A two-way stream of messages inside a context (built by the runtime).
 
     ``send``/``receive``/``async for``/``aclose``. Receiving after the other side
-    closed ends iteration; sending after either side closed raises
-    ``trio.ClosedResourceError``.
+    closed ends iteration; sending after it closed raises
+    :class:`trio.BrokenResourceError`; sending on a stream this side closed raises
+    :class:`trio.ClosedResourceError`.
     """
 
     def __init__(
@@ -251,12 +450,18 @@ class MsgStream(trio.abc.Channel[Any]):
         self._window = window
         self._backpressure = backpressure
         self._allow_overruns = allow_overruns
-        self._decode = (msgspec.msgpack.Decoder(msg_type) if msg_type is not None else any_decoder).decode
         self._msg_type = msg_type
+        self._decode = any_decoder.decode if msg_type is None else msgspec.msgpack.Decoder(msg_type).decode
+        self._credit_batch = max(1, min(window // 2, 64))
+        self._head = _yield_head(ctx.cid)
         self._consumed = 0
         self._closed = False
+        self._broadcaster: Any = None
         self.received = 0
         self.sent = 0
+
+    def __repr__(self) -> str:
+        return f"<MsgStream {self._ctx.fn_name!r} with {self._ctx.chan.uid}>"
 
     @property
     def ctx(self) -> Context:
@@ -264,105 +469,154 @@ class MsgStream(trio.abc.Channel[Any]):
 
     def _grant(self, n: int | None = None) -> None:
         """Grant the peer our receive window (on open) or return consumed credit."""
-        if not self._ctx.chan.closed and self._ctx._final is None:
-            self._ctx.chan.send_nowait(Credit(self._ctx.cid, self._window if n is None else n))
+        if self._allow_overruns and n is not None:
+            return  # the first grant was unlimited
+        ctx = self._ctx
+        if ctx.chan.closed or ctx._final is not None:
+            return
+        if n is None:
+            n = UNLIMITED if self._allow_overruns else self._window
+        try:
+            ctx.chan.send_nowait(Credit(ctx.cid, n))
+        except TransportClosed:
+            pass
 
+    # -- sending --
     async def send(self, value: Any) -> None:
         """Send ``value`` to the other side.
 
         Raises:
-            trio.ClosedResourceError: this side closed the stream, or the peer did.
+            trio.ClosedResourceError: this side closed the stream (or cancelled the
+                context).
+            trio.BrokenResourceError: the other side closed its end or returned.
             StreamOverrun: the peer's buffer is full and ``backpressure=False``.
-            TypeError: ``value`` cannot be encoded.
+            MsgTypeError: the peer rejected an earlier message (wrong type).
+            RemoteActorError: the other side failed.
+            TransportClosed: the channel to the other actor died.
+            TypeError: ``value`` cannot be encoded (nothing was sent).
         """
         ctx = self._ctx
-        if self._closed:
-            raise trio.ClosedResourceError("this stream was closed: sending on it is an error")
-        if not self._allow_overruns:
-            while ctx._credit <= 0:
-                self._check_peer_open()
-                if ctx._credit_known and not self._backpressure:
-                    raise StreamOverrun(
-                        f"actor {ctx.chan.uid} has not read its last {self._window} messages of "
-                        f"{ctx.fn_name!r}; open the stream with backpressure=True to wait instead"
-                    )
-                await ctx._credit_wakeup.wait()
-            ctx._credit -= 1
-        self._check_peer_open()
-        ctx.chan.send_nowait(Yield(ctx.cid, encode_pld(value, "a stream message")))
+        if ctx._credit <= 0 or self._closed or ctx._peer_stopped or ctx._final is not None or ctx._rejected is not None:
+            await self._wait_to_send()
+        try:
+            ctx.chan.send_prefixed_nowait(self._head, value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise _unencodable(value, "a stream message", exc) from None
+        ctx._credit -= 1
         self.sent += 1
-        if self.sent & 63 == 0:
-            await trio.lowlevel.checkpoint()
-        else:
+        if self.sent & 63:
             await trio.lowlevel.checkpoint_if_cancelled()
+        else:
+            await trio.lowlevel.checkpoint()
 
-    def _check_peer_open(self) -> None:
+    async def _wait_to_send(self) -> None:
+        """The slow path of ``send``: raise why we cannot send, or wait for credit."""
         ctx = self._ctx
-        if ctx._peer_stopped or ctx._final is not None:
-            if type(ctx._final) is Error:
-                raise unbox(ctx._final.err)
-            raise trio.ClosedResourceError(f"actor {ctx.chan.uid} closed this stream")
-        if ctx.chan.closed:
-            raise TransportClosed(f"the channel to actor {ctx.chan.uid} closed") from ctx.chan._close_reason
+        while True:
+            self._check_can_send()
+            if ctx._credit > 0:
+                return
+            if ctx._credit_known and not self._backpressure:
+                raise StreamOverrun(
+                    f"actor {ctx.chan.uid} has {ctx._peer_window} unread messages of {ctx.fn_name!r} "
+                    "buffered (its msg_buffer_size): open the stream with backpressure=True to wait, "
+                    "or have the peer read faster / use a bigger msg_buffer_size"
+                )
+            await ctx._credit_lot.park()
 
+    def _check_can_send(self) -> None:
+        ctx = self._ctx
+        if self._closed:
+            raise trio.ClosedResourceError(f"this side closed the stream of {ctx.fn_name!r}; sending on it is an error")
+        if ctx._rejected is not None:
+            err, ctx._rejected = ctx._rejected, None
+            raise err
+        final = ctx._final
+        if type(final) is Error:
+            err = unbox(final.err)
+            if ctx._is_own_cancel(err):
+                raise trio.ClosedResourceError(f"this side cancelled the context {ctx.fn_name!r}: sending ended")
+            raise err
+        if ctx._peer_stopped or final is not None:
+            raise _PeerClosed(
+                f"actor {ctx.chan.uid} closed its end of the stream {ctx.fn_name!r} and reads no more; "
+                "leaving the `open_stream` block on this error is a clean end",
+                self,
+            )
+        if ctx.chan.closed:
+            raise ctx._transport_closed("the stream") from ctx.chan._close_reason
+
+    # -- receiving --
     def receive_nowait(self) -> Any:
         """A buffered message, or ``trio.WouldBlock``."""
         ctx = self._ctx
+        inbox = ctx._inbox
+        if inbox and type(inbox[0]) is Yield:
+            msg = inbox.popleft()
+            self.received += 1
+            self._consumed += 1
+            if self._consumed >= self._credit_batch:
+                self._grant(self._consumed)
+                self._consumed = 0
+            try:
+                return self._decode(msg.pld)
+            except msgspec.DecodeError as exc:
+                raise ctx._reject(exc, f"stream message #{self.received}", self._msg_type) from None
+        return self._receive_slow()
+
+    def _receive_slow(self) -> Any:
+        ctx = self._ctx
+        if ctx._rejected is not None:
+            err, ctx._rejected = ctx._rejected, None
+            raise err
         while ctx._inbox:
             msg = ctx._inbox[0]
             kind = type(msg)
             if kind is Yield:
-                ctx._inbox.popleft()
-                self.received += 1
-                self._consumed += 1
-                if self._consumed >= self._window // 2 or self._consumed >= 64:
-                    self._grant(self._consumed)
-                    self._consumed = 0
-                try:
-                    return self._decode(msg.pld)
-                except msgspec.ValidationError as exc:
-                    raise MsgTypeError(
-                        f"a message from actor {ctx.chan.uid} on {ctx.fn_name!r} does not match "
-                        f"{getattr(self._msg_type, '__name__', self._msg_type)}: {exc}"
-                    ) from None
-            if kind is Stop:
-                ctx._inbox.popleft()
-                ctx._peer_stopped = True
-                continue
+                return self.receive_nowait()
             if kind is Error:
                 err = unbox(msg.err)
-                if isinstance(err, ContextCancelled) and ctx.cancel_called:
+                if ctx._is_own_cancel(err):
                     raise trio.EndOfChannel
                 raise err
             if kind is Return:
                 raise trio.EndOfChannel
-            ctx._inbox.popleft()  # a stray Started: ignore
+            ctx._inbox.popleft()  # a stray Started: nothing to do with the stream
         if self._closed:
-            raise trio.ClosedResourceError("this stream was closed")
+            raise trio.ClosedResourceError(f"this side closed the stream of {ctx.fn_name!r}")
         if ctx._peer_stopped:
             raise trio.EndOfChannel
         if ctx.chan.closed:
-            raise TransportClosed(
-                f"the channel to actor {ctx.chan.uid} closed during stream {ctx.fn_name!r}"
-            ) from ctx.chan._close_reason
+            raise ctx._transport_closed("the stream") from ctx.chan._close_reason
         raise trio.WouldBlock
+
+    async def _receive_direct(self) -> Any:
+        while True:
+            try:
+                value = self.receive_nowait()
+            except trio.WouldBlock:
+                await self._ctx._arrived.park()
+                continue
+            if self.received & 63:
+                await trio.lowlevel.checkpoint_if_cancelled()
+            else:
+                await trio.lowlevel.checkpoint()
+            return value
 
     async def receive(self) -> Any:
         """The next message; ``trio.EndOfChannel`` once the other side closed.
 
         Raises:
+            trio.EndOfChannel: the other side closed its end (after its last message).
+            MsgTypeError: the message does not match the stream's type (the message
+                is skipped: receiving again goes on with the next one).
             RemoteActorError: the other side failed.
             ContextCancelled: the other side cancelled the context.
             TransportClosed: the channel to the other actor died.
         """
-        while True:
-            try:
-                value = self.receive_nowait()
-            except trio.WouldBlock:
-                await self._ctx._wakeup.wait()
-                continue
-            await trio.lowlevel.checkpoint_if_cancelled()
-            return value
+        if self._broadcaster is not None:
+            return await self._broadcaster.receive()
+        return await self._receive_direct()
 
     async def __anext__(self) -> Any:
         try:
@@ -372,23 +626,45 @@ class MsgStream(trio.abc.Channel[Any]):
 
     async def aclose(self) -> None:
         """Close this side: the other side's iteration ends. Idempotent."""
-        if self._closed:
-            await trio.lowlevel.checkpoint()
-            return
+        if not self._closed:
+            self._closed = True
+            ctx = self._ctx
+            ctx._stop_nowait()
+            # unread messages will never be read: free them now
+            kept = [m for m in ctx._inbox if type(m) is not Yield]
+            ctx._inbox.clear()
+            ctx._inbox.extend(kept)
+            ctx._arrived.unpark_all()
+            ctx._credit_lot.unpark_all()
+        await trio.lowlevel.checkpoint()
+
+    def _close_quietly(self) -> None:
+        """Close this side without telling the peer (a one-way stream's caller cancels
+        the generator instead); unread messages are freed."""
         self._closed = True
         ctx = self._ctx
-        if ctx._final is None and not ctx.chan.closed:
-            ctx.chan.send_nowait(Stop(ctx.cid))
-        await trio.lowlevel.checkpoint()
+        kept = [m for m in ctx._inbox if type(m) is not Yield]
+        ctx._inbox.clear()
+        ctx._inbox.extend(kept)
 
     def subscribe(self) -> Any:
         """An async context manager → a broadcast receiver of this stream, so several
-        local tasks can each see every message."""
-        from .trionics import _subscribe_stream
+        local tasks can each see every message (from the moment they subscribed).
 
-        return _subscribe_stream(self)
+        Once a stream has subscribers, its own ``receive`` is one of them too. A
+        subscriber more than ``msg_buffer_size`` messages behind gets
+        :class:`~notebook_actors.trionics.Lagged` and skips ahead.
+        """
+        if self._broadcaster is None:
+            from .trionics._broadcast import broadcast_receiver
+
+            self._broadcaster = broadcast_receiver(
+                self._receive_direct, max_buffer_size=self._window, what=f"stream {self._ctx.fn_name!r}"
+            )
+        return self._broadcaster.subscribe()
 
     def statistics(self) -> dict[str, int]:
+        """Counters: messages sent/received, buffered here, send credit, window."""
         return {
             "sent": self.sent,
             "received": self.received,
@@ -396,6 +672,46 @@ class MsgStream(trio.abc.Channel[Any]):
             "send_credit": self._ctx._credit,
             "window": self._window,
         }
+
+
+# -- opening contexts (the caller side of Portal.open_context) ------------------------
+
+@asynccontextmanager
+async def open_context_from(portal: Any, fn: Any, kwargs: dict[str, Any]) -> AsyncIterator[tuple[Context, Any]]:
+    """The body of :meth:`Portal.open_context` (see there)."""
+    if getattr(fn, "_notebook_actors_kind", "context") != "context":
+        raise TypeError(
+            f"{fn.__qualname__} is a {fn._notebook_actors_kind} function, not a @context one: "
+            f"use portal.open_stream_from({fn.__name__})"
+        )
+    ctx = portal._start(fn, (), kwargs, "context")
+    ctx._payload_type = getattr(fn, "_notebook_actors_payload_type", None)
+    try:
+        first = await ctx._wait_started()
+    except BaseException:
+        await ctx._cancel_and_wait()
+        raise
+    try:
+        yield ctx, first
+    except BaseException as exc:
+        # The body failed or was cancelled: stop the far end, then let the body's error
+        # win; a different failure of the far end is not lost, it becomes a note.
+        await ctx._cancel_and_wait()
+        _note_far_end_error(ctx, exc)
+        raise
+    try:
+        await ctx.result()
+    finally:
+        ctx.chan.ctxs.pop(ctx.cid, None)
+
+
+def _note_far_end_error(ctx: Context, exc: BaseException) -> None:
+    err = ctx._final_error()
+    if err is None or (isinstance(exc, RemoteActorError) and exc.info is ctx._final.err):
+        return
+    if isinstance(exc, RemoteActorError) and exc.info.tb_str == err.info.tb_str:
+        return
+    exc.add_note(f"meanwhile {ctx.fn_name!r} in actor {ctx.chan.uid} ended with {err.type_name}: {err.info.message}")
 
 
 # -- decorators ------------------------------------------------------------------------
@@ -413,8 +729,11 @@ def _has_ctx_param(fn: Callable[..., Any]) -> bool:
 def context(fn: Callable[..., Any] | None = None, *, payload_type: Any = None) -> Any:
     """Mark ``async def fn(ctx, **kwargs)`` as a context endpoint.
 
-    Use as ``@context`` or ``@context(payload_type=MyStruct)`` (the type of the value
-    passed to ``ctx.started`` and of the stream's messages, checked on receipt).
+    Use as ``@context`` or ``@context(payload_type=MyStruct)``: the type of the value
+    passed to ``ctx.started`` and of the stream's messages in both directions,
+    checked where they are received (a mismatch raises :class:`MsgTypeError` there
+    and is reported to the sender). Call it with ``portal.open_context(fn, **kw)``,
+    not ``portal.run``.
     """
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:
         if not inspect.iscoroutinefunction(f):
@@ -424,15 +743,25 @@ def context(fn: Callable[..., Any] | None = None, *, payload_type: Any = None) -
                 f"@context function {f.__qualname__} must take the context as a `ctx` parameter: "
                 f"`async def {f.__name__}(ctx, ...)`"
             )
-        f._notebook_actors_kind = "context"  # type: ignore[attr-defined]
-        f._notebook_actors_payload_type = payload_type  # type: ignore[attr-defined]
-        return f
+        endpoint = f
+        if payload_type is not None:
+            @functools.wraps(f)
+            async def endpoint(ctx: Context, *args: Any, **kwargs: Any) -> Any:
+                ctx._payload_type = payload_type
+                return await f(ctx, *args, **kwargs)
+
+        endpoint._notebook_actors_kind = "context"  # type: ignore[attr-defined]
+        endpoint._notebook_actors_payload_type = payload_type  # type: ignore[attr-defined]
+        return endpoint
 
     return mark(fn) if fn is not None else mark
 
 
 def stream(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Legacy one-way streaming: ``async def fn(ctx, ...)`` calling ``ctx.send_yield(v)``.
+
+    Call it with ``portal.open_stream_from(fn, **kw)``. New code uses an async
+    generator (same call) or a ``@context``.
 
     Raises:
         TypeError: ``fn`` has no ``ctx`` parameter.

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 import trio
 
-from ._context import DEFAULT_WINDOW, Context, MsgStream, encode_pld, unbox
-from ._exceptions import ContextCancelled, NoResult
+from ._context import DEFAULT_WINDOW, Context, MsgStream, _note_far_end_error, encode_pld, open_context_from, unbox
+from ._exceptions import NoResult
 from .msg import Cancel, Return, Start, Started, any_decoder
 
 if TYPE_CHECKING:
@@ -155,68 +155,48 @@ class Portal:
     # -- streaming --
     @asynccontextmanager
     async def open_stream_from(self, async_gen_fn: Any, **kwargs: Any) -> AsyncIterator[MsgStream]:
-        """Stream the values ``async_gen_fn(**kwargs)`` yields in the other actor.
+        """Stream the values ``async_gen_fn(**kwargs)`` yields in the other actor (an
+        async generator, or a legacy ``@stream`` function calling ``ctx.send_yield``).
 
-        Leaving the block early cancels the remote generator.
+        The stream is receive-only. Leaving the block early cancels the remote
+        generator; leaving it after the stream ended raises the generator's error.
         """
+        if getattr(async_gen_fn, "_notebook_actors_kind", None) == "context":
+            raise TypeError(
+                f"{async_gen_fn.__qualname__} is a @context function: use "
+                f"`portal.open_context({async_gen_fn.__name__})`, not open_stream_from"
+            )
         ctx = self._start(async_gen_fn, (), kwargs, "stream", credit=DEFAULT_WINDOW)
         stream = MsgStream(ctx, window=DEFAULT_WINDOW)
+        ctx._stream, ctx._stream_opened = stream, True
         try:
             yield stream
-        finally:
-            stream._closed = True
-            await self._finish_call(ctx)
+        except BaseException as exc:
+            stream._close_quietly()
+            await ctx._cancel_and_wait(CANCEL_ACK_TIMEOUT)
+            _note_far_end_error(ctx, exc)
+            raise
+        stream._close_quietly()
+        await self._finish_call(ctx)
 
     async def _finish_call(self, ctx: Context) -> None:
-        """End a call we are leaving: cancel it if it still runs, wait for its end."""
-        try:
-            if ctx._final is None and not self.channel.closed:
-                ctx.cancel_called = True
-                self.channel.send_nowait(Cancel(ctx.cid))
-                with trio.CancelScope(shield=True), trio.move_on_after(CANCEL_ACK_TIMEOUT):
-                    while ctx._final is None and not self.channel.closed:
-                        await ctx._next()
-        finally:
-            self.channel.ctxs.pop(ctx.cid, None)
+        """End a call we are leaving: cancel it if it still runs, wait (bounded) for its
+        end, raise its error (unless it is our own cancel coming back)."""
+        await ctx._cancel_and_wait(CANCEL_ACK_TIMEOUT)
         if ctx._final is not None:
-            ctx._final_value()  # raise the far end's error, unless it is our own cancel
+            ctx._final_value()
 
-    @asynccontextmanager
-    async def open_context(self, fn: Callable[..., Any], **kwargs: Any) -> AsyncIterator[tuple[Context, Any]]:
-        """Start ``@context fn(ctx, **kwargs)`` in the other actor; yield ``(ctx, first)``
-        where ``first`` is what it passed to ``ctx.started()``.
+    def open_context(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        """Start ``@context fn(ctx, **kwargs)`` in the other actor; an async context
+        manager yielding ``(ctx, first)``, ``first`` being what it passed to
+        ``ctx.started()``.
 
-        Leaving the block normally waits for the function's result; leaving it with an
-        error (or being cancelled) cancels the remote side first.
+        Leaving the block normally waits for the function's result (so the far end must
+        return: close the stream or ``await ctx.cancel()`` first if it would run on).
+        Leaving it with an error, or being cancelled, cancels the far end first and
+        raises the block's own error.
         """
-        if getattr(fn, "_notebook_actors_kind", "context") != "context":
-            raise TypeError(f"{fn.__qualname__} is not a @context function")
-        ctx = self._start(fn, (), kwargs, "context")
-        payload_type = getattr(fn, "_notebook_actors_payload_type", None)
-        try:
-            msg = await ctx._next()
-            if type(msg) is not Started:
-                if type(msg) is Return:
-                    raise RuntimeError(f"{ctx.fn_name} returned without calling ctx.started()")
-                raise unbox(msg.err)
-            first = _decode_first(msg.pld, payload_type, ctx)
-        except BaseException:
-            with trio.CancelScope(shield=True):
-                await self._finish_call(ctx)
-            raise
-        try:
-            yield ctx, first
-        except BaseException:
-            with trio.CancelScope(shield=True):
-                try:
-                    await self._finish_call(ctx)
-                except ContextCancelled:
-                    pass
-            raise
-        try:
-            await ctx.result()
-        finally:
-            self.channel.ctxs.pop(ctx.cid, None)
+        return open_context_from(self, fn, kwargs)
 
     async def cancel_actor(self, timeout: float = CANCEL_ACK_TIMEOUT) -> bool:
         """Ask the actor to stop; True if it acknowledged within ``timeout`` seconds."""
@@ -231,19 +211,6 @@ class Portal:
 
     async def aclose(self) -> None:
         pass
-
-
-def _decode_first(raw: Any, payload_type: Any, ctx: Context) -> Any:
-    if payload_type is None:
-        return any_decoder.decode(raw)
-    import msgspec
-
-    from ._exceptions import MsgTypeError
-
-    try:
-        return msgspec.msgpack.decode(raw, type=payload_type)
-    except msgspec.ValidationError as exc:
-        raise MsgTypeError(f"ctx.started() value from actor {ctx.chan.uid} does not match {payload_type}: {exc}") from None
 
 
 class LocalPortal:

@@ -18,6 +18,7 @@ from msgspec import Raw, Struct
 __all__ = [
     "Cancel",
     "Credit",
+    "Reject",
     "ErrorInfo",
     "Error",
     "Handshake",
@@ -125,6 +126,14 @@ class Credit(Msg, tag="credit"):
     n: int
 
 
+class Reject(Msg, tag="reject"):
+    """The receiver of call ``cid`` refused a payload that does not match its declared
+    type (``err`` says where); the call goes on. The sender's next send raises it."""
+
+    cid: int
+    err: ErrorInfo
+
+
 class SpawnSpec(Msg, tag="spawnspec"):
     """The parent's first message to a child: how to run."""
 
@@ -136,7 +145,7 @@ class SpawnSpec(Msg, tag="spawnspec"):
     parent_main_path: str | None = None
 
 
-AnyMsg = Union[Start, Started, Yield, Stop, Return, Error, Cancel, Credit, SpawnSpec]
+AnyMsg = Union[Start, Started, Yield, Stop, Return, Error, Cancel, Credit, SpawnSpec, Reject]
 
 
 class Hello(Struct, array_like=True, tag="hello"):

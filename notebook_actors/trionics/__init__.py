@@ -1,1 +1,5 @@
 """trio helpers: broadcast receivers, per-actor shared resources, gathering contexts."""
+
+from ._broadcast import BroadcastReceiver as BroadcastReceiver
+from ._broadcast import Lagged as Lagged
+from ._broadcast import broadcast_receiver as broadcast_receiver
