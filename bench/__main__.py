@@ -1,0 +1,221 @@
+"""``python -m bench [--quick] [--rounds N] [--peers a,b] [--no-kernel] [--setup-tractor]``
+
+Runs every figure for every peer, one fresh worker process per sample, in rounds
+that interleave the peers (the order rotates each round); prints one table
+(figure × peer), the cost ratios against the floor and against each peer, and the
+issue's targets; writes everything as JSON to ``bench/results/``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ._report import build_report, print_report
+from ._worker import PEER_MODULES, RESULT_TAG
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+TRACTOR_VENV = RESULTS / "tractor-venv"
+SAMPLE_TIMEOUT = 300.0
+#: Rounds a slow peer's figure runs at most (each sample takes seconds).
+ROUND_CAP = {("ipyparallel", "spawn10"): 1, ("ipyparallel", "spawn1"): 3, ("kernel", "px"): 2}
+
+
+def interpreter_for(peer: str) -> str:
+    if peer == "tractor" and TRACTOR_VENV.exists():
+        return str(TRACTOR_VENV / "bin" / "python")
+    return sys.executable
+
+
+def set_subreaper() -> None:
+    """Adopt orphaned grandchildren (actors start their own sessions), so that every
+    process a sample leaves behind is found, reported and killed here."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+
+
+def reap_leftovers(label: str, grace: float = 5.0) -> list[str]:
+    """Wait (bounded) for adopted orphans to exit; kill and report the rest."""
+    import psutil
+
+    me = psutil.Process()
+    deadline = time.monotonic() + grace
+    while True:
+        kids = [p for p in me.children(recursive=True) if _alive(p)]
+        if not kids or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    left = []
+    for p in kids:
+        try:
+            left.append(f"{p.pid} {' '.join(p.cmdline())[:100]}")
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    for p in me.children():
+        try:
+            os.waitpid(p.pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    if left:
+        print(f"  ! {label} left {len(left)} process(es) behind (killed): {left}", file=sys.stderr)
+    return left
+
+
+def _alive(p) -> bool:
+    import psutil
+
+    try:
+        if p.status() == psutil.STATUS_ZOMBIE:
+            os.waitpid(p.pid, os.WNOHANG)
+            return False
+        return True
+    except (psutil.NoSuchProcess, ChildProcessError):
+        return False
+
+
+def run_worker(peer: str, what: str, quick: bool) -> dict:
+    cmd = [interpreter_for(peer), "-m", "bench._worker", peer, what] + (["--quick"] if quick else [])
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=SAMPLE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return {"error": f"timed out after {SAMPLE_TIMEOUT:.0f} s"}
+    finally:
+        leaks = reap_leftovers(f"{peer} {what}")
+    for line in reversed(out.splitlines()):
+        if line.startswith(RESULT_TAG):
+            result = json.loads(line[len(RESULT_TAG) :])
+            if "error" in result:
+                result["stderr"] = err[-2000:]
+            if leaks:
+                result["leaked"] = leaks
+            return result
+    return {"error": f"worker exited {proc.returncode} without a result", "stderr": err[-2000:]}
+
+
+def setup_tractor() -> None:
+    """tractor 0.1.0a5 declares a git URL dependency that pip refuses from PyPI; install
+    it without dependencies into a side venv, with the trio it was written for."""
+    import venv
+
+    venv.create(TRACTOR_VENV, with_pip=True)
+    pip = [str(TRACTOR_VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
+    deps = ["trio==0.22.2", "async_generator", "trio_typing", "tricycle", "colorlog", "wrapt", "msgspec", "pdbpp", "psutil"]
+    subprocess.run(pip + deps, check=True)
+    subprocess.run(pip + ["--no-deps", "tractor==0.1.0a5"], check=True)
+    print(f"tractor installed in {TRACTOR_VENV}")
+
+
+def machine_facts() -> dict:
+    import psutil
+
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "load_avg_at_start": os.getloadavg(),
+        "versions": _versions(),
+    }
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("notebook_actors", "trio", "msgspec", "trio-parallel", "ipyparallel", "ipykernel"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    if TRACTOR_VENV.exists():
+        out["tractor"] = "0.1.0a5 (side venv, trio 0.22.2)"
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[1])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and shorter samples (about a minute)")
+    ap.add_argument("--rounds", type=int, help="rounds (default 5, or 2 with --quick)")
+    ap.add_argument("--peers", help=f"comma-separated subset of: {', '.join(PEER_MODULES)}")
+    ap.add_argument("--no-kernel", action="store_true", help="skip the Jupyter kernel figures")
+    ap.add_argument("--setup-tractor", action="store_true", help="install tractor into a side venv, then exit")
+    args = ap.parse_args()
+    if args.setup_tractor:
+        setup_tractor()
+        return
+    set_subreaper()
+    rounds = args.rounds or (2 if args.quick else 5)
+    peers = args.peers.split(",") if args.peers else list(PEER_MODULES)
+    if args.no_kernel and "kernel" in peers:
+        peers.remove("kernel")
+    started = time.time()
+    facts = machine_facts()
+    plan, skipped = {}, {}
+    for peer in peers:
+        check = run_worker(peer, "--check", args.quick)
+        why = check.get("unavailable") or check.get("error")
+        if peer == "tractor" and why and not TRACTOR_VENV.exists():
+            why += " (tractor 0.1.0a5 does not pip-install on Python 3.11; `python -m bench --setup-tractor` puts it in a side venv)"
+        if why:
+            skipped[peer] = why
+            print(f"- {peer}: skipped: {why}", file=sys.stderr)
+        else:
+            plan[peer] = check["figures"]
+    samples: dict[str, dict[str, list]] = {p: {} for p in plan}
+    notes: dict[str, list[str]] = {}
+    order = list(plan)
+    for r in range(rounds):
+        order = order[1:] + order[:1] if r else order  # rotate: no peer always goes first
+        print(f"round {r + 1}/{rounds}: {', '.join(order)}", file=sys.stderr)
+        for peer in order:
+            for fig in plan[peer]:
+                if r >= ROUND_CAP.get((peer, fig), rounds):
+                    continue
+                res = run_worker(peer, fig, args.quick)
+                if "error" in res:
+                    notes.setdefault(peer, []).append(f"{fig}: {res['error']}")
+                    print(f"  ! {peer} {fig}: {res['error']}\n{res.get('stderr', '')[-800:]}", file=sys.stderr)
+                    continue
+                if res.get("leaked"):
+                    notes.setdefault(peer, []).append(f"{fig}: left processes behind: {res['leaked']}")
+                for key, val in res["values"].items():
+                    if key == "pending":
+                        if val not in notes.get(peer, []):
+                            notes.setdefault(peer, []).append(val)
+                    else:
+                        samples[peer].setdefault(key, []).extend(val)
+    report = build_report(samples, skipped, notes, facts, rounds, args.quick, time.time() - started)
+    print_report(report)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    for name in (f"bench-{stamp}.json", "latest.json"):
+        (RESULTS / name).write_text(json.dumps(report, indent=2))
+    print(f"\nJSON: {RESULTS / f'bench-{stamp}.json'} (and latest.json)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The floor: what the machine gives with no runtime at all.
+
+Spawn: a bare ``python -c "import trio, msgspec"`` (start, import, exit). IPC: a raw
+trio Unix socket pair between two processes, msgspec frames with a 4-byte length.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import msgspec
+import trio
+
+from .._floor_child import Frames, frame
+from .._util import RPC_N, SPAWN_REPS, STREAM_N, now, private_sock_path, round_trip_summary, rss_of
+
+BARE = [sys.executable, "-c", "import trio, msgspec"]
+
+
+async def _bare_start(count: int) -> float:
+    t0 = now()
+    async with trio.open_nursery() as n:
+        for _ in range(count):
+            n.start_soon(trio.run_process, BARE)
+    return now() - t0
+
+
+def spawn1(quick: bool) -> dict:
+    return {"spawn1_ms": [trio.run(_bare_start, 1) * 1e3 for _ in range(SPAWN_REPS[quick])]}
+
+
+def spawn10(quick: bool) -> dict:
+    return {"spawn10_ms": [trio.run(_bare_start, 10) * 1e3]}
+
+
+async def _with_child(mode: str, n: int, body):
+    path = private_sock_path("floor")
+    sock = trio.socket.socket(trio.socket.AF_UNIX)
+    await sock.bind(path)
+    sock.listen(1)
+    listener = trio.SocketListener(sock)
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "bench._floor_child", mode, path, str(n)], stdin=subprocess.DEVNULL
+    )
+    try:
+        stream = await listener.accept()
+        async with stream:
+            return await body(stream, Frames(stream), proc)
+    finally:
+        proc.kill()
+        await proc.wait()
+        os.unlink(path)
+        os.rmdir(os.path.dirname(path))
+        await listener.aclose()
+
+
+async def _ping_pong(n: int) -> list[float]:
+    enc = msgspec.msgpack.Encoder()
+
+    async def body(stream, frames, proc):
+        times = []
+        for i in range(n + 50):  # the first 50 warm up
+            out = bytearray()
+            t0 = now()
+            frame(enc, out, [i, 2])
+            await stream.send_all(out)
+            (reply,) = await frames.next_batch()
+            assert reply == [i, 4]
+            times.append(now() - t0)
+        return times[50:]
+
+    return await _with_child("echo", 0, body)
+
+
+def rpc(quick: bool) -> dict:
+    return round_trip_summary(trio.run(_ping_pong, RPC_N[quick]), "rpc")
+
+
+def echo(quick: bool) -> dict:
+    return round_trip_summary(trio.run(_ping_pong, RPC_N[quick]), "echo")
+
+
+async def _one_way(mode: str, n: int) -> float:
+    async def body(stream, frames, proc):
+        out = bytearray()
+        frame(msgspec.msgpack.Encoder(), out, "go")
+        await stream.send_all(out)
+        t0 = now()
+        got = 0
+        while got < n:
+            got += len(await frames.next_batch())
+        return n / (now() - t0)
+
+    return await _with_child(mode, n, body)
+
+
+def stream(quick: bool) -> dict:
+    return {"stream_msgs_s": [trio.run(_one_way, "oneway", STREAM_N[quick])]}
+
+
+def stream_batched(quick: bool) -> dict:
+    return {"stream_batched_msgs_s": [trio.run(_one_way, "batched", STREAM_N[quick] * 2)]}
+
+
+async def _idle_rss() -> dict:
+    async def body(stream, frames, proc):
+        out = bytearray()
+        frame(msgspec.msgpack.Encoder(), out, "go")
+        await stream.send_all(out)
+        await trio.sleep(0.3)  # settle after start-up (not a measurement)
+        return rss_of(proc.pid)
+
+    return await _with_child("idle", 0, body)
+
+
+def rss(quick: bool) -> dict:
+    return trio.run(_idle_rss)
+
+
+FIGURES = {
+    "spawn1": spawn1,
+    "spawn10": spawn10,
+    "rpc": rpc,
+    "stream": stream,
+    "stream_batched": stream_batched,
+    "echo": echo,
+    "rss": rss,
+}
