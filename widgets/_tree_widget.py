@@ -1,0 +1,261 @@
+"""The live actor-tree widget (anywidget: a Python class plus a plain ES module).
+
+The widget does not poll anything itself: a trio task of the actor runtime watches
+the tree (:func:`notebook_actors._tree.open_tree_watch`) and copies each change into
+the ``tree`` trait, so updates are throttled by the watch's interval and are sent
+both while the kernel is idle and while a cell awaits. Traits only ever hold plain
+JSON, and are set only from that trio task (the kernel's main thread).
+
+Buttons in the front end send ``{"type": "action", ...}`` messages; they are handled in
+trio and answered through the ``last_action`` trait.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import anywidget
+import traitlets
+import trio
+
+from notebook_actors import _tree
+
+log = logging.getLogger("notebook_actors.widgets")
+
+#: action name -> ``async handler(node: dict) -> str`` (the message shown on success).
+ActionHandler = Callable[[dict[str, Any]], Awaitable[str]]
+_ACTIONS: dict[str, ActionHandler] = {}
+
+#: Seconds an action gets before the widget reports that it timed out.
+ACTION_TIMEOUT = 5.0
+
+
+def register_action(name: str, handler: ActionHandler) -> None:
+    """Handle the front end's ``name`` button (e.g. ``"debug"`` for the notebook
+    debugger, ``"restart"`` for a supervisor that can respawn actors).
+
+    ``handler(node)`` runs in trio in the root actor; ``node`` is the actor's tree node
+    (a dict, see :mod:`notebook_actors._tree`). Return a short message for the user;
+    raise to report a failure (the exception text is shown).
+    """
+    _ACTIONS[name] = handler
+
+
+class ActorTreeWidget(anywidget.AnyWidget):
+    """A live view of the actor tree: states, resources, streams, and buttons.
+
+    Create it in the root actor's process (a kernel with ``%load_ext notebook_actors``,
+    or any trio program running the runtime, e.g. through
+    ``notebook_actors.to_asyncio.start_guest_actor``). Display it as often as you like:
+    every view shows the same model. ``close()`` stops its updates.
+
+    The trap: it needs the trio run to make progress. A blocking cell (``time.sleep``)
+    freezes it together with the rest of the runtime; ``await trio.sleep`` (or an
+    ``%%actor`` cell) does not.
+
+    Raises:
+        RuntimeError: no actor runtime runs in this process.
+    """
+
+    _esm = Path(__file__).parent / "tree.js"
+    _css = Path(__file__).parent / "tree.css"
+
+    tree = traitlets.Dict().tag(sync=True)
+    status = traitlets.Dict().tag(sync=True)
+    last_action = traitlets.Dict().tag(sync=True)
+
+    def __init__(self, interval: float = _tree.DEFAULT_INTERVAL, **kwargs: Any) -> None:
+        from notebook_actors._state import current_actor_or_none
+
+        actor = current_actor_or_none()
+        if actor is None:
+            raise RuntimeError(
+                "ActorTreeWidget needs the actor runtime in this process: run `%load_ext notebook_actors` "
+                "first (or start one with notebook_actors.to_asyncio.start_guest_actor())"
+            )
+        try:
+            token = trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            raise RuntimeError(
+                "ActorTreeWidget must be created on the thread that runs the actor runtime's trio "
+                "(the kernel's main thread, where %load_ext notebook_actors started it)"
+            ) from None
+        super().__init__(**kwargs)
+        self._actor = actor
+        self._token = token
+        self._interval = interval
+        self._scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
+        self._updates = 0
+        self._update_seconds = 0.0
+        self._closed = False
+        self.status = {"live": True, "interval": interval, "root": _tree.key_of(actor.uid)}
+        self.on_msg(self._on_frontend_msg)
+        token.run_sync_soon(self._start_in_trio)
+
+    # -- the trio side ---------------------------------------------------------------------
+    def _start_in_trio(self) -> None:
+        rpc_n = self._actor._rpc_n
+        if rpc_n is None or self._actor.cancel_called:
+            self._set_stopped("the actor runtime is shutting down")
+            return
+        # In the root's RPC nursery: the runtime's shutdown cancels us first, before it
+        # closes channels, and we never hold up the user's own nurseries.
+        rpc_n.start_soon(self._run)
+
+    async def _run(self) -> None:
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    async with _tree.open_tree_watch(self._interval) as watch:
+                        self._publish(watch)
+                        async for _ in watch:
+                            self._publish(watch)
+        except Exception as exc:  # never take the runtime down with us
+            log.exception("the actor tree widget stopped")
+            self._set_stopped(f"stopped: {type(exc).__name__}: {exc}")
+            return
+        self._set_stopped("closed" if self._closed else "the actor runtime stopped")
+
+    def _publish(self, watch: _tree.TreeWatch) -> None:
+        if self._closed or self.comm is None:
+            self._scope.cancel()
+            return
+        t0 = time.perf_counter()
+        self.tree = watch.snapshot()
+        self._update_seconds += time.perf_counter() - t0
+        self._updates += 1
+
+    def _set_stopped(self, why: str) -> None:
+        if self.comm is not None and not self._closed:
+            self.status = {**self.status, "live": False, "why": why}
+
+    def statistics(self) -> dict[str, Any]:
+        """Kernel-side cost so far: updates sent and seconds spent sending them."""
+        return {
+            "updates": self._updates,
+            "seconds": self._update_seconds,
+            "per_update_ms": 1000 * self._update_seconds / max(1, self._updates),
+            "actors": len(self.tree.get("nodes", {})),
+        }
+
+    def close(self) -> None:
+        """Stop the updates and close every view of this widget."""
+        self._closed = True
+        try:
+            self._token.run_sync_soon(self._scope.cancel)
+        except trio.RunFinishedError:
+            pass
+        super().close()
+
+    # -- actions -------------------------------------------------------------------------
+    def _on_frontend_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict) or content.get("type") != "action":
+            return
+        try:
+            self._token.run_sync_soon(self._start_action, content)
+        except trio.RunFinishedError:
+            self.last_action = _answer(content, False, "the actor runtime has stopped")
+
+    def _start_action(self, content: dict[str, Any]) -> None:
+        if self._nursery is None:
+            self.last_action = _answer(content, False, "the tree widget is not running")
+            return
+        self._nursery.start_soon(self._do_action, content)
+
+    async def _do_action(self, content: dict[str, Any]) -> None:
+        self.last_action = await run_action(self._actor, self.tree, content)
+
+
+def _answer(content: dict[str, Any], ok: bool, message: str) -> dict[str, Any]:
+    return {
+        "id": content.get("id"), "action": content.get("action"), "key": content.get("key"),
+        "ok": ok, "message": message, "at": time.time(),
+    }
+
+
+async def run_action(actor: Any, tree: dict[str, Any], content: dict[str, Any]) -> dict[str, Any]:
+    """Carry out one button press; the answer says what happened (never raises)."""
+    action, key = content.get("action"), content.get("key")
+    node = tree.get("nodes", {}).get(key)
+    if node is None:
+        return _answer(content, False, f"actor {key} is gone: it is no longer in the tree")
+    who = f"actor {node['name']} (pid {node['pid']})"
+    if node["state"] in ("exited", "crashed") and action != "debug":
+        return _answer(content, False, f"{who} has already {_tree.state_word(node)}")
+    handler = _ACTIONS.get(action)
+    if handler is None:
+        return _answer(content, False, f"no handler for {action!r} is installed")
+    try:
+        with trio.fail_after(ACTION_TIMEOUT):
+            message = await handler(node)
+    except trio.TooSlowError:
+        return _answer(content, False, f"{action} of {who} timed out after {ACTION_TIMEOUT}s")
+    except Exception as exc:
+        return _answer(content, False, f"{action} of {who} failed: {exc}")
+    return _answer(content, True, message)
+
+
+def _refuse_root(node: dict[str, Any], action: str) -> None:
+    if node.get("parent") is None:
+        raise RuntimeError(
+            f"{node['name']} is the root of the tree (this process): {action} it by interrupting "
+            "or restarting the kernel instead"
+        )
+
+
+async def _cancel(node: dict[str, Any]) -> str:
+    from notebook_actors._exceptions import TransportClosed
+    from notebook_actors._portal import Portal
+    from notebook_actors._state import current_actor
+
+    _refuse_root(node, "cancel")
+    if not node.get("addr"):
+        raise RuntimeError("it has no address yet (still spawning); try again in a moment")
+    actor = current_actor()
+    try:
+        chan = await actor.connect_to(node["addr"])
+        await Portal(chan, actor).run_from_ns("self", "cancel")
+    except (OSError, TransportClosed) as exc:
+        raise RuntimeError(f"it is gone ({exc})") from None
+    return f"asked actor {node['name']} to cancel"
+
+
+async def _kill(node: dict[str, Any]) -> str:
+    _refuse_root(node, "kill")
+    pid = node.get("pid")
+    if not pid:
+        raise RuntimeError("it has no process yet")
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        raise RuntimeError(f"process {pid} is gone") from None
+    return f"sent SIGKILL to actor {node['name']} (pid {pid}); its parent sees it crash"
+
+
+async def _restart(node: dict[str, Any]) -> str:
+    raise RuntimeError(
+        "restarting needs a supervisor that can respawn it, and none is installed "
+        "(register one with notebook_actors.widgets.register_action('restart', handler))"
+    )
+
+
+async def _debug(node: dict[str, Any]) -> str:
+    raise RuntimeError(
+        "no notebook debugger is installed to attach to it "
+        "(it registers itself with notebook_actors.widgets.register_action('debug', handler))"
+    )
+
+
+for _name, _handler in (("cancel", _cancel), ("kill", _kill), ("restart", _restart), ("debug", _debug)):
+    _ACTIONS.setdefault(_name, _handler)
+
+
+def tree(interval: float = _tree.DEFAULT_INTERVAL) -> ActorTreeWidget:
+    """A new live tree widget (its rich repr displays it); for ``%actor tree``."""
+    return ActorTreeWidget(interval=interval)
