@@ -35,6 +35,9 @@ log = logging.getLogger("notebook_actors.runtime")
 
 DEFAULT_REGISTRY_ADDR = ("127.0.0.1", 1616)
 
+#: Runtime modules every actor serves (the debugger's REPL relay), enabled or not.
+RUNTIME_MODULES = frozenset({"notebook_actors._debug"})
+
 #: ``Actor`` methods other actors may call through namespace ``'self'``.
 SELF_RPC = frozenset({
     "cancel",
@@ -147,6 +150,11 @@ class Actor:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled. ``task_status.started()`` once reachable."""
         self.started_at = trio.current_time()
+        undo_debug = lambda: None  # noqa: E731
+        if self.debug_mode:  # the builtin breakpoint() goes to the tree's REPL
+            from . import _debug
+
+            undo_debug = _debug.enable_debug_mode()
         try:
             async with trio.open_nursery() as transport_n:
                 self._transport_n = transport_n
@@ -164,6 +172,7 @@ class Actor:
                 await self._close_all_channels()
                 transport_n.cancel_scope.cancel()
         finally:
+            undo_debug()
             self._accepting = False
             for listener in self._listeners:
                 with trio.CancelScope(shield=True):
@@ -457,7 +466,7 @@ class Actor:
             if func not in SELF_RPC:
                 raise ModuleNotExposed(f"actor {self.uid} has no RPC method {func!r}; it offers {sorted(SELF_RPC)}")
             return getattr(self, func)
-        if ns not in self.enable_modules:
+        if ns not in self.enable_modules and ns not in RUNTIME_MODULES:
             raise ModuleNotExposed(
                 f"module {ns!r} is not enabled in actor {self.uid}; pass enable_modules=[{ns!r}]"
             )
@@ -472,7 +481,8 @@ class Actor:
         return obj
 
     def _import(self, ns: str) -> Any:
-        if ns == "__main__":
+        # a grandchild is asked for "__mp_main__": its parent loaded the script under that name
+        if ns in ("__main__", "__mp_main__"):
             return self._main_module()
         import importlib
 
@@ -660,6 +670,12 @@ async def open_root_actor(
             try:
                 with body_scope:
                     yield actor
+            except Exception as exc:
+                if debug_mode:  # the root's own post-mortem, while its runtime still runs
+                    from . import _debug
+
+                    await _debug.post_mortem_for(exc)
+                raise
             finally:
                 actor.cancel_soon()
     except BaseExceptionGroup as group:

@@ -242,6 +242,9 @@ class ActorNursery:
             if child.proc is not None and child.proc.returncode is None:
                 if not child.cancel_requested:
                     child.request_cancel()
+                debug = sys.modules.get("notebook_actors._debug")
+                if debug is not None:  # never kill a child whose subtree is in the REPL
+                    await debug.wait_while_repl_via(child.uid)
                 child.exitcode = await _spawn.reap(child.proc, 0 if child.hard_kill else CANCEL_GRACE)
             child.exitcode = child.proc.returncode if child.proc is not None else child.exitcode
             if child.exitcode not in (0, None) and not child.cancel_requested:
