@@ -39,7 +39,8 @@ log = logging.getLogger("notebook_actors.channel")
 
 PROTOCOL_VERSION = 2
 NONCE_SIZE = 32
-HANDSHAKE_TIMEOUT = 5.0
+#: Seconds a connecting peer gets to complete the handshake before it is dropped.
+HANDSHAKE_TIMEOUT = float(os.environ.get("NOTEBOOK_ACTORS_HANDSHAKE_TIMEOUT", 5.0))
 HANDSHAKE_MAX_FRAME = 4096
 RECV_SIZE = 256 * 1024
 #: Output bytes buffered before ``send`` waits for the writer (socket backpressure).

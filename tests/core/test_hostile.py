@@ -1,0 +1,329 @@
+"""Hostile and bad input against a running actor (a real child process): garbage, a
+4 GiB frame header, unknown message types, unexposed functions, a replayed handshake,
+a stalled peer, and a crowd of them. Each ends in a clear error or a dropped
+connection; the actor keeps serving its real peers and leaks no file descriptor and
+no task."""
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+
+import msgspec
+import pytest
+import trio
+import trio.testing
+
+import notebook_actors as na
+from notebook_actors import _transport, testing
+from notebook_actors._channel import Channel, connect, handshake_as_dialer
+from notebook_actors._codec import encode_frame
+from notebook_actors._exceptions import HandshakeError
+from notebook_actors.msg import Error, Ident, Return, Start, encoder
+
+TIMEOUT = 60
+
+
+def trio_test(fn):
+    """Run an async test function under trio.run (fixtures still injected)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return trio.run(functools.partial(fn, *args, **kwargs))
+
+    return wrapper
+
+
+# --- run inside the target actor ------------------------------------------------------
+
+def echo(x):
+    return x
+
+
+def _count_tasks(task) -> int:
+    return 1 + sum(_count_tasks(t) for n in task.child_nurseries for t in n.child_tasks)
+
+
+async def resources() -> dict:
+    """Open file descriptors and live trio tasks of this actor, once every task here
+    has run and blocked (so connections being dropped have finished dropping)."""
+    await trio.testing.wait_all_tasks_blocked()
+    actor = na.current_actor()
+    return {
+        "fds": len(os.listdir("/proc/self/fd")),
+        "tasks": _count_tasks(trio.lowlevel.current_root_task()),
+        "peers": sorted(str(uid) for uid in actor._peers),
+    }
+
+
+# --- the hostile side -------------------------------------------------------------------
+
+def ident(name: str = "intruder") -> Ident:
+    return Ident((name, uuid.uuid4().hex), os.getpid(), None)
+
+
+async def read_until_eof(stream: trio.abc.Stream) -> bytes:
+    """Everything the actor sends until it drops us (the hang guard is the caller's)."""
+    data = b""
+    while True:
+        try:
+            chunk = await stream.receive_some()
+        except trio.BrokenResourceError:  # reset by peer: dropped too
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+async def raw_connect(addr: str) -> trio.abc.Stream:
+    return await _transport.connect(addr)
+
+
+async def authenticated(addr: str, secret: bytes) -> tuple[trio.abc.Stream, bytes]:
+    stream = await raw_connect(addr)
+    _, rest = await handshake_as_dialer(stream, secret, ident("authenticated"), addr)
+    return stream, rest
+
+
+async def read_frames(stream: trio.abc.Stream, count: int, rest: bytes = b"") -> list:
+    """The next ``count`` runtime messages from the actor."""
+    from notebook_actors._codec import FrameDecoder
+    from notebook_actors.msg import msg_decoder
+
+    decoder = FrameDecoder(msg_decoder)
+    msgs = decoder.feed(rest) if rest else []
+    while len(msgs) < count:
+        chunk = await stream.receive_some()
+        assert chunk, "the actor dropped an authenticated peer"
+        msgs.extend(decoder.feed(chunk))
+    return msgs
+
+
+@pytest.fixture
+def tree_kw(monkeypatch):
+    # a stalled peer is dropped after this long in the child (read at its import)
+    monkeypatch.setenv("NOTEBOOK_ACTORS_HANDSHAKE_TIMEOUT", "0.5")
+    return {"registry_addrs": [testing.private_registry_addr()]}
+
+
+async def target_and_baseline(n) -> tuple[na.Portal, str, dict]:
+    portal = await n.start_actor("target", enable_modules=[__name__])
+    addr = await portal.run_from_ns("self", "tree_snapshot")
+    return portal, addr["addr"], await portal.run(resources)
+
+
+async def assert_unharmed(portal: na.Portal, baseline: dict) -> None:
+    assert await portal.run(echo, x={"still": "serving"}) == {"still": "serving"}
+    after = await portal.run(resources)
+    assert after == baseline, f"leaked: before {baseline}, after {after}"
+
+
+class TestBeforeHandshake:
+    @trio_test
+    async def test_garbage_is_dropped(self, tree_kw):
+        """Test that garbage instead of a handshake is dropped (after the actor's own
+        challenge, and nothing else) and leaks nothing."""
+        with trio.fail_after(TIMEOUT):
+            async with na.open_nursery(**tree_kw) as n:
+                portal, addr, baseline = await target_and_baseline(n)
+                stream = await raw_connect(addr)
+                await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + os.urandom(512))
+                got = await read_until_eof(stream)
+                assert len(got) < 100  # only the Hello challenge
+                await stream.aclose()
+                await assert_unharmed(portal, baseline)
+                await portal.cancel_actor()
+
+    @trio_test
+    async def test_four_gib_header_is_dropped(self, tree_kw):
+        """Test that a 4 GiB frame header in place of the handshake is dropped at once."""
+        with trio.fail_after(TIMEOUT):
+            async with na.open_nursery(**tree_kw) as n:
+                portal, addr, baseline = await target_and_baseline(n)
+                stream = await raw_connect(addr)
+                await stream.send_all(b"\xff\xff\xff\xff")
+                await read_until_eof(stream)
+                await stream.aclose()
+                await assert_unharmed(portal, baseline)
+                await portal.cancel_actor()
+
+    @trio_test
+    async def test_rpc_without_handshake_is_not_run(self, tree_kw, tmp_path):
+        """Test that an RPC sent without a handshake is dropped and never runs."""
+        marker = tmp_path / "ran"
+        with trio.fail_after(TIMEOUT):
+            async with na.open_nursery(**tree_kw) as n:
+                portal = await n.start_actor("target", enable_modules=[__name__, "pathlib"])
+                addr = (await portal.run_from_ns("self", "tree_snapshot"))["addr"]
+                stream = await raw_connect(addr)
+                call = Start(0, "notebook_actors._runtime", "os.system", {"command": f"touch {marker}"})
+                await stream.send_all(encode_frame(call))
+                await read_until_eof(stream)
+                await stream.aclose()
+                assert await portal.run(echo, x=1) == 1
+                assert not marker.exists()
+                await portal.cancel_actor()
+
+    @trio_test
+    async def test_replayed_handshake_is_dropped(self, tree_kw):
+        """Test that replaying the bytes of another peer's successful handshake fails."""
+        secret = na.current_actor_or_none() if False else None
+
+        class Recording(trio.abc.Stream):
+            def __init__(self, inner):
+                self.inner, self.sent = inner, bytearray()
+
+            async def send_all(self, data):
+                self.sent += data
+                await self.inner.send_all(data)
+
+            async def wait_send_all_might_not_block(self):
+                await self.inner.wait_send_all_might_not_block()
+
+            async def receive_some(self, max_bytes=None):
+                return await self.inner.receive_some(max_bytes)
+
+            async def aclose(self):
+                await self.inner.aclose()
+
+        with trio.fail_after(TIMEOUT):
+            async with na.open_nursery(**tree_kw) as n:
+                portal, addr, baseline = await target_and_baseline(n)
+                secret = n._actor.secret
+                legit = Recording(await raw_connect(addr))
+                await handshake_as_dialer(legit, secret, ident("legit"), addr)
+                await legit.aclose()
+                replay = await raw_connect(addr)
+                await replay.send_all(bytes(legit.sent))
+                await read_until_eof(replay)  # dropped
+                await replay.aclose()
+                await assert_unharmed(portal, baseline)
+                await portal.cancel_actor()
+
+    @trio_test
+    async def test_stalled_peer_is_dropped(self, tree_kw):
+        """Test that a peer that connects and never answers the challenge is dropped
+        after the handshake timeout."""
+        with trio.fail_after(TIMEOUT):
+            async with na.open_nursery(**tree_kw) as n:
+                portal, addr, baseline = await target_and_baseline(n)
+                stream = await raw_connect(addr)
+                await read_until_eof(stream)  # Hello, then EOF once the timeout hits
+                await stream.aclose()
+                await assert_unharmed(portal, baseline)
+                await portal.cancel_actor()
+
+    @trio_test
+    async def test_wrong_secret_cannot_call(self, tree_kw):
+        """Test that a peer with the wrong secret gets HandshakeError and no channel."""
+        with trio.fail_after(TIMEOUT):
+            async with na.open_nursery(**tree_kw) as n:
+                portal, addr, baseline = await target_and_baseline(n)
+                with pytest.raises(HandshakeError):
+                    await connect(addr, b"a-guess-at-the-secret-0123456789", ident())
+                await assert_unharmed(portal, baseline)
+                await portal.cancel_actor()
+
+    @trio_test
+    async def test_crowd_of_intruders(self, tree_kw):
+        """Test that 40 concurrent hostile connections (garbage, huge headers, silence)
+        are all dropped while the real peer keeps calling, and nothing leaks."""
+        payloads = [b"\x00garbage", b"\xff\xff\xff\xff", b""]
+        with trio.fail_after(TIMEOUT):
+            async with na.open_nursery(**tree_kw) as n:
+                portal, addr, baseline = await target_and_baseline(n)
+
+                async def intruder(i):
+                    stream = await raw_connect(addr)
+                    await stream.send_all(payloads[i % len(payloads)])
+                    await read_until_eof(stream)
+                    await stream.aclose()
+
+                async with trio.open_nursery() as crowd:
+                    for i in range(40):
+                        crowd.start_soon(intruder, i)
+                    for i in range(20):
+                        assert await portal.run(echo, x=i) == i
+                await assert_unharmed(portal, baseline)
+                await portal.cancel_actor()
+
+
+class TestAfterHandshake:
+    @trio_test
+    async def test_oversized_frame_closes_only_that_channel(self, tree_kw):
+        """Test that an authenticated peer announcing a 4 GiB frame loses its channel,
+        and only that one."""
+        with trio.fail_after(TIMEOUT):
+            async with na.open_nursery(**tree_kw) as n:
+                portal, addr, baseline = await target_and_baseline(n)
+                stream, _ = await authenticated(addr, n._actor.secret)
+                await stream.send_all(b"\xff\xff\xff\xff" + b"\x00" * 64)
+                await read_until_eof(stream)
+                await stream.aclose()
+                await assert_unharmed(portal, baseline)
+                await portal.cancel_actor()
+
+    @trio_test
+    async def test_unknown_type_and_bad_fields_answered(self, tree_kw):
+        """Test that a well-formed message of an unknown type, and a call with a field
+        of the wrong type, get clear errors and the channel keeps working."""
+        with trio.fail_after(TIMEOUT):
+            async with na.open_nursery(**tree_kw) as n:
+                portal, addr, baseline = await target_and_baseline(n)
+                stream, rest = await authenticated(addr, n._actor.secret)
+                frames = [
+                    encoder.encode(["teleport", 2, {"to": "mars"}]),
+                    encoder.encode(["start", 4, __name__, "echo", ["not", "a", "dict"], "call", 0, None]),
+                ]
+                await stream.send_all(b"".join(len(f).to_bytes(4, "big") + f for f in frames))
+                await stream.send_all(encode_frame(Start(6, __name__, "echo", {"x": "ok"})))
+                unknown, bad_call, good = await read_frames(stream, 3, rest)
+                assert isinstance(unknown, Error) and unknown.cid is None
+                assert "teleport" in unknown.err.message
+                assert isinstance(bad_call, Error) and bad_call.cid == 4
+                assert bad_call.err.type_name == "MsgTypeError" and "$[4]" in bad_call.err.message
+                assert isinstance(good, Return) and msgspec.msgpack.decode(good.pld) == "ok"
+                await stream.aclose()
+                await assert_unharmed(portal, baseline)
+                await portal.cancel_actor()
+
+    @trio_test
+    async def test_unexposed_functions_refused(self, tree_kw):
+        """Test that calls to a module that is not enabled, to an Actor method not
+        offered over RPC, and with a call id of the wrong parity are refused with
+        errors that say so, and run nothing."""
+        with trio.fail_after(TIMEOUT):
+            async with na.open_nursery(**tree_kw) as n:
+                portal, addr, baseline = await target_and_baseline(n)
+                stream, rest = await authenticated(addr, n._actor.secret)
+                calls = [
+                    Start(0, "os", "system", {"command": "true"}),
+                    Start(2, "self", "_resolve", {"ns": "os", "func": "system", "code": None}),
+                    Start(3, __name__, "echo", {"x": 1}),  # odd ids belong to the acceptor
+                ]
+                await stream.send_all(b"".join(encode_frame(c) for c in calls))
+                replies = {m.cid: m for m in await read_frames(stream, 3, rest)}
+                assert replies[0].err.type_name == "ModuleNotExposed"
+                assert "enable_modules=['os']" in replies[0].err.message
+                assert replies[2].err.type_name == "ModuleNotExposed"
+                assert "no RPC method '_resolve'" in replies[2].err.message
+                assert "invalid" in replies[3].err.message
+                await stream.aclose()
+                await assert_unharmed(portal, baseline)
+                await portal.cancel_actor()
+
+
+@trio_test
+async def test_refusal_is_logged_with_peer(caplog):
+    """Test that a refused connection is logged naming the peer's process and user."""
+    import logging
+
+    with trio.fail_after(TIMEOUT):
+        with caplog.at_level(logging.WARNING, logger="notebook_actors"):
+            async with na.open_root_actor(registry_addrs=[testing.private_registry_addr()]) as actor:
+                stream = await raw_connect(actor.accept_addr)
+                await stream.send_all(b"\x00\x00\x00\x01\xc1")
+                await read_until_eof(stream)
+                await stream.aclose()
+    assert "dropped an unauthenticated peer" in caplog.text
+    assert f"pid {os.getpid()} (user id {os.getuid()})" in caplog.text
