@@ -408,11 +408,20 @@ async def _stream_cm(stream: MsgStream) -> AsyncIterator[MsgStream]:
     try:
         yield stream
     except BaseException as exc:
-        # the peer closed its end and our sender loop hit it: a clean end
-        if not _only_peer_closed(exc, stream):
-            raise
-    finally:
-        await stream.aclose()
+        if _only_peer_closed(exc, stream):
+            await stream.aclose()  # the peer went away and our sender hit it: a clean end
+            return
+        if stream._ctx.side == "callee":
+            # the Error (or, if caught, the Return) that follows ends the caller's
+            # stream; a Stop first would let it end "cleanly" before seeing the error
+            stream._close_quietly()
+        else:
+            # the callee may be looping on this stream: end its loop, even if the
+            # error is caught before open_context sees it and cancels the callee
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+        raise
+    await stream.aclose()
 
 
 def _only_peer_closed(exc: BaseException, stream: MsgStream) -> bool:
@@ -457,6 +466,7 @@ class MsgStream(trio.abc.Channel[Any]):
         self._consumed = 0
         self._closed = False
         self._broadcaster: Any = None
+        self._receive_only = False
         self.received = 0
         self.sent = 0
 
@@ -526,6 +536,11 @@ class MsgStream(trio.abc.Channel[Any]):
 
     def _check_can_send(self) -> None:
         ctx = self._ctx
+        if self._receive_only:
+            raise TypeError(
+                f"the stream from {ctx.fn_name!r} is receive-only (portal.open_stream_from); "
+                "for a two-way stream use a @context with portal.open_context() and ctx.open_stream()"
+            )
         if self._closed:
             raise trio.ClosedResourceError(f"this side closed the stream of {ctx.fn_name!r}; sending on it is an error")
         if ctx._rejected is not None:

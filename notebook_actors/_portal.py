@@ -168,7 +168,7 @@ class Portal:
             )
         ctx = self._start(async_gen_fn, (), kwargs, "stream", credit=DEFAULT_WINDOW)
         stream = MsgStream(ctx, window=DEFAULT_WINDOW)
-        ctx._stream, ctx._stream_opened = stream, True
+        ctx._stream, ctx._stream_opened, stream._receive_only = stream, True, True
         try:
             yield stream
         except BaseException as exc:
