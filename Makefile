@@ -12,6 +12,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[test,bench]"
+	$(BIN)/python -m notebook_actors._debug --disable-pdb-hijack
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -677,7 +677,7 @@ def _interact(session: Any, *, frame: Any = None, exc: BaseException | None = No
                 pdb.interaction(frame, None)
         else:
             io.write(f"\n[notebook_actors] post-mortem in {where}:\n")
-            io.write("".join(traceback.format_exception_only(type(exc), exc)))
+            io.write(_describe(exc))
             # the live frames too (botframe: the task's own), so the root's post-mortem
             # of a boxed error starts in the user's code that awaited the failed actor
             here = sys._getframe()
@@ -691,6 +691,16 @@ def _interact(session: Any, *, frame: Any = None, exc: BaseException | None = No
         with contextlib.suppress(Exception):
             sys.settrace(None)
         io.close_session()
+
+
+def _describe(exc: BaseException) -> str:
+    """The error line(s) above a post-mortem; a group lists its members' first lines."""
+    text = "".join(traceback.format_exception_only(type(exc), exc))
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            first = traceback.format_exception_only(type(sub), sub)[0].splitlines()[0]
+            text += f"  - {first}\n"
+    return text
 
 
 @contextlib.contextmanager
@@ -851,3 +861,44 @@ def enable_debug_mode() -> Callable[[], None]:
             sys.breakpointhook = old
 
     return restore
+
+
+# -- keeping pdbpp's `pdb` hijack out -------------------------------------------------
+
+_HIJACK_PTH = "pdbpp_hijack_pdb.pth"
+
+
+def disable_pdb_hijack(site_dirs: list[str] | None = None) -> list[str]:
+    """Make pdbpp's ``.pth`` file opt-in (``PDBPP_HIJACK_PDB=1``) instead of opt-out.
+
+    Installing pdbpp drops ``pdbpp_hijack_pdb.pth`` into site-packages; it makes
+    ``import pdb`` return pdb++ for *every* program of the environment, which breaks
+    IPython's ``%debug``. The runtime imports ``pdbpp`` by name and needs no hijack.
+    ``make`` runs this after installing (``python -m notebook_actors._debug
+    --disable-pdb-hijack``). Returns the files changed.
+    """
+    import site
+    import sysconfig
+
+    dirs = site_dirs or [*site.getsitepackages(), sysconfig.get_paths()["purelib"]]
+    changed = []
+    for directory in dict.fromkeys(dirs):
+        path = os.path.join(directory, _HIJACK_PTH)
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            continue
+        new = text.replace("os.environ.get('PDBPP_HIJACK_PDB', 1)", "os.environ.get('PDBPP_HIJACK_PDB', 0)")
+        if new != text:
+            with open(path, "w") as f:
+                f.write(new)
+            changed.append(path)
+    return changed
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--disable-pdb-hijack"]:
+        sys.exit("usage: python -m notebook_actors._debug --disable-pdb-hijack")
+    for changed_path in disable_pdb_hijack():
+        print(f"pdbpp no longer replaces `pdb` by default (opt in with PDBPP_HIJACK_PDB=1): {changed_path}")
