@@ -3,3 +3,5 @@
 from ._broadcast import BroadcastReceiver as BroadcastReceiver
 from ._broadcast import Lagged as Lagged
 from ._broadcast import broadcast_receiver as broadcast_receiver
+from ._mngrs import gather_contexts as gather_contexts
+from ._mngrs import maybe_open_context as maybe_open_context
