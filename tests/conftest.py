@@ -3,17 +3,26 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 
 import psutil
 import pytest
 
 
+# Marks the processes this pytest run starts (children inherit the environment), so
+# the scan below never blames, or kills, actors of another test run on the same host.
+SESSION_MARK = ("NOTEBOOK_ACTORS_TEST_SESSION", uuid.uuid4().hex)
+os.environ[SESSION_MARK[0]] = SESSION_MARK[1]
+
+
 def _actor_like(proc: psutil.Process) -> bool:
     try:
         cmd = " ".join(proc.cmdline())
+        if not ("notebook_actors" in cmd or "multiprocessing" in cmd or "ipykernel" in cmd):
+            return False
+        return proc.environ().get(SESSION_MARK[0]) == SESSION_MARK[1]
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
-    return "notebook_actors" in cmd or "multiprocessing" in cmd or "ipykernel" in cmd
 
 
 def _leftovers(since: float, before: set[int]) -> list[psutil.Process]:
