@@ -3,5 +3,6 @@
 from ._broadcast import BroadcastReceiver as BroadcastReceiver
 from ._broadcast import Lagged as Lagged
 from ._broadcast import broadcast_receiver as broadcast_receiver
+from ._cluster import open_actor_cluster as open_actor_cluster
 from ._mngrs import gather_contexts as gather_contexts
 from ._mngrs import maybe_open_context as maybe_open_context
