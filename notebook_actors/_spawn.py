@@ -5,6 +5,8 @@ Backends (``start_method``):
 - ``"trio"`` (default): ``python -m notebook_actors._child`` through trio's process
   API; the boot spec (with the tree's secret) goes through the child's stdin, never its
   command line.
+- ``"forkserver"``: a warm template process (runtime already imported) forks each
+  actor: ~10x faster spawn (see ``_forkserver``).
 - ``"mp_spawn"`` / ``"mp_forkserver"``: the same child main through multiprocessing.
 
 Every child starts in its own session (a terminal's or kernel's SIGINT reaches it only
@@ -23,7 +25,7 @@ import trio
 
 from .msg import SpawnSpec, encoder
 
-START_METHODS = ("trio", "mp_spawn", "mp_forkserver")
+START_METHODS = ("trio", "forkserver", "mp_spawn", "mp_forkserver")
 _default_method = "trio"
 
 
@@ -121,6 +123,10 @@ class MPChild(ChildProcess):
 async def start_process(boot: ChildBoot) -> ChildProcess:
     """Start a child actor process for ``boot``; it connects back to its parent."""
     method = boot.start_method
+    if method == "forkserver":  # a warm template forks the actor (see _forkserver)
+        from . import _forkserver
+
+        return await _forkserver.start_process(boot)
     if method == "trio":
         proc = await trio.lowlevel.open_process(
             [sys.executable, "-m", "notebook_actors._child"],

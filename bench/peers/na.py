@@ -35,7 +35,7 @@ async def _warm(start_method: str) -> None:
     if start_method == "forkserver":
         from notebook_actors import _forkserver
 
-        await _forkserver.ensure_started()
+        await _forkserver.ensure_started(wait_ready=True)
 
 
 async def _first_results(count: int, times: list[float]) -> None:

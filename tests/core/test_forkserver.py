@@ -1,0 +1,175 @@
+"""The "forkserver" spawn backend (notebook_actors._forkserver): a warm template
+process forks actors. Real template, real forks, real sockets."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import textwrap
+
+import psutil
+import pytest
+import trio
+
+import notebook_actors as na
+from notebook_actors import _forkserver, testing
+
+MOD = __name__
+
+
+@pytest.fixture
+def root_kw():
+    return {"registry_addrs": [testing.private_registry_addr()], "start_method": "forkserver"}
+
+
+def whoami() -> dict:
+    return {"pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0), "cwd": os.getcwd()}
+
+
+def boom() -> None:
+    raise ValueError("forked boom")
+
+
+async def spawn_grandchild() -> dict:
+    async with na.open_nursery() as n:
+        portal = await n.run_in_actor(whoami, name="grandchild")
+        return {"me": os.getpid(), "grandchild": await portal.result()}
+
+
+def test_forked_actor_runs_a_function_in_its_own_session(root_kw):
+    """Test that a forked actor returns its result, is a child of the template (not of
+    the spawner), runs in its own session and in the spawner's working directory."""
+
+    async def main():
+        async with na.open_root_actor(**root_kw):
+            server = await _forkserver.ensure_started(wait_ready=True)
+            async with na.open_nursery() as n:
+                portal = await n.run_in_actor(whoami)
+                info = await portal.result()
+            return info, server.proc.pid
+
+    info, template_pid = trio.run(main)
+    assert info["ppid"] == template_pid
+    assert info["pid"] != os.getpid()
+    assert info["sid"] == info["pid"]
+    assert info["cwd"] == os.getcwd()
+
+
+def test_template_stops_with_the_actor_that_started_it(root_kw):
+    """Test that the template process exits when the root actor that owns it ends."""
+
+    async def main():
+        async with na.open_root_actor(**root_kw):
+            server = await _forkserver.ensure_started(wait_ready=True)
+            pid = server.proc.pid
+            assert testing.alive(pid)
+        return pid
+
+    pid = trio.run(main)
+    assert testing.wait_until_gone([pid]) == []
+
+
+def test_error_in_forked_actor_is_boxed(root_kw):
+    """Test that an error raised in a forked actor reaches the nursery as a
+    RemoteActorError carrying the original type."""
+
+    async def main():
+        async with na.open_nursery(**root_kw) as n:
+            await n.run_in_actor(boom)
+
+    with pytest.raises(na.RemoteActorError, match="forked boom") as info:
+        trio.run(main)
+    assert info.value.type is ValueError
+
+
+def test_forked_actor_spawns_through_the_same_template(root_kw):
+    """Test that an actor forked by the template spawns its own children through the
+    same template (found via the environment), and they work."""
+
+    async def main():
+        async with na.open_root_actor(**root_kw):
+            server = await _forkserver.ensure_started(wait_ready=True)
+            async with na.open_nursery() as n:
+                portal = await n.run_in_actor(spawn_grandchild, enable_modules=[MOD])
+                return await portal.result(), server.proc.pid
+
+    result, template_pid = trio.run(main)
+    assert result["grandchild"]["ppid"] == template_pid
+    assert result["grandchild"]["pid"] != result["me"]
+
+
+def test_ten_forked_daemons_serve_and_cancel(root_kw):
+    """Test that ten forked daemon actors each answer RPC and all exit on cancel."""
+
+    async def main():
+        async with na.open_nursery(**root_kw) as n:
+            portals = [await n.start_actor(f"d{i}", enable_modules=[MOD]) for i in range(10)]
+            infos = [await p.run(whoami) for p in portals]
+            await n.cancel()
+            return infos
+
+    infos = trio.run(main)
+    assert len({i["pid"] for i in infos}) == 10
+    assert testing.wait_until_gone([i["pid"] for i in infos]) == []
+
+
+def test_sigkilled_forked_actor_is_reported_with_its_signal(root_kw):
+    """Test that a forked actor killed with SIGKILL is reported as crashed by SIGKILL:
+    the template relays the exit status to the spawner."""
+
+    async def main():
+        with trio.fail_after(30):  # hang guard
+            async with na.open_nursery(**root_kw) as n:
+                portal = await n.start_actor("victim", enable_modules=[MOD])
+                info = await portal.run(whoami)
+                os.kill(info["pid"], signal.SIGKILL)
+                await trio.sleep_forever()  # the crash cancels this body
+
+    with pytest.raises(na.ActorCrashed, match="SIGKILL"):
+        trio.run(main)
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import os, sys, trio
+    import notebook_actors as na
+    sys.path.insert(0, {testdir!r})
+    from test_forkserver import whoami
+
+    async def main():
+        async with na.open_nursery(registry_addrs=[{reg!r}], start_method="forkserver") as n:
+            p = await n.start_actor("leaf", enable_modules=["test_forkserver"])
+            info = await p.run(whoami)
+            print(info["pid"], info["ppid"], flush=True)
+            await trio.sleep_forever()
+
+    trio.run(main)
+    """
+)
+
+
+def test_kill_9_of_the_owner_leaves_no_template_nor_actors(tmp_path):
+    """Test that SIGKILL of the program that owns the template takes the template and
+    every forked actor with it."""
+    script = tmp_path / "owner.py"
+    script.write_text(SCRIPT.format(testdir=os.path.dirname(__file__), reg=testing.private_registry_addr()))
+    proc = testing.start_script(str(script))
+    try:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        leaf, template = (int(x) for x in line.split())
+        assert psutil.Process(template).ppid() == proc.pid
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        survivors = testing.wait_until_gone([leaf, template])
+        testing.kill_all(survivors)
+        assert survivors == []
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def test_unknown_start_method_names_forkserver():
+    """Test that an unknown start method's error lists "forkserver" among the choices."""
+    with pytest.raises(ValueError, match="forkserver"):
+        na.try_set_start_method("no-such-method")
