@@ -107,6 +107,7 @@ class TerminalFrontEnd(ReplFrontEnd):
         self._fd = fd
         self._buf = b""
         self._prompt = ""
+        self._reading = False
         out = sys.stdout
         tty = bool(getattr(out, "isatty", lambda: False)())
         self.color = tty and os.environ.get("TERM", "dumb") != "dumb" and "NO_COLOR" not in os.environ
@@ -123,7 +124,8 @@ class TerminalFrontEnd(ReplFrontEnd):
             sys.stdout.flush()
 
     def notice(self, text: str) -> None:
-        sys.stdout.write(f"\n[notebook_actors] {text}\n{self._prompt}")
+        # re-show the prompt only if a session is waiting for input right now
+        sys.stdout.write(f"\n[notebook_actors] {text}\n{self._prompt if self._reading else ''}")
         sys.stdout.flush()
 
     def _take_line(self) -> str | None:
@@ -133,6 +135,13 @@ class TerminalFrontEnd(ReplFrontEnd):
         return None
 
     async def readline(self) -> str:
+        self._reading = True
+        try:
+            return await self._readline()
+        finally:
+            self._reading = False
+
+    async def _readline(self) -> str:
         while (line := self._take_line()) is None:
             try:
                 await trio.lowlevel.wait_readable(self._fd)

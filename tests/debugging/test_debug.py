@@ -1,0 +1,302 @@
+"""The routed pdb++ REPL, driven in a real terminal (a pty) with pexpect.
+
+Each test runs one of our scripts in ``examples/debugging/``, answers its prompts and
+checks what the root's terminal shows: the actor's name in the prompt, the frame, the
+values. The autouse fixture in ``tests/conftest.py`` checks that no process remains.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+import trio
+
+import notebook_actors as na
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples" / "debugging"
+
+
+def prompt(name: str) -> str:
+    """The routed pdb++ prompt of actor ``name`` (a regex)."""
+    return rf"\(Pdb\+\+ {name}\) "
+
+
+@pytest.fixture
+def spawn():
+    """Start a script in a pty (``examples/debugging/`` first, then this folder)."""
+    children: list[pexpect.spawn] = []
+
+    def start(script: str, *args: str) -> pexpect.spawn:
+        path = EXAMPLES / script
+        if not path.exists():
+            path = Path(__file__).parent / script
+        env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", "PYTHONUNBUFFERED": "1"}
+        env.pop("PDBPP_HIJACK_PDB", None)
+        child = pexpect.spawn(
+            sys.executable, [str(path), *args], cwd=str(REPO), env=env,
+            encoding="utf-8", timeout=30, dimensions=(50, 200),
+        )
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        if child.isalive():
+            child.terminate(force=True)
+        child.close()
+
+
+def send(child: pexpect.spawn, name: str, command: str) -> None:
+    """Wait for ``name``'s prompt, then type ``command``."""
+    child.expect(prompt(name))
+    child.sendline(command)
+
+
+def finish(child: pexpect.spawn) -> tuple[int | None, str]:
+    """Wait for the script to end; return its exit status and its last output."""
+    child.expect(pexpect.EOF)
+    output = child.before
+    child.close()
+    return child.exitstatus, output
+
+
+def test_breakpoint_in_child(spawn):
+    """Test that a child's breakpoint opens at the caller's frame on the root's terminal,
+    shows its values and source, and that `c` resumes it."""
+    child = spawn("subactor_breakpoint.py")
+    child.expect(r"breakpoint in actor 'compute' compute\[\w+\] pid \d+")
+    child.expect(r"subactor_breakpoint\.py\(13\)compute\(\)")
+    send(child, "compute", "p answer")
+    child.expect("42")
+    send(child, "compute", "ll")
+    child.expect(r"answer = 6 \* 7")
+    send(child, "compute", "where")
+    child.expect(r"compute\(\)")
+    send(child, "compute", "c")
+    child.expect("result: 42")
+    status, output = finish(child)
+    assert status == 0, output
+
+
+def test_breakpoint_forever_reenters_until_quit(spawn):
+    """Test that a breakpoint in a loop re-enters the REPL on every turn and that `q`
+    cancels the child's task cleanly (its caller sees ContextCancelled naming it)."""
+    child = spawn("subactor_bp_forever.py")
+    for turn in (1, 2, 3):
+        send(child, "breakpoint_forever", "p turn")
+        child.expect(rf"\r\n{turn}\r\n")
+        send(child, "breakpoint_forever", "c" if turn < 3 else "q")
+    child.expect("cancelled from the debugger: canceller=breakpoint_forever")
+    status, output = finish(child)
+    assert status == 0, output
+    assert "(Pdb++" not in output  # no post-mortem for a quit
+
+
+def test_error_in_child_opens_post_mortems_up_to_the_root(spawn):
+    """Test that a crash in a child opens its post-mortem at the crashing frame, then
+    the root's post-mortem for the boxed error, then the error propagates."""
+    child = spawn("subactor_error.py")
+    child.expect(r"post-mortem in actor 'divider'")
+    child.expect("ZeroDivisionError: division by zero")
+    child.expect(r"-> return numerator / denominator")
+    send(child, "divider", "p denominator, numerator")
+    child.expect(r"\(0, 10\)")
+    send(child, "divider", "c")
+    child.expect(r"post-mortem in actor 'root'")
+    child.expect(r"RemoteActorError: \('divider', '\w+'\) raised ZeroDivisionError")
+    child.expect(r"subactor_error\.py\(\d+\)main\(\)")
+    send(child, "root", "c")
+    status, output = finish(child)
+    assert status == 1
+    assert "raised ZeroDivisionError" in output
+
+
+def test_no_repl_without_debug_mode(spawn):
+    """Test that without debug mode a crash propagates and no REPL opens."""
+    child = spawn("subactor_error.py", "--no-debug")
+    status, output = finish(child)
+    assert status == 1
+    assert "raised ZeroDivisionError" in output
+    assert "(Pdb++" not in output and "post-mortem" not in output
+
+
+def test_errors_in_several_children_queue_on_the_lock(spawn):
+    """Test that two crashing children take turns: the second waits visibly until the
+    first one's REPL ends, then the root shows the group of both errors."""
+    child = spawn("multi_subactors_error.py")
+    child.expect(r"REPL held by (\w+)\[\w+\]; waiting: (\w+)\[\w+\]")
+    holder, waiter = child.match.group(1), child.match.group(2)
+    assert {holder, waiter} == {"name_error", "value_error"}
+    send(child, holder, "c")
+    child.expect(rf"post-mortem in actor '{waiter}'")
+    error = "NameError: name 'doggypants'" if waiter == "name_error" else "ValueError: bad value 13"
+    child.expect(re.escape(error))
+    send(child, waiter, "c")
+    child.expect(r"post-mortem in actor 'root'")
+    child.expect(r"MultiError: 2 actors failed")
+    child.expect(prompt("root"))
+    assert "raised NameError" in child.before and "raised ValueError" in child.before
+    child.sendline("c")
+    status, _ = finish(child)
+    assert status == 1
+
+
+def test_error_three_levels_deep(spawn):
+    """Test that a crash in a grandchild is debugged through its parent's relay, then
+    each level up shows its own post-mortem: crasher, spawner, root."""
+    child = spawn("three_level_error.py")
+    child.expect(r"post-mortem in actor 'crasher'")
+    child.expect(r"RuntimeError: crash at depth 3 \(deep\)")
+    send(child, "crasher", "p secret")
+    child.expect("'deep'")
+    send(child, "crasher", "c")
+    child.expect(r"post-mortem in actor 'spawner'")
+    child.expect(r"\('crasher', '\w+'\) raised RuntimeError")
+    child.expect(r"three_level_error\.py\(\d+\)spawner\(\)")
+    send(child, "spawner", "c")
+    child.expect(r"post-mortem in actor 'root'")
+    child.expect(r"relayed \('crasher', '\w+'\) -> \('spawner', '\w+'\)")
+    send(child, "root", "c")
+    status, output = finish(child)
+    assert status == 1
+    assert "crash at depth 3" in output
+
+
+def test_multi_daemon_subactors(spawn):
+    """Test that a streaming daemon re-entering its breakpoint and a crashing daemon
+    share the one REPL, and that the tree ends after the root's post-mortem."""
+    child = spawn("multi_daemon_subactors.py")
+    child.logfile_read = transcript = io.StringIO()
+    seen: list[str] = []
+    while True:
+        i = child.expect([prompt(r"(\w+)"), pexpect.EOF])
+        if i == 1:
+            break
+        name = child.match.group(1)
+        if re.search(r"waiting: [^\n]*\n$", child.before):
+            continue  # the prompt shown again under a "waiting" notice: answered already
+        seen.append(name)
+        if name == "name_error":
+            assert "NameError: name 'doggypants' is not defined" in child.before
+        if name == "bp_forever":
+            assert "breakpoint_forever()" in child.before
+        if name == "root":
+            assert "raised NameError" in child.before
+        assert len(seen) < 10, f"too many REPLs: {seen}\n{transcript.getvalue()}"
+        child.sendline("c")
+    assert {"bp_forever", "name_error"} <= set(seen)
+    assert seen[-1] == "root"
+    child.close()
+    assert child.exitstatus == 1
+
+
+def test_breakpoint_in_context_endpoint_and_in_root(spawn):
+    """Test a breakpoint inside a @context endpoint mid-stream (the stream resumes
+    after `c`), then one in the root actor itself."""
+    child = spawn("context_breakpoint.py")
+    child.expect(r"breakpoint in actor 'counter'")
+    send(child, "counter", "p i")
+    child.expect(r"\r\n2\r\n")
+    send(child, "counter", "c")
+    child.expect(r"received: \[0, 1, 2, 3\] counted")
+    child.expect(r"breakpoint in actor 'root'")
+    send(child, "root", "p received")
+    child.expect(r"\[0, 1, 2, 3\]")
+    send(child, "root", "c")
+    status, output = finish(child)
+    assert status == 0, output
+
+
+def test_builtin_breakpoint_in_child(spawn):
+    """Test that Python's builtin breakpoint() in a debug-mode child opens the routed
+    REPL at the caller's frame."""
+    child = spawn("builtin_breakpoint.py")
+    child.expect(r"builtin_breakpoint\.py\(9\)sync_work\(\)")
+    send(child, "sync_work", "p total")
+    child.expect(r"\r\n6\r\n")
+    send(child, "sync_work", "c")
+    child.expect("total: 6")
+    status, output = finish(child)
+    assert status == 0, output
+
+
+def test_ctrl_c_while_repl_open_keeps_the_tree(spawn):
+    """Test that Ctrl-C while a child's REPL is open is handled by the REPL and does
+    not tear the tree down."""
+    child = spawn("subactor_breakpoint.py")
+    child.expect(prompt("compute"))
+    child.sendintr()
+    child.expect("Ctrl-C: the REPL stays open")
+    child.sendline("p answer")
+    child.expect("42")
+    send(child, "compute", "c")
+    child.expect("result: 42")
+    status, output = finish(child)
+    assert status == 0, output
+
+
+def test_ctrl_c_without_repl_cancels_the_tree(spawn):
+    """Test that Ctrl-C with no REPL open cancels the tree as usual (debug mode on)."""
+    child = spawn("sleeping_tree.py")
+    child.expect("pong: pong")
+    child.sendintr()
+    status, output = finish(child)
+    assert status != 0
+    assert "KeyboardInterrupt" in output
+    assert "(Pdb++" not in output
+
+
+def test_plain_pdb_and_ipython_debugger_are_stdlib():
+    """Test that installing the package leaves `import pdb` to the stdlib (pdbpp's
+    hijack is opt-in), so IPython's debugger keeps working."""
+    env = {k: v for k, v in os.environ.items() if k != "PDBPP_HIJACK_PDB"}
+    code = (
+        "import io, sys, pdb\n"
+        "from IPython.core.debugger import Pdb\n"
+        "def f():\n"
+        "    x = 41\n"
+        "    try:\n"
+        "        1 / 0\n"
+        "    except ZeroDivisionError:\n"
+        "        return sys.exc_info()[2]\n"
+        "out = io.StringIO()\n"
+        "p = Pdb(stdin=io.StringIO('p x + 1\\nq\\n'), stdout=out)\n"
+        "p.reset()\n"
+        "p.interaction(None, f())\n"
+        "print(pdb.__file__)\n"
+        "print('42' in out.getvalue())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    pdb_file, answered = done.stdout.split()
+    assert "pdbpp" not in pdb_file and "_pdbpp_path_hack" not in pdb_file
+    assert answered == "True"
+
+
+def test_debug_mode_does_not_import_pdbpp_until_a_repl_opens():
+    """Test that debug mode alone does not import pdb++ (idle actors stay light) and
+    that it routes the builtin breakpoint() only while the runtime runs."""
+    code = (
+        "import sys, trio, notebook_actors as na\n"
+        "async def main():\n"
+        "    async with na.open_root_actor(debug_mode=True, registry_addrs=[('127.0.0.1', 0)]):\n"
+        "        print('hooked', sys.breakpointhook.__module__)\n"
+        "trio.run(main)\n"
+        "print('pdbpp' in sys.modules, sys.breakpointhook is sys.__breakpointhook__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["hooked", "notebook_actors._debug", "False", "True"]
+
+
+def test_post_mortem_needs_an_exception():
+    """Test that post_mortem() outside an except block says what it needs."""
+    with pytest.raises(ValueError, match="needs an exception"):
+        trio.run(na.post_mortem)
