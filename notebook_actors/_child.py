@@ -10,20 +10,45 @@ import sys
 
 
 def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL us when our parent dies (no-op elsewhere)."""
+    """SIGKILL ourselves when our parent process dies (Linux; no-op elsewhere).
+
+    The trap: ``PR_SET_PDEATHSIG`` fires when the parent *thread* that forked us
+    exits, not the parent process, and trio starts processes from worker threads
+    that exit after 10 s idle, which killed every actor 10 s after its spawn. So
+    watch the parent process itself through a pidfd; PDEATHSIG is only the fallback
+    where pidfds are missing (Linux < 5.3).
+    """
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
     import signal
 
     parent = os.getppid()
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent died before prctl took effect
+        pidfd = os.pidfd_open(parent)
+    except (AttributeError, OSError):
+        pidfd = None
+    if pidfd is not None:
+        import threading
+
+        threading.Thread(target=_kill_self_when_readable, args=(pidfd,), name="parent-watch", daemon=True).start()
+    else:
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+    if os.getppid() != parent:  # the parent died before the watch took effect
         os._exit(1)
+
+
+def _kill_self_when_readable(pidfd: int) -> None:
+    import select
+    import signal
+
+    select.select([pidfd], [], [])  # a pidfd turns readable when its process exits
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def run_child(boot) -> None:
