@@ -33,7 +33,11 @@ def func_ref(fn: Callable[..., Any]) -> tuple[str, str, bytes | None]:
     if mod is None or qual is None:
         raise TypeError(f"{fn!r} is not a function that can run in another actor")
     main = sys.modules.get("__main__")
-    by_value = "<locals>" in qual or (mod == "__main__" and not getattr(main, "__file__", None))
+    by_value = (
+        "<locals>" in qual
+        or (mod == "__main__" and not getattr(main, "__file__", None))
+        or (mod != "__main__" and mod not in sys.modules)  # e.g. an actor's notebook-cell namespace
+    )
     if not by_value:
         return mod, qual, None
     try:
