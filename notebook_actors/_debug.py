@@ -632,6 +632,47 @@ def _actor_pdb_class() -> Any:
             finally:
                 sys.stdin, sys.stdout, sys.stderr = saved
 
+        # -- stepping: the session stays open while the task runs to the next stop --
+        _stepping = False
+        _io: Any = None
+
+        def interaction(self, frame: Any, tb: Any) -> Any:
+            self._resume = "continue"
+            with _kbd_interrupt_at_prompt(self._io._session):
+                try:
+                    return super().interaction(frame, tb)
+                finally:
+                    if self._stepping:
+                        self._after_traced_stop()
+
+        def _after_traced_stop(self) -> None:
+            if self._resume == "step":
+                return
+            self._stepping = False
+            sys.settrace(None)
+            self._io.close_session()
+            if self._resume == "quit":
+                self.quitting = False  # no BdbQuit in the task: cancel it instead
+                _quit_task()
+
+        def do_next(self, arg: str) -> Any:
+            self._resume = "step"
+            return super().do_next(arg)
+
+        def do_step(self, arg: str) -> Any:
+            self._resume = "step"
+            return super().do_step(arg)
+
+        def do_return(self, arg: str) -> Any:
+            self._resume = "step"
+            return super().do_return(arg)
+
+        def do_until(self, arg: str) -> Any:
+            self._resume = "step"
+            return super().do_until(arg)
+
+        do_n, do_s, do_r, do_unt = do_next, do_step, do_return, do_until
+
         def do_quit(self, arg: str) -> Any:
             self._resume = "quit"
             return super().do_quit(arg)
@@ -656,8 +697,15 @@ def _wraps_our_generator(frame: Any) -> bool:
     return code is not None and os.path.abspath(code.co_filename).startswith(package_dir)
 
 
+#: Stepping (``s``) never stops inside the runtime or trio.
+_SKIP_MODULES = ["trio", "trio.*", "outcome", "sniffio", "sniffio.*", "notebook_actors", "notebook_actors._*", "contextlib"]
+
+
 def _make_pdb(io: _SessionIO, info: dict[str, Any], name: str) -> Any:
-    pdb = _actor_pdb_class()(stdin=io, stdout=io, nosigint=True, use_global_pdb=False, set_global_pdb=False)
+    pdb = _actor_pdb_class()(
+        stdin=io, stdout=io, skip=_SKIP_MODULES, nosigint=True, use_global_pdb=False, set_global_pdb=False
+    )
+    pdb._io = io
     pdb.prompt = f"(Pdb++ {name}) "
     pdb.sticky = False  # sticky mode clears and pads a whole screen: opt in with `sticky`
     color = bool(info.get("color"))
@@ -675,6 +723,7 @@ def _interact(session: Any, *, frame: Any = None, exc: BaseException | None = No
 
     actor = current_actor()
     io = _SessionIO(session)
+    stepping = False
     try:
         pdb = _make_pdb(io, session.info, actor.name)
         where = f"actor {actor.name!r} {_fmt(actor.uid)} pid {os.getpid()}"
@@ -682,8 +731,11 @@ def _interact(session: Any, *, frame: Any = None, exc: BaseException | None = No
             io.write(f"\n[notebook_actors] breakpoint in {where}\n")
             pdb.reset()
             pdb.botframe = _task_root_frame(frame)
-            with _kbd_interrupt_at_prompt(session):
-                pdb.interaction(frame, None)
+            pdb.interaction(frame, None)
+            if pdb._resume == "step":  # n/s/r/until: trace the task, keep the session
+                _start_stepping(pdb, frame)
+                stepping = True
+                return "continue"
         else:
             io.write(f"\n[notebook_actors] post-mortem in {where}:\n")
             io.write(_describe(exc))
@@ -693,13 +745,25 @@ def _interact(session: Any, *, frame: Any = None, exc: BaseException | None = No
             pdb.reset()
             pdb.botframe = _task_root_frame(here)
             pdb._select_innermost = True
-            with _kbd_interrupt_at_prompt(session):
-                pdb.interaction(here, exc.__traceback__)
-        return pdb._resume
+            pdb.interaction(here, exc.__traceback__)
+        return "quit" if pdb._resume == "quit" else "continue"
     finally:
-        with contextlib.suppress(Exception):
+        if not stepping:
             sys.settrace(None)
-        io.close_session()
+            io.close_session()
+
+
+def _start_stepping(pdb: Any, frame: Any) -> None:
+    """Trace the paused task's frames so pdb stops again at the next line; the session
+    ends when the user continues or quits at a later stop."""
+    pdb._stepping = True
+    f = frame
+    while f is not None:
+        f.f_trace = pdb.trace_dispatch
+        if f is pdb.botframe:
+            break
+        f = f.f_back
+    sys.settrace(pdb.trace_dispatch)
 
 
 def _describe(exc: BaseException) -> str:

@@ -214,6 +214,39 @@ def test_breakpoint_in_context_endpoint_and_in_root(spawn):
     assert status == 0, output
 
 
+def test_stepping_through_a_child_task(spawn):
+    """Test that `next` steps over an await to the next line, `step` enters a
+    coroutine, and `c` ends the session with the task resumed."""
+    child = spawn("step_through.py")
+    child.expect(r"step_through\.py\(15\)stepper\(\)")
+    send(child, "stepper", "next")
+    child.expect(r"step_through\.py\(16\)stepper\(\)")
+    send(child, "stepper", "next")
+    child.expect(r"step_through\.py\(17\)stepper\(\)")
+    send(child, "stepper", "step")
+    child.expect(r"step_through\.py\(8\)double\(\)")
+    send(child, "stepper", "next")
+    child.expect(r"-> doubled = x \* 2")
+    send(child, "stepper", "p x")
+    child.expect(r"\r\n21\r\n")
+    send(child, "stepper", "c")
+    child.expect("result: 42")
+    status, output = finish(child)
+    assert status == 0, output
+
+
+def test_child_killed_in_repl_releases_the_lock(spawn):
+    """Test that a child killed while it holds the REPL releases the tree's lock: the
+    root's own post-mortem for the crash can open."""
+    child = spawn("subactor_breakpoint.py")
+    send(child, "compute", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+    child.expect(r"post-mortem in actor 'root'")
+    child.expect(r"\('compute', '\w+'\)")
+    send(child, "root", "c")
+    status, _ = finish(child)
+    assert status == 1
+
+
 def test_builtin_breakpoint_in_child(spawn):
     """Test that Python's builtin breakpoint() in a debug-mode child opens the routed
     REPL at the caller's frame."""
