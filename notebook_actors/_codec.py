@@ -81,7 +81,7 @@ _envelope_decoder = msgspec.msgpack.Decoder(_Envelope)
 def _read_envelope(body: Any) -> tuple[str | None, int | None]:
     try:
         env = _envelope_decoder.decode(body)
-    except (msgspec.DecodeError, RecursionError, MemoryError):
+    except Exception:  # the envelope is a courtesy: unreadable means unanswerable
         return None, None
     cid = env.cid if type(env.cid) is int else None
     return env.tag, cid
@@ -167,6 +167,10 @@ class FrameDecoder:
             raise self._error(f"frame of {size} bytes from {self.peer} is nested too deeply to decode", out) from None
         except MemoryError:
             raise self._error(f"frame of {size} bytes from {self.peer} decodes to more than fits in memory", out) from None
+        except Exception as exc:  # msgspec lets some errors through, e.g. UnicodeDecodeError for a bad tag
+            raise self._error(
+                f"undecodable frame of {size} bytes from {self.peer}: {type(exc).__name__}: {exc}", out
+            ) from None
 
     def _error(self, text: str, decoded: list[Any]) -> FrameError:
         self._chunks.clear()

@@ -6,6 +6,9 @@ announced (and bounded) frame.
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -235,3 +238,27 @@ class TestEncode:
         with pytest.raises(TypeError):
             append_frame(out, Start(1, "m", "f", {"x": object()}))
         assert bytes(out) == before
+
+
+REGRESSIONS = Path(__file__).resolve().parents[2] / "fuzz" / "regressions"
+
+
+@pytest.mark.parametrize("path", sorted(REGRESSIONS.iterdir()), ids=lambda p: p.name)
+def test_fuzz_regression(path):
+    """Test that an input the fuzzer (or a review) once crashed the decoder with
+    passes through every decoder with only the allowed outcomes."""
+    sys.path.insert(0, str(REGRESSIONS.parent))
+    try:
+        from fuzz_codec import check_one
+    finally:
+        sys.path.remove(str(REGRESSIONS.parent))
+    check_one(path.read_bytes())
+
+
+def test_bad_utf8_tag_is_frame_error():
+    """Test that a message whose tag is not valid UTF-8 (msgspec raises
+    UnicodeDecodeError, found by the fuzzer) is a FrameError, not a crash."""
+    body = b"\x95\xa5\x98tart\x01\xa1m\xa1f\x80"
+    for skip in (False, True):
+        with pytest.raises(FrameError, match="UnicodeDecodeError"):
+            new_decoder(skip_invalid=skip).feed(frame_bytes(body))
