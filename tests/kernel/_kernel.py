@@ -1,0 +1,111 @@
+"""A real Jupyter kernel from this project's environment, driven over its sockets."""
+from __future__ import annotations
+
+import queue
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+from jupyter_client.manager import KernelManager
+
+#: Hang guard for one cell (not a timing assertion).
+CELL_TIMEOUT = 60.0
+
+
+@dataclass
+class CellRun:
+    """What one executed cell produced: its reply and its iopub messages in order."""
+
+    reply: dict[str, Any]
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.reply["content"]["status"]
+
+    @property
+    def error(self) -> dict[str, Any]:
+        for m in self.messages:
+            if m["msg_type"] == "error":
+                return m["content"]
+        return {}
+
+    def stream(self, name: str | None = None) -> str:
+        return "".join(
+            m["content"]["text"] for m in self.messages
+            if m["msg_type"] == "stream" and (name is None or m["content"]["name"] == name)
+        )
+
+    @property
+    def outputs(self) -> list[dict[str, Any]]:
+        kinds = ("stream", "display_data", "execute_result", "error", "clear_output", "update_display_data")
+        return [m for m in self.messages if m["msg_type"] in kinds]
+
+    @property
+    def result(self) -> dict[str, Any]:
+        for m in self.messages:
+            if m["msg_type"] == "execute_result":
+                return m["content"]["data"]
+        return {}
+
+    @property
+    def displays(self) -> list[dict[str, Any]]:
+        return [m["content"]["data"] for m in self.messages if m["msg_type"] == "display_data"]
+
+
+class Kernel:
+    """Start a kernel; execute cells; read their output from iopub."""
+
+    def __init__(self) -> None:
+        self.km = KernelManager(kernel_name="python3")
+        self.km.start_kernel()
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=CELL_TIMEOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.km.provisioner.process.pid  # type: ignore[union-attr]
+
+    def submit(self, code: str) -> str:
+        return self.kc.execute(code, allow_stdin=False)
+
+    def collect(self, msg_id: str, until=None, timeout: float = CELL_TIMEOUT) -> CellRun:
+        """Read iopub for ``msg_id`` until the kernel is idle (or ``until(msg)`` holds)."""
+        run = CellRun(reply={})
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"cell {msg_id} did not finish; got {run.messages}")
+            try:
+                msg = self.kc.get_iopub_msg(timeout=left)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            run.messages.append(msg)
+            if until is not None and until(msg):
+                return run
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        run.reply = self.kc.get_shell_msg(timeout=CELL_TIMEOUT)
+        while run.reply["parent_header"].get("msg_id") != msg_id:
+            run.reply = self.kc.get_shell_msg(timeout=CELL_TIMEOUT)
+        return run
+
+    def run(self, code: str) -> CellRun:
+        return self.collect(self.submit(code))
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def shutdown(self) -> None:
+        try:
+            self.kc.stop_channels()
+        finally:
+            self.km.shutdown_kernel(now=False)
