@@ -1,0 +1,127 @@
+"""Helpers for testing code that spawns actors: find processes, wait them out.
+
+They poll the process table with a bound (never an unbounded wait), so a test that
+checks "nothing is left" fails with the list of survivors instead of hanging.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Iterable
+
+import psutil
+
+__all__ = [
+    "alive",
+    "descendants",
+    "kill_all",
+    "private_registry_addr",
+    "run_script",
+    "start_script",
+    "wait_for_path",
+    "wait_until_gone",
+]
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` runs and is not a zombie waiting to be reaped."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def descendants(pid: int | None = None) -> list[psutil.Process]:
+    """Every live (non-zombie) process below ``pid`` (default: this process).
+
+    Children start their own sessions but keep their parent, so the parent chain is
+    what links an actor tree.
+    """
+    try:
+        procs = psutil.Process(pid or os.getpid()).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    return [p for p in procs if alive(p.pid)]
+
+
+def wait_until_gone(pids: Iterable[int], timeout: float = 5.0, poll: float = 0.02) -> list[int]:
+    """Poll until none of ``pids`` is alive or ``timeout`` passed; return the survivors.
+
+    A bound, not a delay: it returns as soon as the last process is gone.
+    """
+    pending = list(pids)
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = [pid for pid in pending if alive(pid)]
+        if not pending or time.monotonic() >= deadline:
+            return pending
+        time.sleep(poll)
+
+
+def kill_all(pids: Iterable[int]) -> None:
+    """SIGKILL each pid that still runs (clean-up after a failed assertion)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def start_script(path: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``python path *args`` with this interpreter, output captured as text.
+
+    The script gets its own session, so a signal sent to it reaches only what the
+    runtime forwards.
+    """
+    return subprocess.Popen(
+        [sys.executable, path, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+        # a shell starts background jobs with SIGINT ignored and exec keeps that:
+        # give the script a terminal's default so Ctrl-C tests mean something
+        preexec_fn=_default_sigint,
+    )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def run_script(path: str, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a script to completion (``timeout`` is a hang guard); return its result."""
+    proc = start_script(path, *args, env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_all([p.pid for p in descendants(proc.pid)] + [proc.pid])
+        out, err = proc.communicate()
+        raise AssertionError(f"{path} did not finish within {timeout}s:\n{out}\n{err}") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def private_registry_addr() -> str:
+    """A fresh Unix-socket registry address, so a test's tree is alone on the host.
+
+    Pass it as ``open_nursery(registry_addrs=[addr])``: without it, concurrent test
+    runs (or a user's running programs) would all share ``127.0.0.1:1616``.
+    """
+    import tempfile
+    import uuid
+
+    return f"uds:{tempfile.gettempdir()}/na-reg-{uuid.uuid4().hex[:12]}.sock"
+
+
+def wait_for_path(path: str, timeout: float = 10.0, poll: float = 0.02) -> bool:
+    """Poll until ``path`` exists (e.g. an actor's socket file); False after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+    return True
