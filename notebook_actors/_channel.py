@@ -280,6 +280,10 @@ class Channel:
         self.msgs_received = 0
         self.frames_refused = 0
         self._frame_error: FrameError | None = None
+        # Eager writes (see _write_now): the writer is mid-write; one eager write is
+        # allowed until the next flush or the next received batch.
+        self._writing = False
+        self._eager_ok = True
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("connected" if self._stream else "connecting")
@@ -322,9 +326,36 @@ class Channel:
     def send_nowait(self, msg: Any) -> None:
         """Queue ``msg`` for the writer. Raises TypeError if it cannot be encoded."""
         self._check_open()
+        lone = not self._out and self._eager_ok and not self._writing
         append_frame(self._out, msg)
         self.msgs_sent += 1
+        if lone and self._write_now():
+            return
         self._writer_wakeup.set()
+
+    def _write_now(self) -> bool:
+        """Write a lone message from the sending task itself; True if it all left.
+
+        A message with nothing queued before it would otherwise wait for the writer
+        task's turn: one task switch per message, the biggest cost of an RPC round trip
+        (200 -> 120 µs here, with inline sync calls). Only the first message after a
+        flush or a receive goes eagerly, so a burst (a stream) still leaves in one
+        batched write. What the socket does not take stays queued for the writer.
+        """
+        stream = self._stream
+        if type(stream) is not trio.SocketStream:
+            return False
+        fd = stream.socket.fileno()
+        if fd < 0:
+            return False
+        out = self._out
+        try:
+            sent = os.write(fd, out)
+        except OSError:  # would block, or broke: the writer retries and reports it
+            return False
+        self._eager_ok = False
+        del out[:sent]
+        return not out
 
     def send_prefixed_nowait(self, head: bytes, value: Any) -> None:
         """Queue one frame: an already encoded message ``head`` followed by ``value``
@@ -336,6 +367,7 @@ class Channel:
         """
         self._check_open()
         out = self._out
+        lone = not out and self._eager_ok and not self._writing
         start = len(out)
         out += b"\0\0\0\0"
         out += head
@@ -350,6 +382,8 @@ class Channel:
             raise ValueError(f"message of {size} bytes exceeds the frame limit of {MAX_FRAME} bytes")
         out[start : start + HEADER] = size.to_bytes(HEADER, "big")
         self.msgs_sent += 1
+        if lone and self._write_now():
+            return
         self._writer_wakeup.set()
 
     async def send(self, msg: Any) -> None:
@@ -373,7 +407,12 @@ class Channel:
                     await self._writer_wakeup.wait()
                     continue
                 data, self._out = self._out, bytearray()
-                await stream.send_all(data)
+                self._writing = True
+                try:
+                    await stream.send_all(data)
+                finally:
+                    self._writing = False
+                self._eager_ok = True
                 self._drained.unpark_all()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._mark_closed(exc)
@@ -410,6 +449,7 @@ class Channel:
                 raise TransportClosed(f"actor {self.uid} closed the channel")
             msgs = self._decode(decoder, data)
             if msgs:
+                self._eager_ok = True  # a reply is due: let it leave at once
                 return msgs
 
     def _decode(self, decoder: FrameDecoder, data: bytes) -> list[Any]:
