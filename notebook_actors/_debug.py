@@ -339,8 +339,12 @@ class _Wire:
     def send(self, msg: Any) -> None:
         from ._codec import encode_frame
 
-        self.sock.setblocking(True)
+        self._blocking()
         self.sock.sendall(encode_frame(msg))
+
+    def _blocking(self) -> None:
+        if self.sock.gettimeout() == 0.0:  # left non-blocking by arecv (keep any timeout)
+            self.sock.setblocking(True)
 
     def _feed(self, data: bytes) -> None:
         if not data:
@@ -351,7 +355,7 @@ class _Wire:
     def recv(self) -> Any:
         """The next message (blocking); None once the connection closed."""
         while not self._inbox and not self.eof:
-            self.sock.setblocking(True)
+            self._blocking()
             try:
                 self._feed(self.sock.recv(65536))
             except OSError:
@@ -431,6 +435,7 @@ class _RoutedSession:
             with contextlib.suppress(OSError):
                 self.wire.send(Stop(_CID))
                 self.wire.sock.shutdown(socket.SHUT_WR)
+                self.wire.sock.settimeout(5)  # a hung root must not pause us forever
                 while self.wire.recv() is not None:  # until the root answers (Return) or closes
                     if self.wire.eof:
                         break
@@ -514,7 +519,12 @@ async def _request_routed(kind: str) -> _RoutedSession:
     from .msg import Credit, Error, Start, Started, any_decoder
 
     actor = current_actor()
-    chan = await connect(actor.parent_addr, actor.secret, actor.ident)
+    while True:
+        try:
+            chan = await connect(actor.parent_addr, actor.secret, actor.ident)
+            break
+        except trio.TooSlowError:  # the parent is paused in its own REPL: ask again
+            log.info("actor %s: parent busy (in a REPL?), asking for the REPL again", actor.uid)
     sock = socket.socket(fileno=os.dup(chan._stream.socket.fileno()))
     rest = chan._rest
     await chan._stream.aclose()
