@@ -79,6 +79,8 @@ class Portal:
         self._main_ctx: Context | None = None
         self._result: Any = _UNSET
         self._result_lock = trio.Lock()
+        #: cancel_actor() was called: the actor's end is asked for, not a failure
+        self._cancel_requested = False
 
     def __repr__(self) -> str:
         return f"<Portal to {self.channel.uid}>"
@@ -206,6 +208,7 @@ class Portal:
         """Ask the actor to stop; True if it acknowledged within ``timeout`` seconds."""
         if self.channel.closed:
             return False
+        self._cancel_requested = True
         with trio.move_on_after(timeout):
             try:
                 return bool(await self.run_from_ns("self", "cancel"))

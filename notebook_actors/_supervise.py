@@ -17,7 +17,7 @@ import trio
 
 from . import _spawn, _state
 from ._channel import Channel
-from ._exceptions import ActorCrashed, TransportClosed, group_or_single
+from ._exceptions import ActorCrashed, ContextCancelled, TransportClosed, group_or_single
 from ._portal import Portal, func_ref
 from ._runtime import box_error, open_root_actor
 from .msg import Start
@@ -46,6 +46,12 @@ class _Child:
         self.hard_kill = False
         self.is_main = False
         self.state = "spawning"
+
+    @property
+    def asked_to_stop(self) -> bool:
+        """Its end was asked for (by the nursery or ``portal.cancel_actor()``), so its
+        cancellation and exit are not failures."""
+        return self.cancel_requested or self.portal._cancel_requested
 
     def request_cancel(self, hard: bool = False) -> None:
         """Ask the child to stop; the supervisor escalates if it does not."""
@@ -217,7 +223,7 @@ class ActorNursery:
         except trio.Cancelled:
             raise
         except BaseException as exc:
-            if not child.cancel_requested or not isinstance(exc, TransportClosed):
+            if not (child.asked_to_stop and isinstance(exc, (ContextCancelled, TransportClosed))):
                 self._child_failed(child, exc)
             return
         child.request_cancel()
@@ -247,7 +253,7 @@ class ActorNursery:
                     await debug.wait_while_repl_via(child.uid)
                 child.exitcode = await _spawn.reap(child.proc, 0 if child.hard_kill else CANCEL_GRACE)
             child.exitcode = child.proc.returncode if child.proc is not None else child.exitcode
-            if child.exitcode not in (0, None) and not child.cancel_requested:
+            if child.exitcode not in (0, None) and not child.asked_to_stop:
                 self._child_failed(child, _crashed(child, actor))
             child.state = "exited"
             child.exited.set()
