@@ -163,7 +163,12 @@ class Actor:
                     self._rpc_n = rpc_n
                     if self.parent_addr is not None:
                         await self._connect_parent()
-                    transport_n.start_soon(self._register_self)
+                    if self.parent_addr is None:
+                        # a root is registered once it is up (other programs look for it
+                        # right away); a child registers concurrently with its start-up
+                        await self._register_self()
+                    else:
+                        transport_n.start_soon(self._register_self)
                     task_status.started()
                     await self._cancel_requested.wait()
                     rpc_n.cancel_scope.cancel()
