@@ -1,8 +1,14 @@
 """Finding actors by name through the registry.
 
 The registry is an actor (by default the root of the first program on this host, at
-``127.0.0.1:1616``) that maps names to addresses. Actors register on start and
-deregister on exit; a parent removes a crashed child's entry.
+``127.0.0.1:1616``) that maps actor uids to addresses. Actors register on start and
+deregister on exit; when an actor dies without deregistering (a crash, SIGKILL), its
+entry goes when its last channel to the registry closes, and a parent that hosts the
+registry removes a crashed child's entry as it reaps it.
+
+Registration runs concurrently with an actor's start-up: an actor may answer its
+parent's first call before it is registered. Code that needs to find an actor by name
+uses :func:`wait_for_actor`, which waits for the registration.
 """
 from __future__ import annotations
 
@@ -14,20 +20,42 @@ from ._portal import LocalPortal, Portal
 from ._state import current_actor
 
 
+def _registry_target(
+    host: str | None, port: int | None, addr: Any, arbiter_sockaddr: Any, registry_addrs: Any
+) -> str | None:
+    """The registry address a caller asked for (any of tractor's spellings), or None
+    for this actor's own registry."""
+    if host is not None and port is not None:
+        return _transport.normalize_addr((host, port))
+    for given in (addr, arbiter_sockaddr):
+        if given is not None:
+            return _transport.normalize_addr(given)
+    if registry_addrs:
+        return _transport.normalize_addr(list(registry_addrs)[0])
+    return None
+
+
 @asynccontextmanager
-async def get_registry(host: str | None = None, port: int | None = None, *, addr: Any = None) -> AsyncIterator[Any]:
+async def get_registry(
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    addr: Any = None,
+    arbiter_sockaddr: Any = None,
+    registry_addrs: Any = None,
+) -> AsyncIterator[Any]:
     """A portal to the registry: in-process when this actor hosts it.
+
+    Args:
+        host, port / addr: where the registry listens; default: this actor's registry
+            (``registry_addrs`` of ``open_root_actor``, else ``127.0.0.1:1616``).
 
     Raises:
         OSError: nothing listens at the registry address.
+        HandshakeError: something listens there but does not know this tree's secret.
     """
     actor = current_actor()
-    if host is not None and port is not None:
-        target = _transport.normalize_addr((host, port))
-    elif addr is not None:
-        target = _transport.normalize_addr(addr)
-    else:
-        target = None
+    target = _registry_target(host, port, addr, arbiter_sockaddr, registry_addrs)
     if actor.is_arbiter and (target is None or target in actor.registry_addrs or target == actor.accept_addr):
         yield LocalPortal(actor)
         return
@@ -39,14 +67,18 @@ get_arbiter = get_registry
 
 
 async def query_actor(name: str, **registry_kw: Any) -> str | None:
-    """The address of a live actor called ``name``, or None."""
+    """The address of a live actor called ``name`` (the latest registered), or None."""
     async with get_registry(**registry_kw) as reg:
         return await reg.run_from_ns("self", "find_actor", name=name)
 
 
 @asynccontextmanager
 async def find_actor(name: str, **registry_kw: Any) -> AsyncIterator[Portal | None]:
-    """A portal to a live actor called ``name`` (one of them, if several), or None."""
+    """A portal to a live actor called ``name`` (one of them, if several), or None.
+
+    Does not wait: an actor that is still starting may not be registered yet; use
+    :func:`wait_for_actor` for that.
+    """
     addr = await query_actor(name, **registry_kw)
     if addr is None:
         yield None
@@ -66,7 +98,11 @@ async def find_actors(name: str, **registry_kw: Any) -> AsyncIterator[list[Porta
 
 @asynccontextmanager
 async def wait_for_actor(name: str, **registry_kw: Any) -> AsyncIterator[Portal]:
-    """A portal to the actor called ``name``, waiting until it registers."""
+    """A portal to an actor called ``name``, waiting until one registers.
+
+    The wait has no timeout of its own: wrap it in ``trio.fail_after`` or
+    ``trio.move_on_after`` if the actor may never come.
+    """
     actor = current_actor()
     async with get_registry(**registry_kw) as reg:
         addrs = await reg.run_from_ns("self", "wait_for_actor", name=name)

@@ -81,6 +81,9 @@ class TestFind:
             assert table == {f"{actor.uid[0]}.{actor.uid[1]}": actor.accept_addr}
             async with na.get_arbiter(addr=reg["registry_addrs"][0]) as portal:
                 assert isinstance(portal, LocalPortal)
+            # tractor's spellings of the registry address work too
+            assert await na.query_actor(actor.name, arbiter_sockaddr=reg["registry_addrs"][0]) == actor.accept_addr
+            assert await na.query_actor(actor.name, registry_addrs=reg["registry_addrs"]) == actor.accept_addr
 
     @trio_test
     async def test_get_registry_where_nothing_listens_is_oserror(self, reg):
