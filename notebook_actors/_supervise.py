@@ -43,6 +43,8 @@ class _Child:
         self.exited = trio.Event()
         self.exitcode: int | None = None
         self.cancel_requested = False
+        #: its channel closed before its run_in_actor function returned
+        self.lost_result = False
         self.hard_kill = False
         self.is_main = False
         self.state = "spawning"
@@ -222,8 +224,12 @@ class ActorNursery:
             await child.portal.result()
         except trio.Cancelled:
             raise
+        except TransportClosed:
+            # the process died (or is dying): `_reap` reports it with its exit code
+            child.lost_result = True
+            return
         except BaseException as exc:
-            if not (child.asked_to_stop and isinstance(exc, (ContextCancelled, TransportClosed))):
+            if not (child.asked_to_stop and isinstance(exc, ContextCancelled)):
                 self._child_failed(child, exc)
             return
         child.request_cancel()
@@ -253,7 +259,8 @@ class ActorNursery:
                     await debug.wait_while_repl_via(child.uid)
                 child.exitcode = await _spawn.reap(child.proc, 0 if child.hard_kill else CANCEL_GRACE)
             child.exitcode = child.proc.returncode if child.proc is not None else child.exitcode
-            if child.exitcode not in (0, None) and not child.asked_to_stop:
+            died = child.exitcode not in (0, None) or child.lost_result
+            if died and not child.asked_to_stop:
                 self._child_failed(child, _crashed(child, actor))
             child.state = "exited"
             child.exited.set()
@@ -275,8 +282,14 @@ def _crashed(child: _Child, actor: Any) -> ActorCrashed:
     import signal as _signal
 
     code = child.exitcode
-    why = f"exit code {code}" if code is None or code >= 0 else f"signal {_signal.Signals(-code).name}"
-    exc = RuntimeError(f"actor {child.uid} (pid {child.proc.pid if child.proc else '?'}) died unexpectedly: {why}")
+    if code is None or code >= 0:
+        why = f"exit code {code}"
+    else:
+        why = f"signal {_signal.Signals(-code).name}"
+    if child.lost_result:
+        why += ", before its function returned (it was started by run_in_actor)"
+    pid = child.proc.pid if child.proc else "?"
+    exc = RuntimeError(f"actor {child.uid} (pid {pid}) died unexpectedly: {why}")
     info = box_error(exc, child.uid, exitcode=code)
     info.type_name, info.type_module, info.tb_str = "ActorCrashed", "notebook_actors._exceptions", ""
     info.relay_path = [child.uid, actor.uid]
