@@ -581,9 +581,6 @@ class MsgStream(trio.abc.Channel[Any]):
 
     def _receive_slow(self) -> Any:
         ctx = self._ctx
-        if ctx._rejected is not None:
-            err, ctx._rejected = ctx._rejected, None
-            raise err
         while ctx._inbox:
             msg = ctx._inbox[0]
             kind = type(msg)
