@@ -420,6 +420,10 @@ class Actor:
             await _debug.post_mortem_for(exc)
 
     async def _invoke(self, ctx: Context, msg: Start) -> Any:
+        if msg.ns == "self" and msg.func == "cancel":
+            # remember who asked: every call this cancels names them as its canceller
+            self.cancel_soon(by=ctx.chan.uid)
+            return True
         fn = self._resolve(msg.ns, msg.func, msg.code)
         kind = getattr(fn, "_notebook_actors_kind", None)
         name = ctx.fn_name
