@@ -60,13 +60,14 @@ def _actor_cell_args(line: str, cell: str) -> None:
 
 
 @magic_arguments()
-@argument("command", choices=["ls", "kill", "restart", "push", "pull", "tree", "stop"], help="what to do")
+@argument("command", choices=["ls", "kill", "killall", "restart", "push", "pull", "tree", "stop"], help="what to do")
 @argument("args", nargs="*", help="NAME (kill/restart); NAME var ... (push/pull)")
 def _actor_line_args(line: str) -> None:
     """Manage the notebook's actors.
 
     `%actor ls` lists them (path, pid, parent pid, state, uptime); `%actor kill NAME` /
-    `%actor restart NAME` stop / respawn one (with its subtree); `%actor push NAME a b`
+    `%actor restart NAME` stop / respawn one (with its subtree), `%actor killall` stops every
+    actor but keeps the runtime; `%actor push NAME a b`
     copies kernel variables into the actor's namespace, `%actor pull NAME a b` copies them
     back (msgspec-encodable values only); `%actor stop` stops the whole actor tree.
     """
@@ -92,6 +93,8 @@ class ActorMagics(Magics):
 ActorMagics.actor.__doc__ = _actor_cell_args.__doc__
 ActorMagics.actor_line.__doc__ = _actor_line_args.__doc__
 ActorMagics.actors_line.__doc__ = _actor_line_args.__doc__
+_actor_cell_args.parser.prog = "%%actor"
+_actor_line_args.parser.prog = "%actor"
 for _fn, _spec in ((ActorMagics.actor, _actor_cell_args), (ActorMagics.actor_line, _actor_line_args), (ActorMagics.actors_line, _actor_line_args)):
     _fn.parser = _spec.parser  # type: ignore[attr-defined]
     _fn.__doc__ = _spec.__doc__ + "\n" + _spec.parser.format_help()  # shown by %%actor?
@@ -272,6 +275,10 @@ async def actor_line(line: str) -> Any:
     actors = _notebook_actors()
     if cmd in ("ls", "tree"):
         return _ActorTable(actors.table())
+    if cmd == "killall":
+        for path in [p for p in actors.handles if "/" not in p]:
+            await actors.kill(path)
+        return None
     if not rest:
         raise UsageError(f"%actor {cmd} needs an actor name, e.g. `%actor {cmd} worker`")
     path, names = rest[0], rest[1:]
@@ -301,10 +308,14 @@ async def actor_line(line: str) -> Any:
     if cmd == "pull":
         if not names:
             raise UsageError(f"%actor pull {path} needs variable names, e.g. `%actor pull {path} result`")
+        import notebook_actors as na
+
         try:
             values = await actors.pull(path, names)
         except KeyError as exc:
             raise UsageError(exc.args[0]) from None
+        except na.RemoteActorError as exc:  # a missing or unencodable variable over there
+            raise UsageError(f"%actor pull {path}: {exc.info.message.strip(chr(34) + chr(39))}") from None
         shell.user_ns.update(values)
         return None
     raise UsageError(f"unknown %actor command {cmd!r}")

@@ -29,6 +29,8 @@ class CellRun:
         for m in self.messages:
             if m["msg_type"] == "error":
                 return m["content"]
+        if self.reply.get("content", {}).get("status") == "error":  # e.g. a UsageError
+            return self.reply["content"]
         return {}
 
     def stream(self, name: str | None = None) -> str:
@@ -57,12 +59,30 @@ class CellRun:
 class Kernel:
     """Start a kernel; execute cells; read their output from iopub."""
 
-    def __init__(self) -> None:
+    def __init__(self, load: bool = False) -> None:
+        import os
+        import tempfile
+        import uuid
+
+        # a registry of its own: tests must not join another program's tree
+        registry = os.path.join(tempfile.gettempdir(), f"na-test-registry-{uuid.uuid4().hex[:8]}.sock")
+        env = {**os.environ, "NOTEBOOK_ACTORS_REGISTRY": registry}
         self.km = KernelManager(kernel_name="python3")
-        self.km.start_kernel()
+        self.km.start_kernel(env=env)
         self.kc = self.km.client()
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=CELL_TIMEOUT)
+        if load:
+            run = self.run("%load_ext notebook_actors")
+            assert run.status == "ok", run.error
+
+    def value(self, code: str) -> Any:
+        """Run ``code`` whose last expression is a Python literal; return it."""
+        import ast
+
+        run = self.run(code)
+        assert run.status == "ok", (run.error.get("ename"), run.error.get("evalue"), run.error.get("traceback"))
+        return ast.literal_eval(run.result["text/plain"])
 
     @property
     def pid(self) -> int:
