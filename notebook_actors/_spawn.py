@@ -149,8 +149,9 @@ async def start_process(boot: ChildBoot) -> ChildProcess:
     return MPChild(proc)
 
 
-async def reap(proc: ChildProcess, grace: float) -> int:
-    """Wait up to ``grace`` seconds for the process to exit, then SIGTERM, then SIGKILL.
+async def reap(proc: ChildProcess, grace: float, term_grace: float | None = None) -> int:
+    """Wait up to ``grace`` seconds for the process to exit, then SIGTERM, then (after
+    ``term_grace``, default ``min(grace, 1)``) SIGKILL.
 
     Always returns the exit code; shielded from cancellation (a process is never left
     unreaped).
@@ -159,7 +160,7 @@ async def reap(proc: ChildProcess, grace: float) -> int:
         with trio.move_on_after(grace):
             return await proc.wait()
         proc.terminate()
-        with trio.move_on_after(1.0):
+        with trio.move_on_after(min(grace, 1.0) if term_grace is None else term_grace):
             return await proc.wait()
         proc.kill()
         return await proc.wait()

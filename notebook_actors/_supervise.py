@@ -28,6 +28,8 @@ log = logging.getLogger("notebook_actors.supervise")
 CANCEL_GRACE = 3.0
 #: Seconds a child gets to connect back after its process started.
 SPAWN_TIMEOUT = 60.0
+#: Seconds to wait for an exited child's channel to deliver its last messages.
+DRAIN_TIMEOUT = 2.0
 
 
 class _Child:
@@ -47,6 +49,8 @@ class _Child:
         self.lost_result = False
         self.hard_kill = False
         self.is_main = False
+        self._wait_scope: trio.CancelScope | None = None
+        self.collected = trio.Event()  # the run_in_actor result (or error) is in
         self.state = "spawning"
 
     @property
@@ -69,9 +73,8 @@ class _Child:
         self._wake()
 
     def _wake(self) -> None:
-        scope = getattr(self, "_wait_scope", None)
-        if scope is not None:
-            scope.cancel()
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
 
 
 class ActorNursery:
@@ -82,6 +85,9 @@ class ActorNursery:
         self._sup_n = supervisor_n
         self._errors = errors
         self._start_method = start_method
+        #: seconds a child gets to exit after a cancel request, then SIGTERM; as long
+        #: again after SIGTERM, then SIGKILL
+        self.cancel_grace = CANCEL_GRACE
         self._children: dict[tuple[str, str], _Child] = {}
         self._body_scope = trio.CancelScope()
         self.cancelled = False
@@ -190,24 +196,29 @@ class ActorNursery:
         return child
 
     async def _supervise(self, child: _Child, boot: _spawn.ChildBoot, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        actor = self._actor
         try:
-            try:
-                child.proc = await _spawn.start_process(boot)
-            except BaseException:
-                actor._pending_children.pop(child.uid, None)
-                child.chan._mark_closed(None)
-                raise
-            child.state = "running"
-            task_status.started()
+            child.proc = await _spawn.start_process(boot)
+        except BaseException:
+            # no process: the error goes to whoever called start_actor/run_in_actor
+            await self._reap(child)
+            raise
+        child.state = "running"
+        task_status.started()
+        try:
             async with trio.open_nursery() as n:
                 n.start_soon(self._watch_connect, child)
                 if child.is_main:
                     n.start_soon(self._collect_main_result, child)
-                child.exitcode = await child.proc.wait()
+                # a cancel request wakes us from here (`_Child._wake`) so that `_reap`
+                # can escalate if the child does not exit by itself
+                with trio.CancelScope() as child._wait_scope:
+                    if child.cancel_requested:
+                        child._wait_scope.cancel()
+                    child.exitcode = await child.proc.wait()
+                # reap while the result collector still listens: the child's last
+                # messages (its result or error) arrive before its channel's EOF
+                await self._reap(child)
                 n.cancel_scope.cancel()
-        except Exception as exc:  # spawning failed
-            self._child_failed(child, exc)
         finally:
             await self._reap(child)
 
@@ -220,6 +231,12 @@ class ActorNursery:
         child.request_cancel(hard=True)
 
     async def _collect_main_result(self, child: _Child) -> None:
+        try:
+            await self._await_main_result(child)
+        finally:
+            child.collected.set()
+
+    async def _await_main_result(self, child: _Child) -> None:
         try:
             await child.portal.result()
         except trio.Cancelled:
@@ -247,8 +264,10 @@ class ActorNursery:
                 c.request_cancel(hard=hard)
 
     async def _reap(self, child: _Child) -> None:
-        """Make sure the child process is gone and accounted for (shielded)."""
+        """Make sure the child process is gone and accounted for (shielded, idempotent)."""
         actor = self._actor
+        if child.state == "exited":
+            return
         with trio.CancelScope(shield=True):
             actor._pending_children.pop(child.uid, None)
             if child.proc is not None and child.proc.returncode is None:
@@ -257,17 +276,33 @@ class ActorNursery:
                 debug = sys.modules.get("notebook_actors._debug")
                 if debug is not None:  # never kill a child whose subtree is in the REPL
                     await debug.wait_while_repl_via(child.uid)
-                child.exitcode = await _spawn.reap(child.proc, 0 if child.hard_kill else CANCEL_GRACE)
+                if child.hard_kill:
+                    child.proc.kill()
+                child.exitcode = await _spawn.reap(child.proc, self.cancel_grace)
             child.exitcode = child.proc.returncode if child.proc is not None else child.exitcode
+            await self._drain_channel(child)
             died = child.exitcode not in (0, None) or child.lost_result
             if died and not child.asked_to_stop:
                 self._child_failed(child, _crashed(child, actor))
             child.state = "exited"
             child.exited.set()
-            child.chan._mark_closed(None)
             actor.children.pop(child.uid, None)
             if actor.is_arbiter:
                 actor.unregister_actor(list(child.uid))
+
+    async def _drain_channel(self, child: _Child) -> None:
+        """After the process exit: let its last messages in, then close its channel and
+        wake whoever still waits on it; a run_in_actor result is collected by then."""
+        chan = child.chan
+        if chan.connected():
+            with trio.move_on_after(DRAIN_TIMEOUT):
+                await chan.wait_closed()  # the EOF follows the last message
+        chan._mark_closed(None)
+        for ctx in list(chan.ctxs.values()):
+            ctx._on_chan_closed()  # an unattached channel has nobody else to wake them
+        if child.is_main and child.proc is not None:
+            with trio.move_on_after(DRAIN_TIMEOUT):
+                await child.collected.wait()
 
     async def cancel(self, hard_kill: bool = False) -> None:
         """Cancel every child (cancel request → SIGTERM → SIGKILL) and wait until all
@@ -297,11 +332,13 @@ def _crashed(child: _Child, actor: Any) -> ActorCrashed:
 
 
 @asynccontextmanager
-async def _open_actor_nursery(actor: Any, start_method: str | None) -> AsyncIterator[ActorNursery]:
+async def _open_actor_nursery(actor: Any, start_method: str | None, cancel_grace: float | None = None) -> AsyncIterator[ActorNursery]:
     errors: list[BaseException] = []
     body_exc: BaseException | None = None
     async with trio.open_nursery() as sup_n:
         an = ActorNursery(actor, sup_n, errors, start_method)
+        if cancel_grace is not None:
+            an.cancel_grace = cancel_grace
         try:
             with an._body_scope:
                 yield an
@@ -317,7 +354,7 @@ async def _open_actor_nursery(actor: Any, start_method: str | None) -> AsyncIter
         raise group_or_single(errors, f"{len(errors)} actors failed") from None
 
 
-def open_nursery(*, start_method: str | None = None, **root_kwargs: Any) -> Any:
+def open_nursery(*, start_method: str | None = None, cancel_grace: float | None = None, **root_kwargs: Any) -> Any:
     """Open an actor nursery: an async context manager yielding an ActorNursery.
 
     Outside any runtime it first starts the root actor (``root_kwargs`` go to
@@ -325,10 +362,17 @@ def open_nursery(*, start_method: str | None = None, **root_kwargs: Any) -> Any:
     finish on their own, ``start_actor`` daemons must be cancelled
     (``portal.cancel_actor()`` or ``nursery.cancel()``).
 
+    Args:
+        start_method: spawn backend for this nursery's children (default: the root's,
+            else :func:`try_set_start_method`'s, else ``'trio'``).
+        cancel_grace: seconds a cancelled child gets to exit before SIGTERM, and again
+            before SIGKILL (default 3). A child stuck in a blocking call (``time.sleep``,
+            a C extension) cannot see a cancel request: only the signals end it.
+
     Raises:
         RuntimeError: used as a plain ``with`` instead of ``async with``.
     """
-    return _AsyncOnly(_open_nursery(start_method, root_kwargs), "open_nursery()")
+    return _AsyncOnly(_open_nursery(start_method, cancel_grace, root_kwargs), "open_nursery()")
 
 
 class _AsyncOnly:
@@ -351,11 +395,11 @@ class _AsyncOnly:
 
 
 @asynccontextmanager
-async def _open_nursery(start_method: str | None, root_kwargs: dict[str, Any]) -> AsyncIterator[ActorNursery]:
+async def _open_nursery(start_method: str | None, cancel_grace: float | None, root_kwargs: dict[str, Any]) -> AsyncIterator[ActorNursery]:
     actor = _state.current_actor_or_none()
     if actor is None:
         async with open_root_actor(start_method=start_method, **root_kwargs) as actor:
-            async with _open_actor_nursery(actor, start_method) as an:
+            async with _open_actor_nursery(actor, start_method, cancel_grace) as an:
                 yield an
         return
     if root_kwargs:
@@ -363,7 +407,7 @@ async def _open_nursery(start_method: str | None, root_kwargs: dict[str, Any]) -
             f"open_nursery({', '.join(root_kwargs)}=...) only applies when it starts the root actor; "
             "this process already runs one"
         )
-    async with _open_actor_nursery(actor, start_method) as an:
+    async with _open_actor_nursery(actor, start_method, cancel_grace) as an:
         yield an
 
 
