@@ -387,7 +387,7 @@ class Held:
         except Exception as exc:
             if not started:
                 raise
-            self.state, self.error = "crashed", str(exc).splitlines()[0]
+            self.state, self.error = "crashed", str(exc).splitlines()[0].split("died unexpectedly: ")[-1]
         finally:
             if self.state not in ("exited", "crashed"):
                 self.state = "exited"
