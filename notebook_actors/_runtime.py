@@ -694,12 +694,24 @@ async def open_root_actor(
 
 
 def _unwrap(group: BaseExceptionGroup) -> BaseException:
-    """The user's own error, not trio's one-member group around it."""
-    if len(group.exceptions) == 1:
-        exc = group.exceptions[0]
-        exc.__context__ = None
+    """The user's own error, not trio's one-member groups around it.
+
+    Ctrl-C wins: trio raises KeyboardInterrupt in whichever task runs when SIGINT
+    arrives (often an RPC task, deep in the actor's nurseries); the user gets it as a
+    plain KeyboardInterrupt, as from any other trio program.
+    """
+    interrupts, _ = group.split(KeyboardInterrupt)
+    if interrupts is not None:
+        exc: BaseException = interrupts
+        while isinstance(exc, BaseExceptionGroup):
+            exc = exc.exceptions[0]
         return exc
-    return group
+    exc = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if exc is not group:
+        exc.__context__ = None
+    return exc
 
 
 def run(async_fn: Callable[..., Any], *args: Any, **root_kwargs: Any) -> Any:
