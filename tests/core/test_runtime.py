@@ -203,7 +203,7 @@ def test_run_daemon_serves_until_sigint(tmp_path, reg):
     finally:
         testing.kill_all([proc.pid])
     assert proc.returncode != 0
-    assert "KeyboardInterrupt" in out
+    assert "KeyboardInterrupt" in out, err
     assert "Traceback" in err and err.rstrip().endswith("KeyboardInterrupt")
     assert not os.path.exists(addr[len("uds:"):])
 
