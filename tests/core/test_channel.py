@@ -12,6 +12,8 @@ import uuid
 import pytest
 import trio
 import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from notebook_actors import _channel, _transport
 from notebook_actors._channel import (
@@ -25,7 +27,7 @@ from notebook_actors._channel import (
 )
 from notebook_actors._codec import encode_frame
 from notebook_actors._exceptions import HandshakeError
-from notebook_actors.msg import Hello, Ident, Proof, Start, Welcome, handshake_decoder
+from notebook_actors.msg import Hello, Ident, Proof, Start, Welcome, encoder, handshake_decoder
 
 SECRET = b"channel-test-secret-0123456789abcdef"
 
@@ -266,3 +268,29 @@ class TestSecret:
         with caplog.at_level(logging.WARNING, logger="notebook_actors.channel"):
             assert load_secret(key) == b"shared-key"
         assert "other users may read it" in caplog.text
+
+
+handshake_inputs = st.one_of(
+    st.binary(max_size=600),
+    st.lists(st.one_of(st.none(), st.integers(-(2**63), 2**63), st.text(max_size=8), st.binary(max_size=40),
+                       st.lists(st.integers(-9, 9), max_size=3)), max_size=5)
+    .map(lambda fields: encoder.encode(["proof", *fields])),
+).map(lambda body: len(body).to_bytes(4, "big") + body if body[:1] != b"\x00" else body)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(handshake_inputs)
+def test_any_handshake_bytes_only_handshake_error(data):
+    """Test that whatever a connecting peer sends instead of a proof (arbitrary bytes,
+    a proof with wrong-typed fields), the acceptor ends with HandshakeError, never
+    another exception and never a channel."""
+
+    async def main():
+        client, server = trio.testing.memory_stream_pair()
+        async with trio.open_nursery() as n:
+            n.start_soon(accept_expecting_refusal, server, "handshake")
+            await read_hello(client)
+            await client.send_all(data)
+            await client.aclose()  # EOF: an incomplete frame must not hang the acceptor
+
+    trio.run(main)

@@ -262,3 +262,19 @@ def test_bad_utf8_tag_is_frame_error():
     for skip in (False, True):
         with pytest.raises(FrameError, match="UnicodeDecodeError"):
             new_decoder(skip_invalid=skip).feed(frame_bytes(body))
+
+
+def test_fuzz_target_bounded_run():
+    """Test that the fuzz target (`make fuzz`) runs a small bounded campaign cleanly:
+    atheris for a few thousand inputs when installed, else its hypothesis fallback."""
+    import subprocess
+
+    target = REGRESSIONS.parent / "fuzz_codec.py"
+    try:
+        import atheris  # noqa: F401
+        args = ["-runs=3000", "-seed=1"]
+    except ImportError:
+        args = ["--hypothesis", "300"]
+    done = subprocess.run([sys.executable, str(target), *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Done 3000 runs" in done.stderr or "300 examples, no crash" in done.stdout
