@@ -60,7 +60,7 @@ def _actor_cell_args(line: str, cell: str) -> None:
 
 
 @magic_arguments()
-@argument("command", choices=["ls", "kill", "killall", "restart", "push", "pull", "tree", "stop"], help="what to do")
+@argument("command", choices=["ls", "kill", "killall", "restart", "push", "pull", "tree", "stop", "autoawait"], help="what to do")
 @argument("args", nargs="*", help="NAME (kill/restart); NAME var ... (push/pull)")
 def _actor_line_args(line: str) -> None:
     """Manage the notebook's actors.
@@ -70,6 +70,8 @@ def _actor_line_args(line: str) -> None:
     actor but keeps the runtime; `%actor push NAME a b`
     copies kernel variables into the actor's namespace, `%actor pull NAME a b` copies them
     back (msgspec-encodable values only); `%actor stop` stops the whole actor tree.
+    `%actor autoawait asyncio` runs plain async cells on asyncio again (`trio`, the
+    default once the extension is loaded, runs them in the kernel's trio guest run).
     """
 
 
@@ -272,6 +274,12 @@ async def actor_line(line: str) -> Any:
     cmd, rest = args.command, args.args
     if cmd == "stop":
         return await unload(keep_loaded=True)
+    if cmd == "autoawait":
+        global _trio_cells
+        if rest not in (["trio"], ["asyncio"]):
+            raise UsageError("use `%actor autoawait trio` or `%actor autoawait asyncio`")
+        _trio_cells = rest[0] == "trio"
+        return None
     actors = _notebook_actors()
     if cmd in ("ls", "tree"):
         return _ActorTable(actors.table())
@@ -342,11 +350,15 @@ _DRIVER = compile(
     flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
 )
 _pending_code: list[Any] = []
+#: Run plain async cells in trio (``%actor autoawait trio|asyncio``).
+_trio_cells = True
+#: Names that mark a cell transformed from %%actor/%actor: always run in trio.
+_OUR_CALLS = {"actor_cell", "actor_line", "unload"}
 
 
 def _make_run_code(shell: Any, original: Any) -> Any:
     async def run_code(code_obj: Any, result: Any = None, *, async_: bool = False) -> Any:
-        if async_ and _guest.current() is not None:
+        if async_ and _guest.current() is not None and (_trio_cells or _OUR_CALLS & set(code_obj.co_names)):
             _pending_code.append(code_obj)
             return await original(_DRIVER, result, async_=True)
         return await original(code_obj, result, async_=async_)
@@ -386,7 +398,16 @@ async def _wait_stopping() -> None:
 
 async def _await(coro: Any) -> Any:
     __tracebackhide__ = True
-    return await coro
+    try:
+        return await coro
+    except TypeError as exc:
+        if "unrecognized yield message" not in str(exc):
+            raise
+        raise TypeError(
+            "this cell awaited asyncio code, but with notebook_actors loaded async cells run in trio. "
+            "Call asyncio code with `await notebook_actors.to_asyncio.run_task(async_fn, **kwargs)`, "
+            "or switch plain cells back with `%actor autoawait asyncio`."
+        ) from None
 
 
 # -- load / unload --------------------------------------------------------------------------

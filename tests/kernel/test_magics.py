@@ -284,3 +284,27 @@ def test_bad_lines_say_what_is_wrong(kernel, line):
     """Test that a bad %%actor line is a UsageError, not an internal traceback."""
     run = kernel.run(line)
     assert run.error["ename"] == "UsageError"
+
+
+def test_asyncio_in_a_plain_cell_gets_a_hint_and_autoawait_switches(kernel):
+    """Test that asyncio code in a trio-run cell explains the fix, and autoawait asyncio applies it."""
+    run = kernel.run("import asyncio\nawait asyncio.sleep(0)")
+    assert run.error["ename"] == "TypeError" and "autoawait asyncio" in run.error["evalue"]
+    assert kernel.run("%actor autoawait asyncio").status == "ok"
+    try:
+        assert kernel.value("await asyncio.sleep(0, result='on asyncio')") == "on asyncio"
+        assert kernel.value("%%actor still_trio\n'actor cells still work'") == "actor cells still work"
+    finally:
+        assert kernel.run("%actor autoawait trio").status == "ok"
+    assert kernel.value("import trio\nawait trio.sleep(0)\n'trio again'") == "trio again"
+
+
+def test_asyncio_and_debug_options(kernel):
+    """Test that --asyncio spawns an asyncio-infected actor and --debug one in debug mode."""
+    code = (
+        "%%actor aio --asyncio\nimport asyncio, notebook_actors as na\n"
+        "from notebook_actors import to_asyncio\n"
+        "(na.current_actor().is_infected_aio(), await to_asyncio.run_task(asyncio.sleep, delay=0, result=5))"
+    )
+    assert kernel.value(code) == (True, 5)
+    assert kernel.value("%%actor dbg --debug\nimport notebook_actors as na\nna.current_actor().debug_mode") is True
