@@ -142,6 +142,8 @@ class Context:
                 self._arrived.unpark_all()
             return
         if kind is Credit:
+            if msg.n <= 0:
+                return  # nonsense from a broken peer: granting nothing changes nothing
             if not self._credit_known:
                 self._peer_window = msg.n
             self._credit += msg.n
@@ -343,9 +345,9 @@ class Context:
             raise unbox(msg.err)
         if type(msg) is not Started:
             raise RuntimeError(f"{self.fn_name} returned without calling ctx.started()")
-        if self._payload_type is None:
-            return any_decoder.decode(msg.pld)
         try:
+            if self._payload_type is None:
+                return any_decoder.decode(msg.pld)
             return msgspec.msgpack.decode(msg.pld, type=self._payload_type)
         except msgspec.DecodeError as exc:
             raise self._reject(exc, "the value passed to ctx.started()", self._payload_type) from None
@@ -367,14 +369,14 @@ class Context:
 
     def _reject(self, exc: Exception, what: str, tp: Any) -> MsgTypeError:
         """Build the MsgTypeError for a payload that does not match ``tp``, and tell the sender."""
-        path = "" if isinstance(exc, msgspec.ValidationError) else " (undecodable)"
-        err = MsgTypeError(
-            f"{what} from actor {self.chan.uid} on {self.fn_name!r} does not match "
-            f"{_type_name(tp)}{path}: {exc}"
-        )
+        if isinstance(exc, msgspec.ValidationError):
+            problem = f"does not match {_type_name(tp)}"
+        else:
+            problem = "cannot be decoded" if tp is None else f"cannot be decoded as {_type_name(tp)}"
+        err = MsgTypeError(f"{what} from actor {self.chan.uid} on {self.fn_name!r} {problem}: {exc}")
         if not self.chan.closed:
             uid = self._my_uid()
-            info = ErrorInfo("MsgTypeError", MsgTypeError.__module__, f"{what} does not match {_type_name(tp)}: {exc}",
+            info = ErrorInfo("MsgTypeError", MsgTypeError.__module__, f"{what} {problem}: {exc}",
                              "", uid, [uid] if uid else [])
             try:
                 self.chan.send_nowait(Reject(self.cid, info))
@@ -506,6 +508,8 @@ class MsgStream(trio.abc.Channel[Any]):
             TypeError: ``value`` cannot be encoded (nothing was sent).
         """
         ctx = self._ctx
+        # a cancelled send sends nothing: check first, send, then only a shielded yield
+        await trio.lowlevel.checkpoint_if_cancelled()
         if ctx._credit <= 0 or self._closed or ctx._peer_stopped or ctx._final is not None or ctx._rejected is not None:
             await self._wait_to_send()
         try:
@@ -514,10 +518,8 @@ class MsgStream(trio.abc.Channel[Any]):
             raise _unencodable(value, "a stream message", exc) from None
         ctx._credit -= 1
         self.sent += 1
-        if self.sent & 63:
-            await trio.lowlevel.checkpoint_if_cancelled()
-        else:
-            await trio.lowlevel.checkpoint()
+        if not self.sent & 63:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _wait_to_send(self) -> None:
         """The slow path of ``send``: raise why we cannot send, or wait for credit."""
@@ -603,17 +605,28 @@ class MsgStream(trio.abc.Channel[Any]):
         raise trio.WouldBlock
 
     async def _receive_direct(self) -> Any:
-        while True:
+        # Like trio's memory channels: a cancelled receive never takes a message
+        # (check first, then take, then only a cancel-shielded yield).
+        await trio.lowlevel.checkpoint_if_cancelled()
+        inbox = self._ctx._inbox
+        while not (inbox and type(inbox[0]) is Yield):
             try:
-                value = self.receive_nowait()
+                return self._receive_slow()
             except trio.WouldBlock:
                 await self._ctx._arrived.park()
-                continue
-            if self.received & 63:
-                await trio.lowlevel.checkpoint_if_cancelled()
-            else:
-                await trio.lowlevel.checkpoint()
-            return value
+        # receive_nowait's fast path, inlined: this runs once per message
+        msg = inbox.popleft()
+        self.received += 1
+        self._consumed += 1
+        if self._consumed >= self._credit_batch:
+            self._grant(self._consumed)
+            self._consumed = 0
+        if not self.received & 63:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        try:
+            return self._decode(msg.pld)
+        except msgspec.DecodeError as exc:
+            raise self._ctx._reject(exc, f"stream message #{self.received}", self._msg_type) from None
 
     async def receive(self) -> Any:
         """The next message; ``trio.EndOfChannel`` once the other side closed.
@@ -626,13 +639,15 @@ class MsgStream(trio.abc.Channel[Any]):
             ContextCancelled: the other side cancelled the context.
             TransportClosed: the channel to the other actor died.
         """
-        if self._broadcaster is not None:
-            return await self._broadcaster.receive()
-        return await self._receive_direct()
+        if self._broadcaster is None:
+            return await self._receive_direct()
+        return await self._broadcaster.receive()
 
     async def __anext__(self) -> Any:
         try:
-            return await self.receive()
+            if self._broadcaster is None:
+                return await self._receive_direct()
+            return await self._broadcaster.receive()
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
 

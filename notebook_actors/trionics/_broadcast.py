@@ -106,13 +106,14 @@ class BroadcastReceiver(trio.abc.ReceiveChannel[Any]):
             Exception: whatever the source's receive raised (for the pulling task).
         """
         shared = self._shared
+        await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled receive takes nothing
         while True:
             try:
                 value = self.receive_nowait()
             except trio.WouldBlock:
                 pass
             else:
-                await trio.lowlevel.checkpoint()
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 return value
             if shared.pulling:
                 await shared.new_value.park()

@@ -470,3 +470,43 @@ def test_stream_opened_late_on_one_side_gets_its_credit(reg):
             await portal.cancel_actor()
 
     trio.run(main)
+
+
+@na.context
+async def send_two_then_record(ctx, key: str) -> None:
+    await ctx.started()
+    async with ctx.open_stream() as stream:
+        await stream.send("first")
+        await stream.send("second")
+        record(key, True)
+        async for msg in stream:
+            await stream.send(msg)
+
+
+def test_a_cancelled_receive_or_send_loses_and_sends_nothing(reg):
+    """Test that a receive cancelled while a message is buffered leaves the message for
+    the next receive, and a cancelled send sends nothing (as trio's memory channels)."""
+
+    async def main() -> None:
+        async with na.open_nursery(**reg) as n:
+            portal = await n.start_actor("nolose", enable_modules=[__name__])
+            async with portal.open_context(send_two_then_record, key="two") as (ctx, _):
+                async with ctx.open_stream() as stream:
+                    # the reply to this call travels behind both messages
+                    assert await portal.run(wait_recorded, key="two") is True
+                    assert stream.statistics()["buffered"] == 2
+                    with trio.CancelScope() as scope:
+                        scope.cancel()
+                        await stream.receive()
+                    assert scope.cancelled_caught
+                    assert await stream.receive() == "first"
+                    assert await stream.receive() == "second"
+                    with trio.CancelScope() as scope:
+                        scope.cancel()
+                        await stream.send("never")
+                    assert scope.cancelled_caught and stream.statistics()["sent"] == 0
+                    await stream.send("echoed")
+                    assert await stream.receive() == "echoed"
+            await portal.cancel_actor()
+
+    trio.run(main)
