@@ -65,7 +65,8 @@ def _actor_cell_args(line: str, cell: str) -> None:
 def _actor_line_args(line: str) -> None:
     """Manage the notebook's actors.
 
-    `%actor ls` lists them (path, pid, parent pid, state, uptime); `%actor kill NAME` /
+    `%actor ls` lists them (path, pid, parent pid, state, uptime); `%actor tree` shows the
+    live tree widget of the whole actor tree; `%actor kill NAME` /
     `%actor restart NAME` stop / respawn one (with its subtree), `%actor killall` stops every
     actor but keeps the runtime; `%actor push NAME a b`
     copies kernel variables into the actor's namespace, `%actor pull NAME a b` copies them
@@ -281,7 +282,14 @@ async def actor_line(line: str) -> Any:
         _trio_cells = rest[0] == "trio"
         return None
     actors = _notebook_actors()
-    if cmd in ("ls", "tree"):
+    if cmd == "tree":
+        try:
+            from notebook_actors.widgets import tree
+        except ImportError as exc:  # the notebook extra is missing: fall back to the table
+            print(f"[notebook_actors] no tree widget ({exc}); pip install 'notebook_actors[notebook]'", file=sys.stderr)
+            return _ActorTable(actors.table())
+        return tree()
+    if cmd == "ls":
         return _ActorTable(actors.table())
     if cmd == "killall":
         for path in [p for p in actors.handles if "/" not in p]:

@@ -308,3 +308,10 @@ def test_asyncio_and_debug_options(kernel):
     )
     assert kernel.value(code) == (True, 5)
     assert kernel.value("%%actor dbg --debug\nimport notebook_actors as na\nna.current_actor().debug_mode") is True
+
+
+def test_tree_shows_the_live_widget(kernel):
+    """Test that %actor tree displays the actor-tree widget."""
+    run = kernel.run("%actor tree")
+    assert run.status == "ok", run.error
+    assert "application/vnd.jupyter.widget-view+json" in run.result
