@@ -1,0 +1,177 @@
+"""Cancellation end to end: nursery cancel, hard kill, cancel during spawn, a body
+error while children start, escalation to SIGTERM/SIGKILL, outer cancel scopes."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import trio
+
+import notebook_actors as na
+from notebook_actors import testing
+
+#: short grace periods keep the escalation tests quick
+GRACE = 0.5
+
+
+@pytest.fixture
+def reg():
+    return {"registry_addrs": [testing.private_registry_addr()]}
+
+
+async def sleep_forever() -> None:
+    await trio.sleep_forever()
+
+
+def block_in_sleep(ready_path: str, ignore_sigterm: bool) -> None:
+    """A sync call that cannot see a cancel request (it blocks the event loop)."""
+    if ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with open(ready_path, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(600)
+
+
+def raise_value() -> None:
+    raise ValueError("bad")
+
+
+def getpid() -> int:
+    return os.getpid()
+
+
+def _pids_of(nursery: na.ActorNursery) -> dict[str, int]:
+    return {uid[0]: child.proc.pid for uid, child in nursery._children.items()}
+
+
+def _exitcodes(nursery: na.ActorNursery) -> dict[str, int | None]:
+    return {uid[0]: child.exitcode for uid, child in nursery._children.items()}
+
+
+def test_nursery_cancel_stops_every_daemon(reg):
+    """Test that nursery.cancel() stops daemons with calls in flight, cleanly (exit
+    code 0, no error), and that the nursery is marked cancelled."""
+
+    async def main() -> None:
+        async with na.open_nursery(**reg) as n:
+            portals = [await n.start_actor(f"d{i}", enable_modules=[__name__]) for i in range(2)]
+            pids = [await p.run(getpid) for p in portals]
+            await n.cancel()
+            assert n.cancelled
+            assert _exitcodes(n) == {"d0": 0, "d1": 0}
+        assert testing.wait_until_gone(pids, timeout=1) == []
+
+    trio.run(main)
+
+
+def test_nursery_hard_cancel_kills(reg):
+    """Test that cancel(hard_kill=True) SIGKILLs children at once, without an error."""
+
+    async def main() -> None:
+        async with na.open_nursery(**reg) as n:
+            portal = await n.start_actor("victim", enable_modules=[__name__])
+            await portal.run(getpid)
+            await n.cancel(hard_kill=True)
+            assert _exitcodes(n) == {"victim": -signal.SIGKILL}
+
+    trio.run(main)
+
+
+def test_cancel_before_the_child_connected(reg):
+    """Test that cancelling right after spawn, before the child connected back, ends
+    the child and leaves nothing behind."""
+
+    async def main() -> None:
+        async with na.open_nursery(**reg) as n:
+            portal = await n.start_actor("early")
+            assert not portal.channel.connected()
+            await n.cancel()
+        assert all(c.state == "exited" for c in n._children.values())
+
+    trio.run(main)
+
+
+def test_body_error_while_children_are_spawning(reg):
+    """Test that an error in the body right after spawning (children not yet connected)
+    is raised as itself and every child is reaped."""
+
+    async def main() -> None:
+        with pytest.raises(KeyError, match="oops"):
+            async with na.open_nursery(**reg) as n:
+                await n.start_actor("a")
+                await n.run_in_actor(sleep_forever)
+                raise KeyError("oops")
+        assert {c.state for c in n._children.values()} == {"exited"}
+
+    trio.run(main)
+
+
+def test_outer_cancel_scope_tears_down_the_tree(reg):
+    """Test that cancelling a scope around the nursery (e.g. a timeout) cancels every
+    child and exits without an error."""
+
+    async def main() -> None:
+        with trio.CancelScope() as scope:
+            async with na.open_nursery(**reg) as n:
+                portal = await n.start_actor("d", enable_modules=[__name__])
+                pid = await portal.run(getpid)
+                await n.run_in_actor(sleep_forever)
+                scope.cancel()
+                await trio.sleep_forever()
+        assert scope.cancelled_caught
+        assert testing.wait_until_gone([pid], timeout=1) == []
+
+    trio.run(main)
+
+
+def test_cancelled_call_is_cancelled_remotely(reg):
+    """Test that cancelling a portal.run() in the caller cancels the remote call, and
+    the actor keeps serving."""
+
+    async def main() -> None:
+        async with na.open_nursery(**reg) as n:
+            portal = await n.start_actor("d", enable_modules=[__name__])
+            with trio.move_on_after(0.2):
+                await portal.run(sleep_forever)
+            assert await portal.run(getpid) == portal.channel.peer_pid
+            await portal.cancel_actor()
+
+    trio.run(main)
+
+
+@pytest.mark.parametrize(
+    "ignore_sigterm, expected", [(False, -signal.SIGTERM), (True, -signal.SIGKILL)], ids=["sigterm", "sigkill"]
+)
+def test_escalation_for_a_child_that_ignores_cancel(reg, tmp_path, ignore_sigterm, expected):
+    """Test that a child stuck in a blocking call is ended by SIGTERM after the grace
+    period, and by SIGKILL if it ignores SIGTERM too, with no error from the nursery."""
+    ready = tmp_path / "ready"
+
+    async def main() -> None:
+        async with na.open_nursery(cancel_grace=GRACE, **reg) as n:
+            await n.run_in_actor(block_in_sleep, ready_path=str(ready), ignore_sigterm=ignore_sigterm)
+            # the child says it is inside the blocking call
+            assert await trio.to_thread.run_sync(testing.wait_for_path, str(ready), 30)
+            await n.cancel()
+            assert _exitcodes(n) == {"block_in_sleep": expected}
+
+    trio.run(main)
+
+
+def test_sibling_error_cancels_a_blocked_sibling(reg, tmp_path):
+    """Test that one child's error tears down a sibling stuck in a blocking call
+    (escalating), and the nursery raises only the error."""
+    ready = tmp_path / "ready"
+
+    async def main() -> None:
+        with pytest.raises(na.RemoteActorError) as info:
+            async with na.open_nursery(cancel_grace=GRACE, **reg) as n:
+                await n.run_in_actor(block_in_sleep, ready_path=str(ready), ignore_sigterm=True)
+                assert await trio.to_thread.run_sync(testing.wait_for_path, str(ready), 30)
+                await n.run_in_actor(raise_value)
+        assert info.value.type is ValueError
+        assert _exitcodes(n)["block_in_sleep"] == -signal.SIGKILL
+
+    trio.run(main)
