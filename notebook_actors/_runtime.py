@@ -473,10 +473,10 @@ class Actor:
             return fn
         if ns == "self":
             if func not in SELF_RPC:
-                raise ModuleNotExposed(f"actor {self.uid} has no RPC method {func!r}; it offers {sorted(SELF_RPC)}")
+                raise self._refused(f"actor {self.uid} has no RPC method {func!r}; it offers {sorted(SELF_RPC)}")
             return getattr(self, func)
         if ns not in self.enable_modules and ns not in RUNTIME_MODULES:
-            raise ModuleNotExposed(
+            raise self._refused(
                 f"module {ns!r} is not enabled in actor {self.uid}; pass enable_modules=[{ns!r}]"
             )
         module = self._import(ns)
@@ -485,9 +485,20 @@ class Actor:
             obj = getattr(obj, part, None)
             if obj is None:
                 raise AttributeError(f"module {ns!r} in actor {self.uid} has no function {func!r}")
+            if inspect.ismodule(obj) and obj.__name__ not in self.enable_modules:
+                # `calc:os.system` must not reach what `calc` merely imports
+                raise self._refused(
+                    f"{ns}:{func} reaches into module {obj.__name__!r}, which is not enabled in actor "
+                    f"{self.uid}; call it by its own module and pass enable_modules=[{obj.__name__!r}]"
+                )
         if not callable(obj):
             raise TypeError(f"{ns}:{func} in actor {self.uid} is not callable")
         return obj
+
+    def _refused(self, text: str) -> ModuleNotExposed:
+        """Log an unauthorised call (the caller gets the error boxed) and return its error."""
+        log.warning("refused a call: %s", text)
+        return ModuleNotExposed(text)
 
     def _import(self, ns: str) -> Any:
         # a grandchild is asked for "__mp_main__": its parent loaded the script under that name
