@@ -300,9 +300,12 @@ class TestAfterHandshake:
                     Start(0, "os", "system", {"command": "true"}),
                     Start(2, "self", "_resolve", {"ns": "os", "func": "system", "code": None}),
                     Start(3, __name__, "echo", {"x": 1}),  # odd ids belong to the acceptor
+                    Start(4, __name__, "os.system", {"command": "true"}),  # through an import
                 ]
                 await stream.send_all(b"".join(encode_frame(c) for c in calls))
-                replies = {m.cid: m for m in await read_frames(stream, 3, rest)}
+                replies = {m.cid: m for m in await read_frames(stream, 4, rest)}
+                assert replies[4].err.type_name == "ModuleNotExposed"
+                assert "reaches into module 'os'" in replies[4].err.message
                 assert replies[0].err.type_name == "ModuleNotExposed"
                 assert "enable_modules=['os']" in replies[0].err.message
                 assert replies[2].err.type_name == "ModuleNotExposed"
@@ -327,3 +330,18 @@ async def test_refusal_is_logged_with_peer(caplog):
                 await stream.aclose()
     assert "dropped an unauthenticated peer" in caplog.text
     assert f"pid {os.getpid()} (user id {os.getuid()})" in caplog.text
+
+
+@trio_test
+async def test_unauthorised_call_is_logged(caplog):
+    """Test that a refused call (module not enabled) is logged by the refusing actor
+    and the caller gets ModuleNotExposed."""
+    import logging
+
+    with trio.fail_after(TIMEOUT):
+        with caplog.at_level(logging.WARNING, logger="notebook_actors"):
+            async with na.open_root_actor(registry_addrs=[testing.private_registry_addr()]) as actor:
+                async with na.get_registry() as me:  # an in-process portal to ourselves
+                    with pytest.raises(na.ModuleNotExposed):
+                        await me.run_from_ns("shutil", "rmtree", path="/nonexistent")
+    assert "refused a call: module 'shutil' is not enabled" in caplog.text
