@@ -23,7 +23,8 @@ import secrets as _secrets
 import socket
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import trio
 
@@ -208,10 +209,10 @@ async def handshake_as_dialer(stream: trio.abc.Stream, secret: bytes, me: Ident,
     """Prove our knowledge of ``secret`` to the acceptor, and check its proof.
 
     Raises:
-        HandshakeError: the peer is not an actor of this tree (or speaks another protocol).
-        trio.TooSlowError: the peer stalled for HANDSHAKE_TIMEOUT seconds.
+        HandshakeError: the peer is not an actor of this tree, speaks another
+            protocol, or stalled for HANDSHAKE_TIMEOUT seconds.
     """
-    with trio.fail_after(HANDSHAKE_TIMEOUT):
+    with _handshake_deadline(peer):
         hello, rest = await _recv_frame(stream, b"", peer)
         if not isinstance(hello, Hello) or hello.version != PROTOCOL_VERSION:
             raise HandshakeError(f"{peer} does not speak notebook_actors protocol {PROTOCOL_VERSION}")
@@ -230,12 +231,12 @@ async def handshake_as_acceptor(stream: trio.abc.Stream, secret: bytes, me: Iden
     """Challenge a connecting peer; nothing it sends is used before it proves itself.
 
     Raises:
-        HandshakeError: the peer sent anything but a valid proof (the message names
-            the peer's process and user for a Unix socket, its address for TCP).
-        trio.TooSlowError: the peer stalled for HANDSHAKE_TIMEOUT seconds.
+        HandshakeError: the peer sent anything but a valid proof, or stalled for
+            HANDSHAKE_TIMEOUT seconds (the message names the peer's process and user
+            for a Unix socket, its address for TCP).
     """
     peer = f"{peer} from {describe_peer(stream)}"
-    with trio.fail_after(HANDSHAKE_TIMEOUT):
+    with _handshake_deadline(peer):
         nonce = os.urandom(NONCE_SIZE)
         await stream.send_all(_frame(Hello(PROTOCOL_VERSION, nonce)))
         proof, rest = await _recv_frame(stream, b"", peer)
@@ -248,6 +249,17 @@ async def handshake_as_acceptor(stream: trio.abc.Stream, secret: bytes, me: Iden
         mac = _mac(secret, b"accept", nonce, proof.nonce, _ident_bytes(me))
         await stream.send_all(_frame(Welcome(mac, me)))
         return proof.ident, rest
+
+
+@contextmanager
+def _handshake_deadline(peer: str) -> Iterator[None]:
+    """HANDSHAKE_TIMEOUT for the whole handshake; a stall is a HandshakeError that
+    names the peer (an OSError, like every other way a connection fails)."""
+    try:
+        with trio.fail_after(HANDSHAKE_TIMEOUT):
+            yield
+    except trio.TooSlowError:
+        raise HandshakeError(f"{peer} did not complete the handshake within {HANDSHAKE_TIMEOUT:g} s") from None
 
 
 # --- the channel ---------------------------------------------------------------------
