@@ -152,12 +152,12 @@ class TestHandshake:
 
     def test_stalled_peer_times_out(self):
         """Test that a peer that connects and says nothing is dropped after
-        HANDSHAKE_TIMEOUT (virtual time)."""
+        HANDSHAKE_TIMEOUT (virtual time) with a HandshakeError naming it."""
 
         async def main():
             client, server = trio.testing.memory_stream_pair()
             start = trio.current_time()
-            with pytest.raises(trio.TooSlowError):
+            with pytest.raises(HandshakeError, match=r"a from an in-process stream did not complete the handshake within 5 s"):
                 await handshake_as_acceptor(server, SECRET, ident("acceptor"), "a")
             assert trio.current_time() - start == pytest.approx(_channel.HANDSHAKE_TIMEOUT)
 
@@ -294,3 +294,15 @@ def test_any_handshake_bytes_only_handshake_error(data):
             await client.aclose()  # EOF: an incomplete frame must not hang the acceptor
 
     trio.run(main)
+
+
+def test_stalled_acceptor_is_handshake_error():
+    """Test that dialing something that accepts but never speaks (a squatter on the
+    registry port) ends in HandshakeError, an OSError like any failed connection."""
+
+    async def main():
+        client, _server = trio.testing.memory_stream_pair()
+        with pytest.raises(OSError, match="did not complete the handshake"):
+            await handshake_as_dialer(client, SECRET, ident("dialer"), "the registry")
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
