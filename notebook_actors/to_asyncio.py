@@ -340,20 +340,45 @@ async def _run_in_trio(
             if not finished.done():
                 finished.set_result(result)
 
+    def start() -> None:  # in trio (a run_sync_soon callback must not raise)
+        try:
+            nursery.start_soon(trio_task)
+        except RuntimeError:  # the nursery closed: the runtime is shutting down
+            if not finished.done():
+                finished.set_result(outcome.Error(_shut_down_error()))
+
     ctx = contextvars.copy_context()
-    assert guest._token is not None
-    guest._token.run_sync_soon(ctx.run, nursery.start_soon, trio_task)
+    if not _call_in_trio(guest, ctx.run, start):
+        raise _shut_down_error()
     try:
-        result = await asyncio.shield(finished)
+        await _until_done(finished, guest)
     except asyncio.CancelledError:
-        guest._token.run_sync_soon(scope.cancel)
-        while not finished.done():
+        _call_in_trio(guest, scope.cancel)
+        while True:  # wait for the trio task to unwind, however often we are cancelled
             try:
-                await asyncio.shield(finished)
+                await _until_done(finished, guest)
+                break
             except asyncio.CancelledError:
                 continue
         raise
-    return _value_or_raise(result)
+    return _value_or_raise(finished.result() if finished.done() else outcome.Error(_shut_down_error()))
+
+
+def _call_in_trio(guest: GuestRun, fn: Callable[..., Any], *args: Any) -> bool:
+    """Schedule ``fn(*args)`` in the guest's trio run; False if the run has ended."""
+    if guest._token is None or guest.done():
+        return False
+    try:
+        guest._token.run_sync_soon(fn, *args)
+    except trio.RunFinishedError:
+        return False
+    return True
+
+
+async def _until_done(finished: asyncio.Future[Any], guest: GuestRun) -> None:
+    """Wait until ``finished`` resolves or the whole guest run ends (without cancelling
+    either future when the waiting task is cancelled)."""
+    await asyncio.wait([finished, guest._finished], return_when=asyncio.FIRST_COMPLETED)
 
 
 def _shut_down_error() -> RuntimeError:
@@ -396,6 +421,7 @@ async def _cancel_and_wait(task: asyncio.Task[Any], done: trio.Event) -> None:
     task.cancel()
     with trio.CancelScope(shield=True):
         await done.wait()
+    _task_outcome(task)  # mark its error retrieved: asyncio would log it as never retrieved
 
 
 def _task_outcome(task: asyncio.Task[Any]) -> outcome.Outcome[Any]:

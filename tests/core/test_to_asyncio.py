@@ -223,6 +223,19 @@ class TestStartGuestActor:
 
         assert asyncio.run(main()) == 16
 
+    def test_run_after_aclose_refused(self, reg):
+        """Test that GuestActor.run() after aclose() raises RuntimeError instead of hanging."""
+
+        async def main():
+            ga = to_asyncio.start_guest_actor(**reg)
+            await ga.wait_started()
+            await ga.aclose()
+            await ga.aclose()  # idempotent
+            with pytest.raises(RuntimeError, match="stopped"):
+                await asyncio.wait_for(ga.run(trio.sleep, 0), HANG_GUARD)
+
+        asyncio.run(main())
+
     def test_startup_failure_raises_from_wait_started(self, reg):
         """Test that a root actor that cannot start raises its error from wait_started()."""
 
@@ -715,3 +728,30 @@ class TestInfectedActors:
                     pass
 
         trio.run(main)
+
+
+DAEMON_SCRIPT = """
+import sys
+import notebook_actors as na
+na.run_daemon([], infect_asyncio=True, registry_addrs=[sys.argv[1]])
+"""
+
+
+def test_infected_run_daemon_ends_on_sigint(tmp_path):
+    """Test that run_daemon(infect_asyncio=True) serves until SIGINT, then ends with
+    KeyboardInterrupt and removes its registry socket."""
+    import signal
+
+    script = tmp_path / "daemon.py"
+    script.write_text(DAEMON_SCRIPT)
+    reg = testing.private_registry_addr()
+    proc = testing.start_script(str(script), reg)
+    try:
+        assert testing.wait_for_path(reg.removeprefix("uds:"), timeout=HANG_GUARD), "the daemon never listened"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=HANG_GUARD)
+    finally:
+        testing.kill_all([proc.pid])
+    assert "KeyboardInterrupt" in err
+    assert proc.returncode != 0
+    assert not os.path.exists(reg.removeprefix("uds:"))
