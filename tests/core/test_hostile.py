@@ -106,10 +106,17 @@ def tree_kw(monkeypatch):
     return {"registry_addrs": [testing.private_registry_addr()]}
 
 
-async def target_and_baseline(n) -> tuple[na.Portal, str, dict]:
-    portal = await n.start_actor("target", enable_modules=[__name__])
-    addr = await portal.run_from_ns("self", "tree_snapshot")
-    return portal, addr["addr"], await portal.run(resources)
+@pytest.fixture(params=["uds", "tcp"])
+def target_bind(request):
+    """The target actor listens on either transport: the same attacks, the same outcome."""
+    return None if request.param == "uds" else ("127.0.0.1", 0)
+
+
+async def target_and_baseline(n, bind=None) -> tuple[na.Portal, str, dict]:
+    portal = await n.start_actor("target", enable_modules=[__name__], bind_addr=bind)
+    addr = (await portal.run_from_ns("self", "tree_snapshot"))["addr"]
+    assert addr.startswith("tcp:127.0.0.1:" if bind else "uds:")
+    return portal, addr, await portal.run(resources)
 
 
 async def assert_unharmed(portal: na.Portal, baseline: dict) -> None:
@@ -120,12 +127,12 @@ async def assert_unharmed(portal: na.Portal, baseline: dict) -> None:
 
 class TestBeforeHandshake:
     @trio_test
-    async def test_garbage_is_dropped(self, tree_kw):
+    async def test_garbage_is_dropped(self, tree_kw, target_bind):
         """Test that garbage instead of a handshake is dropped (after the actor's own
         challenge, and nothing else) and leaks nothing."""
         with trio.fail_after(TIMEOUT):
             async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n)
+                portal, addr, baseline = await target_and_baseline(n, target_bind)
                 stream = await raw_connect(addr)
                 await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + os.urandom(512))
                 got = await read_until_eof(stream)
@@ -135,11 +142,11 @@ class TestBeforeHandshake:
                 await portal.cancel_actor()
 
     @trio_test
-    async def test_four_gib_header_is_dropped(self, tree_kw):
+    async def test_four_gib_header_is_dropped(self, tree_kw, target_bind):
         """Test that a 4 GiB frame header in place of the handshake is dropped at once."""
         with trio.fail_after(TIMEOUT):
             async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n)
+                portal, addr, baseline = await target_and_baseline(n, target_bind)
                 stream = await raw_connect(addr)
                 await stream.send_all(b"\xff\xff\xff\xff")
                 await read_until_eof(stream)
@@ -148,12 +155,12 @@ class TestBeforeHandshake:
                 await portal.cancel_actor()
 
     @trio_test
-    async def test_rpc_without_handshake_is_not_run(self, tree_kw, tmp_path):
+    async def test_rpc_without_handshake_is_not_run(self, tree_kw, tmp_path, target_bind):
         """Test that an RPC sent without a handshake is dropped and never runs."""
         marker = tmp_path / "ran"
         with trio.fail_after(TIMEOUT):
             async with na.open_nursery(**tree_kw) as n:
-                portal = await n.start_actor("target", enable_modules=[__name__, "pathlib"])
+                portal = await n.start_actor("target", enable_modules=[__name__, "pathlib"], bind_addr=target_bind)
                 addr = (await portal.run_from_ns("self", "tree_snapshot"))["addr"]
                 stream = await raw_connect(addr)
                 call = Start(0, "notebook_actors._runtime", "os.system", {"command": f"touch {marker}"})
@@ -165,7 +172,7 @@ class TestBeforeHandshake:
                 await portal.cancel_actor()
 
     @trio_test
-    async def test_replayed_handshake_is_dropped(self, tree_kw):
+    async def test_replayed_handshake_is_dropped(self, tree_kw, target_bind):
         """Test that replaying the bytes of another peer's successful handshake fails."""
         secret = na.current_actor_or_none() if False else None
 
@@ -188,7 +195,7 @@ class TestBeforeHandshake:
 
         with trio.fail_after(TIMEOUT):
             async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n)
+                portal, addr, baseline = await target_and_baseline(n, target_bind)
                 secret = n._actor.secret
                 legit = Recording(await raw_connect(addr))
                 await handshake_as_dialer(legit, secret, ident("legit"), addr)
@@ -201,12 +208,12 @@ class TestBeforeHandshake:
                 await portal.cancel_actor()
 
     @trio_test
-    async def test_stalled_peer_is_dropped(self, tree_kw):
+    async def test_stalled_peer_is_dropped(self, tree_kw, target_bind):
         """Test that a peer that connects and never answers the challenge is dropped
         after the handshake timeout."""
         with trio.fail_after(TIMEOUT):
             async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n)
+                portal, addr, baseline = await target_and_baseline(n, target_bind)
                 stream = await raw_connect(addr)
                 await read_until_eof(stream)  # Hello, then EOF once the timeout hits
                 await stream.aclose()
@@ -214,24 +221,24 @@ class TestBeforeHandshake:
                 await portal.cancel_actor()
 
     @trio_test
-    async def test_wrong_secret_cannot_call(self, tree_kw):
+    async def test_wrong_secret_cannot_call(self, tree_kw, target_bind):
         """Test that a peer with the wrong secret gets HandshakeError and no channel."""
         with trio.fail_after(TIMEOUT):
             async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n)
+                portal, addr, baseline = await target_and_baseline(n, target_bind)
                 with pytest.raises(HandshakeError):
                     await connect(addr, b"a-guess-at-the-secret-0123456789", ident())
                 await assert_unharmed(portal, baseline)
                 await portal.cancel_actor()
 
     @trio_test
-    async def test_crowd_of_intruders(self, tree_kw):
+    async def test_crowd_of_intruders(self, tree_kw, target_bind):
         """Test that 40 concurrent hostile connections (garbage, huge headers, silence)
         are all dropped while the real peer keeps calling, and nothing leaks."""
         payloads = [b"\x00garbage", b"\xff\xff\xff\xff", b""]
         with trio.fail_after(TIMEOUT):
             async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n)
+                portal, addr, baseline = await target_and_baseline(n, target_bind)
 
                 async def intruder(i):
                     stream = await raw_connect(addr)
@@ -250,12 +257,12 @@ class TestBeforeHandshake:
 
 class TestAfterHandshake:
     @trio_test
-    async def test_oversized_frame_closes_only_that_channel(self, tree_kw):
+    async def test_oversized_frame_closes_only_that_channel(self, tree_kw, target_bind):
         """Test that an authenticated peer announcing a 4 GiB frame loses its channel,
         and only that one."""
         with trio.fail_after(TIMEOUT):
             async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n)
+                portal, addr, baseline = await target_and_baseline(n, target_bind)
                 stream, _ = await authenticated(addr, n._actor.secret)
                 await stream.send_all(b"\xff\xff\xff\xff" + b"\x00" * 64)
                 await read_until_eof(stream)
@@ -264,12 +271,12 @@ class TestAfterHandshake:
                 await portal.cancel_actor()
 
     @trio_test
-    async def test_unknown_type_and_bad_fields_answered(self, tree_kw):
+    async def test_unknown_type_and_bad_fields_answered(self, tree_kw, target_bind):
         """Test that a well-formed message of an unknown type, and a call with a field
         of the wrong type, get clear errors and the channel keeps working."""
         with trio.fail_after(TIMEOUT):
             async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n)
+                portal, addr, baseline = await target_and_baseline(n, target_bind)
                 stream, rest = await authenticated(addr, n._actor.secret)
                 frames = [
                     encoder.encode(["teleport", 2, {"to": "mars"}]),
@@ -288,13 +295,13 @@ class TestAfterHandshake:
                 await portal.cancel_actor()
 
     @trio_test
-    async def test_unexposed_functions_refused(self, tree_kw):
+    async def test_unexposed_functions_refused(self, tree_kw, target_bind):
         """Test that calls to a module that is not enabled, to an Actor method not
         offered over RPC, and with a call id of the wrong parity are refused with
         errors that say so, and run nothing."""
         with trio.fail_after(TIMEOUT):
             async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n)
+                portal, addr, baseline = await target_and_baseline(n, target_bind)
                 stream, rest = await authenticated(addr, n._actor.secret)
                 calls = [
                     Start(0, "os", "system", {"command": "true"}),
