@@ -493,6 +493,7 @@ class LinkedTaskChannel(trio.abc.Channel[Any]):
         self._to_aio = to_aio
         self._closed = False
         self._failure: BaseException | None = None
+        self._broadcaster: Any = None
 
     def __repr__(self) -> str:
         return f"<LinkedTaskChannel to asyncio task {self._task.get_name()!r}>"
@@ -524,6 +525,27 @@ class LinkedTaskChannel(trio.abc.Channel[Any]):
             AsyncioCancelled: asyncio cancelled the task.
             Exception: whatever the asyncio task raised.
         """
+        if self._broadcaster is not None:
+            return await self._broadcaster.receive()
+        return await self._receive_direct()
+
+    def subscribe(self, max_buffer_size: int = 1000) -> Any:
+        """An async context manager → a broadcast receiver, so several trio tasks can
+        each see every value from the asyncio side (from the moment they subscribed).
+
+        Once there are subscribers, this channel's own ``receive`` is one of them too.
+        A subscriber more than ``max_buffer_size`` values behind gets
+        :class:`~notebook_actors.trionics.Lagged` and skips ahead.
+        """
+        if self._broadcaster is None:
+            from .trionics import broadcast_receiver
+
+            self._broadcaster = broadcast_receiver(
+                self._receive_direct, max_buffer_size=max_buffer_size, what=repr(self)
+            )
+        return self._broadcaster.subscribe()
+
+    async def _receive_direct(self) -> Any:
         try:
             return await self._from_aio.receive()
         except trio.EndOfChannel:

@@ -512,6 +512,24 @@ class TestOpenChannelFrom:
 
         in_guest(main)
 
+    def test_subscribers_each_see_every_value(self):
+        """Test that two subscribers of a LinkedTaskChannel each receive every value."""
+
+        async def main():
+            async with to_asyncio.open_channel_from(aio_produce, count=50) as (first, chan):
+                results: dict[str, list[int]] = {}
+
+                async def consume(name: str, sub) -> None:
+                    results[name] = [v async for v in sub]
+
+                async with chan.subscribe() as a, chan.subscribe() as b:  # both before any value
+                    async with trio.open_nursery() as n:
+                        n.start_soon(consume, "a", a)
+                        n.start_soon(consume, "b", b)
+            return results
+
+        assert in_guest(main) == {"a": list(range(50)), "b": list(range(50))}
+
     def test_send_after_asyncio_returned_raises(self):
         """Test that sending to an asyncio task that has returned raises BrokenResourceError."""
 
