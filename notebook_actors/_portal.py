@@ -32,8 +32,6 @@ def func_ref(fn: Callable[..., Any]) -> tuple[str, str, bytes | None]:
     mod, qual = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
     if mod is None or qual is None:
         raise TypeError(f"{fn!r} is not a function that can run in another actor")
-    if mod == "__mp_main__":  # the script's functions, as a child loaded them: same name everywhere
-        mod = "__main__"
     main = sys.modules.get("__main__")
     by_value = (
         "<locals>" in qual

@@ -2,8 +2,8 @@
 
 The ``feed`` actor publishes ticks over one context stream. The root opens that stream
 once and fans it out with ``stream.subscribe()``: every local consumer task sees every
-tick, and the feed still sends each tick only once. A second, remote consumer actor
-gets its own stream from the same feed.
+tick, and the feed still sends each tick only once. One of those tasks relays the ticks
+to a consumer in another actor over a second stream.
 """
 import msgspec
 import trio
@@ -29,12 +29,14 @@ async def price_feed(ctx: tractor.Context, symbol: str, count: int) -> int:
     return count
 
 
-async def remote_consumer(feed_name: str, symbol: str, count: int) -> float:
-    """Runs in its own actor: find the feed by name and average its prices."""
-    async with tractor.wait_for_actor(feed_name) as feed:
-        async with feed.open_context(price_feed, symbol=symbol, count=count) as (ctx, _):
-            async with ctx.open_stream() as stream:
-                prices = [tick.price async for tick in stream]
+@tractor.context
+async def averager(ctx: tractor.Context) -> float:
+    """A consumer in its own actor: average the prices it is sent."""
+    await ctx.started()
+    prices = []
+    async with ctx.open_stream(msg_type=Tick) as stream:
+        async for tick in stream:
+            prices.append(tick.price)
     return round(sum(prices) / len(prices), 4)
 
 
@@ -42,12 +44,14 @@ async def main() -> None:
     count = 1000
     async with tractor.open_nursery() as n:
         feed = await n.start_actor("feed", enable_modules=[__name__])
-        far = await n.run_in_actor(remote_consumer, feed_name="feed", symbol="ACME", count=count)
+        far = await n.start_actor("averager", enable_modules=[__name__])
 
         results: dict[str, object] = {}
         async with feed.open_context(price_feed, symbol="ACME", count=count) as (ctx, first):
             print(f"feed started at {first.price}")
-            async with ctx.open_stream() as stream:
+            # Subscribers share a ring buffer as big as the stream's window; one that
+            # falls further behind than that gets trionics.Lagged. Size it for the demo.
+            async with ctx.open_stream(msg_buffer_size=count) as stream:
                 ready = trio.Event()
 
                 async def high(task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -62,15 +66,26 @@ async def main() -> None:
                         await ready.wait()
                         results["low"] = min([t.price async for t in ticks])
 
+                async def forward(task_status=trio.TASK_STATUS_IGNORED) -> None:
+                    """Relay every tick to the consumer actor over its own stream."""
+                    async with far.open_context(averager) as (actx, _):
+                        async with actx.open_stream() as out, stream.subscribe() as ticks:
+                            task_status.started()
+                            await ready.wait()
+                            async for tick in ticks:
+                                await out.send(tick)
+                    results["average"] = await actx.result()
+
                 async with trio.open_nursery() as tn:
-                    await tn.start(high)
-                    await tn.start(low)
+                    for consumer in (high, low, forward):
+                        await tn.start(consumer)
                     ready.set()  # everyone subscribed: start reading
                     results["count"] = len([t async for t in stream])
         print(f"feed sent {await ctx.result()} ticks")
         print(f"local consumers: count={results['count']} high={results['high']} low={results['low']}")
-        print(f"remote consumer average: {await far.result()}")
+        print(f"remote consumer average: {results['average']}")
         await feed.cancel_actor()
+        await far.cancel_actor()
 
 
 if __name__ == "__main__":
