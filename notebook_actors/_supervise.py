@@ -256,9 +256,10 @@ class ActorNursery:
             self._errors.append(exc)
         self._cancel_all_soon()
 
-    def _cancel_all_soon(self, hard: bool = False) -> None:
+    def _cancel_all_soon(self, hard: bool = False, cancel_body: bool = True) -> None:
         self.cancelled = True
-        self._body_scope.cancel()
+        if cancel_body:
+            self._body_scope.cancel()
         for c in self._children.values():
             if c.exitcode is None:
                 c.request_cancel(hard=hard)
@@ -269,7 +270,6 @@ class ActorNursery:
         if child.state == "exited":
             return
         with trio.CancelScope(shield=True):
-            actor._pending_children.pop(child.uid, None)
             if child.proc is not None and child.proc.returncode is None:
                 if not child.cancel_requested:
                     child.request_cancel()
@@ -280,6 +280,9 @@ class ActorNursery:
                     child.proc.kill()
                 child.exitcode = await _spawn.reap(child.proc, self.cancel_grace)
             child.exitcode = child.proc.returncode if child.proc is not None else child.exitcode
+            # only now: a child still starting up connects to this very channel, where
+            # its cancel request waits for it
+            actor._pending_children.pop(child.uid, None)
             await self._drain_channel(child)
             died = child.exitcode not in (0, None) or child.lost_result
             if died and not child.asked_to_stop:
@@ -306,8 +309,13 @@ class ActorNursery:
 
     async def cancel(self, hard_kill: bool = False) -> None:
         """Cancel every child (cancel request → SIGTERM → SIGKILL) and wait until all
-        have exited."""
-        self._cancel_all_soon(hard=hard_kill)
+        have exited.
+
+        The nursery's body is not cancelled: code after ``await n.cancel()`` runs (a
+        child's *failure* does cancel the body). ``hard_kill=True`` skips the request
+        and SIGKILLs at once.
+        """
+        self._cancel_all_soon(hard=hard_kill, cancel_body=False)
         with trio.CancelScope(shield=True):
             for child in list(self._children.values()):
                 await child.exited.wait()

@@ -1,0 +1,147 @@
+"""Spawn backends: selectable per root, per nursery, per actor and globally; the key
+behaviours (result, RPC, error, cancel, crash) hold on each of them."""
+from __future__ import annotations
+
+import os
+import signal
+
+import psutil
+import pytest
+import trio
+
+import notebook_actors as na
+from notebook_actors import _spawn, testing
+
+METHODS = list(_spawn.START_METHODS)
+
+
+@pytest.fixture
+def reg():
+    return {"registry_addrs": [testing.private_registry_addr()]}
+
+
+@pytest.fixture
+def restore_default_method():
+    before = _spawn.default_start_method()
+    yield
+    _spawn.try_set_start_method(before)
+
+
+def how_was_i_started() -> dict:
+    me = psutil.Process()
+    return {
+        "method": na.current_actor().start_method,
+        "cmdline": " ".join(me.cmdline()),
+        "sid": os.getsid(0),
+        "pid": os.getpid(),
+    }
+
+
+def fail() -> None:
+    raise LookupError("nope")
+
+
+async def sleep_forever() -> None:
+    await trio.sleep_forever()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_backend_per_root_runs_the_basics(reg, method):
+    """Test that every backend, chosen on the root, gives a child in its own session
+    that returns results, serves RPC, reports errors and obeys cancellation."""
+
+    async def main() -> None:
+        async with na.open_nursery(start_method=method, **reg) as n:
+            info = await (await n.run_in_actor(how_was_i_started)).result()
+            assert info["method"] == method
+            assert info["sid"] == info["pid"]
+            if method == "trio":
+                assert "notebook_actors._child" in info["cmdline"]
+            elif method.startswith("mp_"):
+                assert "multiprocessing" in info["cmdline"]
+            daemon = await n.start_actor("daemon", enable_modules=[__name__])
+            assert (await daemon.run(how_was_i_started))["method"] == method
+            with pytest.raises(na.RemoteActorError) as err:
+                await daemon.run(fail)
+            assert err.value.type is LookupError
+            await n.run_in_actor(sleep_forever)
+            await n.cancel()
+            assert {c.exitcode for c in n._children.values()} == {0}
+
+    trio.run(main)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_backend_reports_a_crash(reg, method):
+    """Test that on every backend a child killed by a signal is ActorCrashed."""
+
+    async def main() -> None:
+        with pytest.raises(na.ActorCrashed) as info:
+            async with na.open_nursery(start_method=method, **reg) as n:
+                portal = await n.start_actor("victim")
+                assert await portal.run_from_ns("self", "ping") == "pong"
+                os.kill(portal.channel.peer_pid, signal.SIGKILL)
+        assert info.value.exitcode == -signal.SIGKILL
+
+    trio.run(main)
+
+
+def test_backend_per_nursery_and_per_actor(reg):
+    """Test that a nested nursery and a single actor can each pick another backend
+    than the root's."""
+
+    async def main() -> None:
+        async with na.open_root_actor(start_method="mp_spawn", **reg):
+            async with na.open_nursery(start_method="trio") as n:
+                by_nursery = await (await n.run_in_actor(how_was_i_started, name="a")).result()
+                by_actor = await (
+                    await n.run_in_actor(how_was_i_started, name="b", start_method="mp_forkserver")
+                ).result()
+            async with na.open_nursery() as n:
+                by_root = await (await n.run_in_actor(how_was_i_started, name="c")).result()
+        assert (by_nursery["method"], by_actor["method"], by_root["method"]) == ("trio", "mp_forkserver", "mp_spawn")
+
+    trio.run(main)
+
+
+def test_try_set_start_method_is_global(reg, restore_default_method):
+    """Test that try_set_start_method() picks the backend of nurseries that name none,
+    and that an unknown name is refused with the list of valid ones."""
+    assert na.try_set_start_method("mp_spawn") == "mp_spawn"
+
+    async def main() -> str:
+        async with na.open_nursery(**reg) as n:
+            return (await (await n.run_in_actor(how_was_i_started)).result())["method"]
+
+    assert trio.run(main) == "mp_spawn"
+    with pytest.raises(ValueError, match="trio"):
+        na.try_set_start_method("fork")
+    assert _spawn.default_start_method() == "mp_spawn"
+
+
+def test_unknown_start_method_on_root_is_refused(reg):
+    """Test that open_root_actor refuses an unknown start_method before starting."""
+
+    async def main() -> None:
+        with pytest.raises(ValueError, match="unknown start_method 'threads'"):
+            async with na.open_root_actor(start_method="threads", **reg):
+                pass
+
+    trio.run(main)
+
+
+def test_failing_spawn_raises_from_start_actor(reg, monkeypatch):
+    """Test that a process that cannot be started raises from start_actor itself, and
+    the nursery stays usable."""
+
+    async def main() -> None:
+        async with na.open_nursery(**reg) as n:
+            monkeypatch.setattr(_spawn.sys, "executable", "/nonexistent/python")
+            with pytest.raises(OSError):
+                await n.start_actor("never")
+            monkeypatch.undo()
+            portal = await n.start_actor("fine")
+            assert await portal.run_from_ns("self", "ping") == "pong"
+            await portal.cancel_actor()
+
+    trio.run(main)
