@@ -25,12 +25,25 @@ def _actor_like(proc: psutil.Process) -> bool:
         return False
 
 
+#: multiprocessing's helpers live as long as the process that started them (here: the
+#: pytest process), by design; the actors they fork are still counted.
+_MP_HELPERS = ("multiprocessing.resource_tracker import main", "multiprocessing.forkserver import main")
+
+
+def _mp_helper_of(proc: psutil.Process, me: psutil.Process) -> bool:
+    try:
+        cmd = " ".join(proc.cmdline())
+        return proc.ppid() == me.pid and any(h in cmd for h in _MP_HELPERS)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+
+
 def _leftovers(since: float, before: set[int]) -> list[psutil.Process]:
     """Descendants of this process, and actor processes anywhere, born during the test."""
     me = psutil.Process()
-    found = {p.pid: p for p in me.children(recursive=True)}
+    found = {p.pid: p for p in me.children(recursive=True) if not _mp_helper_of(p, me)}
     for p in psutil.process_iter(["create_time"]):
-        if p.pid != me.pid and (p.info["create_time"] or 0) >= since - 0.05 and _actor_like(p):
+        if p.pid != me.pid and (p.info["create_time"] or 0) >= since - 0.05 and _actor_like(p) and not _mp_helper_of(p, me):
             found.setdefault(p.pid, p)
     alive = []
     for pid, p in found.items():
