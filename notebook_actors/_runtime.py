@@ -265,6 +265,10 @@ class Actor:
         chan = self._pending_children.pop(uid, None)  # type: ignore[arg-type]
         if chan is None:
             chan = Channel(dialer=False)
+        elif self.is_arbiter and ident.addr:
+            # our own child: registered as it connects back, so whoever got an answer
+            # from it can also find it by name (its own registration follows, idempotent)
+            self.register_actor(list(uid), ident.addr)
         chan.attach(stream, ident, rest)
         await self._serve_channel(chan)
 
