@@ -6,9 +6,10 @@ deregister on exit; when an actor dies without deregistering (a crash, SIGKILL),
 entry goes when its last channel to the registry closes, and a parent that hosts the
 registry removes a crashed child's entry as it reaps it.
 
-Registration runs concurrently with an actor's start-up: an actor may answer its
-parent's first call before it is registered. Code that needs to find an actor by name
-uses :func:`wait_for_actor`, which waits for the registration.
+A root is registered before ``open_root_actor()`` yields, and a child of the
+registry's actor as it connects back; deeper children register concurrently with
+their start-up, so code that needs an actor that may still be starting uses
+:func:`wait_for_actor`, which waits for the registration.
 """
 from __future__ import annotations
 

@@ -126,6 +126,18 @@ class TestFind:
                 await late.cancel_actor()
 
     @trio_test
+    async def test_child_found_once_it_answered(self, reg):
+        """Test that a child of the registry can be found by name as soon as it has
+        answered a call (its parent registers it when it connects back)."""
+        with trio.fail_after(TIMEOUT):
+            async with na.open_nursery(**reg) as n:
+                p = await n.start_actor("prompt", enable_modules=[__name__])
+                await p.run(my_uid)
+                async with na.find_actor("prompt") as found:
+                    assert found is not None and found.channel.uid == p.channel.uid
+                await p.cancel_actor()
+
+    @trio_test
     async def test_names_can_repeat(self, reg):
         """Test that several live actors may share a name: find_actor gives one of
         them, find_actors gives all of them."""
