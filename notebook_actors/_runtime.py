@@ -34,6 +34,9 @@ from .msg import Cancel, Error, ErrorInfo, Ident, Return, Start, Stop
 log = logging.getLogger("notebook_actors.runtime")
 
 DEFAULT_REGISTRY_ADDR = ("127.0.0.1", 1616)
+#: Connections allowed to be mid-handshake at once; more are closed on arrival, so a
+#: flood of unauthenticated peers costs at most this many descriptors and tasks.
+MAX_PENDING_HANDSHAKES = 128
 
 #: Runtime modules every actor serves (the debugger's REPL relay), enabled or not.
 RUNTIME_MODULES = frozenset({"notebook_actors._debug"})
@@ -135,6 +138,7 @@ class Actor:
         self._lifetime_scope: trio.CancelScope | None = None
         self.children: dict[tuple[str, str], Any] = {}  # uid -> child record (supervisors)
         self._accepting = True
+        self._handshaking = 0
 
     def __repr__(self) -> str:
         return f"<Actor {self.uid} pid={self.pid}>"
@@ -254,6 +258,15 @@ class Actor:
 
     async def _handle_incoming(self, stream: trio.abc.Stream) -> None:
         peer = f"connection to {self.uid}"
+        if self._handshaking >= MAX_PENDING_HANDSHAKES:
+            log.warning(
+                "actor %s refused a connection: %d others are still in their handshake (a flood?)",
+                self.uid, self._handshaking,
+            )
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return
+        self._handshaking += 1
         try:
             ident, rest = await handshake_as_acceptor(stream, self.secret, self.ident, peer)
         except (HandshakeError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -261,6 +274,8 @@ class Actor:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
             return
+        finally:
+            self._handshaking -= 1
         uid = tuple(ident.uid)
         chan = self._pending_children.pop(uid, None)  # type: ignore[arg-type]
         if chan is None:
