@@ -352,3 +352,31 @@ async def test_unauthorised_call_is_logged(caplog):
                     with pytest.raises(na.ModuleNotExposed):
                         await me.run_from_ns("shutil", "rmtree", path="/nonexistent")
     assert "refused a call: module 'shutil' is not enabled" in caplog.text
+
+
+@trio_test
+async def test_handshake_flood_is_capped(monkeypatch):
+    """Test that connections beyond the cap of pending handshakes are closed on
+    arrival (no challenge sent), and that the actor accepts again once the pending
+    ones are gone."""
+    from notebook_actors import _runtime
+    from notebook_actors._channel import connect
+
+    monkeypatch.setattr(_runtime, "MAX_PENDING_HANDSHAKES", 2)
+    with trio.fail_after(TIMEOUT):
+        async with na.open_root_actor(registry_addrs=[testing.private_registry_addr()]) as actor:
+            stalled = []
+            for _ in range(2):
+                stream = await raw_connect(actor.accept_addr)
+                assert await stream.receive_some()  # the challenge: it is in its handshake
+                stalled.append(stream)
+            extra = await raw_connect(actor.accept_addr)
+            assert await read_until_eof(extra) == b""  # closed without a word
+            await extra.aclose()
+            for stream in stalled:
+                await stream.aclose()
+            await trio.testing.wait_all_tasks_blocked()  # the actor saw them go
+            assert actor._handshaking == 0
+            chan = await connect(actor.accept_addr, actor.secret, ident("legit"))
+            assert chan.uid == actor.uid
+            await chan.aclose()
