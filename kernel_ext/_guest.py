@@ -177,27 +177,45 @@ class KernelRuntime:
 
 
 _runtime: KernelRuntime | None = None
+_stopping: KernelRuntime | None = None
 
 
 def current() -> KernelRuntime | None:
-    """This kernel's runtime, or None when it is not running."""
-    if _runtime is None or _runtime.guest.guest.done():
+    """This kernel's runtime, or None when it is not running (or is stopping)."""
+    if _runtime is None or _runtime.guest.guest.done() or _runtime is _stopping:
         return None
     return _runtime
 
 
+def stopping() -> KernelRuntime | None:
+    """A runtime asked to stop whose trio run has not ended yet."""
+    if _stopping is None or _stopping.guest.guest.done():
+        return None
+    return _stopping
+
+
 def start(loop: asyncio.AbstractEventLoop, **root_kwargs: Any) -> KernelRuntime:
-    """Start the root actor on ``loop``; a running one is returned as is."""
+    """Start the root actor on ``loop``; a running one is returned as is.
+
+    Raises:
+        RuntimeNotRunning: the previous runtime is still stopping (one thread hosts
+            one trio run at a time).
+    """
     global _runtime
     if current() is not None:
         return _runtime  # type: ignore[return-value]
+    if stopping() is not None:
+        raise RuntimeNotRunning("the previous notebook_actors runtime is still stopping: try again in a moment")
     root_kwargs.setdefault("name", "kernel")
     _runtime = KernelRuntime(loop, root_kwargs)
     return _runtime
 
 
-def forget() -> KernelRuntime | None:
-    """Detach the current runtime (the caller stops it)."""
-    global _runtime
-    rt, _runtime = _runtime, None
+def stop_soon() -> KernelRuntime | None:
+    """Start stopping the current runtime; return it (await its ``stop()`` to wait)."""
+    global _stopping
+    rt = current()
+    if rt is not None:
+        _stopping = rt
+        rt.stop_soon()
     return rt

@@ -27,7 +27,7 @@ from . import _guest
 _MAGICS_MODULE = __name__
 _CELL_RE = re.compile(r"^%%actor(?:\s+(?P<line>.*))?$")
 _LINE_RE = re.compile(r"^%actors?(?:\s+(?P<line>.*))?$")
-_UNLOAD_RE = re.compile(r"^%unload_ext\s+notebook_actors\s*$")
+_UNLOAD_RE = re.compile(r"^%(?P<verb>unload|reload)_ext\s+notebook_actors\s*$")
 
 NOT_A_KERNEL = (
     "notebook_actors: %%actor cells need a Jupyter kernel: the actor runtime runs as a trio "
@@ -131,7 +131,8 @@ def transform_actor_cells(lines: list[str]) -> list[str]:
         if m and not stripped.endswith("?"):
             out.append(_call("actor_line", m.group("line") or "") + "\n")
         elif _UNLOAD_RE.match(stripped):
-            out.append(_call("unload") + "\n")
+            reload = _UNLOAD_RE.match(stripped).group("verb") == "reload"  # type: ignore[union-attr]
+            out.append(_call("reload" if reload else "unload") + "\n")
         else:
             out.append(line)
     return out
@@ -361,7 +362,7 @@ _pending_code: list[Any] = []
 #: Run plain async cells in trio (``%actor autoawait trio|asyncio``).
 _trio_cells = True
 #: Names that mark a cell transformed from %%actor/%actor: always run in trio.
-_OUR_CALLS = {"actor_cell", "actor_line", "unload"}
+_OUR_CALLS = {"actor_cell", "actor_line", "unload", "reload"}
 
 
 def _make_run_code(shell: Any, original: Any) -> Any:
@@ -392,16 +393,22 @@ async def _drive() -> Any:
 
 
 _stopping: Any = None
+_reload = False
 
 
 async def _wait_stopping() -> None:
-    global _stopping
+    global _stopping, _reload
     rt, _stopping = _stopping, None
+    reload, _reload = _reload, False
     if rt is not None:
         try:
             await rt.stop()
         except asyncio.TimeoutError:
             print("[notebook_actors] the actor tree did not stop in time", file=sys.stderr)
+    if reload:
+        shell = _shell()
+        load(shell)
+        shell.extension_manager.loaded.add("notebook_actors")
 
 
 async def _await(coro: Any) -> Any:
@@ -439,9 +446,10 @@ def load(shell: Any) -> None:
     if loop is None:
         print(NOT_A_KERNEL, file=sys.stderr)
         return
-    if _guest._runtime is not None and not _guest._runtime.guest.guest.done() and _guest.current() is None:
-        raise UsageError("the previous notebook_actors runtime is still stopping: run `%load_ext notebook_actors` again in a moment")
-    _guest.start(loop)
+    try:
+        _guest.start(loop)
+    except _guest.RuntimeNotRunning as exc:
+        raise UsageError(str(exc)) from None
     if transform_actor_cells not in shell.input_transformers_cleanup:
         shell.input_transformers_cleanup.insert(0, transform_actor_cells)
     if not getattr(shell.run_code, "_notebook_actors", False):
@@ -459,32 +467,29 @@ def _detach(shell: Any) -> None:
 def unload_sync(shell: Any) -> None:
     """``unload_ipython_extension``: detach and start stopping the tree (no wait)."""
     _detach(shell)
-    rt = _guest.current()
-    if rt is not None:
-        rt.stop_soon()
+    _guest.stop_soon()
 
 
-async def unload(keep_loaded: bool = False) -> None:
-    """``%unload_ext notebook_actors`` / ``%actor stop``: stop the tree and wait for it.
+async def unload(keep_loaded: bool = False, reload: bool = False) -> None:
+    """``%unload_ext notebook_actors`` / ``%actor stop`` / ``%reload_ext notebook_actors``:
+    stop the tree and wait until every actor process is gone.
 
-    Runs inside trio (as an async cell); the stop is awaited from asyncio in a task
-    so the guest run can finish.
+    This runs inside trio, whose run must end first: it only asks for the stop, and
+    :func:`_drive` waits for it from asyncio once the cell's trio part has returned.
     """
-    global _actors
+    global _actors, _stopping, _reload
     shell = _shell()
-    rt = _guest.current()
     _actors = None
-    if rt is None:
-        if not keep_loaded:
-            shell.extension_manager.loaded.discard("notebook_actors")
-            _detach(shell)
-        return
-    global _stopping
-    rt.stop_soon()
-    _stopping = rt  # _drive waits for it, from asyncio, once this cell's trio part ended
+    shell.extension_manager.loaded.discard("notebook_actors")  # so %load_ext works again
     if not keep_loaded:
-        shell.extension_manager.loaded.discard("notebook_actors")
         _detach(shell)
+    _stopping = _guest.stop_soon()
+    _reload = reload
+
+
+async def reload() -> None:
+    """``%reload_ext notebook_actors``: stop the tree, wait, start a fresh one."""
+    await unload(reload=True)
 
 
 def _hook_kernel_shutdown(shell: Any) -> None:

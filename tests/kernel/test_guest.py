@@ -79,6 +79,21 @@ def test_unload_stops_the_tree_and_waits(fresh_kernel):
     assert k.value("%%actor again\n2") == 2
 
 
+def test_reload_and_stop_give_a_fresh_tree(fresh_kernel):
+    """Test that %reload_ext and %actor stop end the old tree; the runtime can start again."""
+    k = fresh_kernel
+    k.run("%load_ext notebook_actors")
+    old = spawn_tree(k)
+    assert k.run("%reload_ext notebook_actors").status == "ok"
+    assert [p for p in old if not gone(p)] == []
+    new = k.value("%%actor a\nimport os\nos.getpid()")
+    assert new not in old
+    assert k.run("%actor stop").status == "ok"
+    assert gone(new)
+    assert k.run("%load_ext notebook_actors").status == "ok"
+    assert k.value("%%actor a\n3") == 3
+
+
 def test_kernel_shutdown_leaves_no_actor(fresh_kernel):
     """Test that a kernel shutdown cancels the tree before the kernel exits."""
     k = fresh_kernel
