@@ -2,8 +2,10 @@
 error while children start, escalation to SIGTERM/SIGKILL, outer cancel scopes."""
 from __future__ import annotations
 
+import json
 import os
 import signal
+import textwrap
 import time
 
 import pytest
@@ -88,7 +90,8 @@ def test_cancel_before_the_child_connected(reg):
             portal = await n.start_actor("early")
             assert not portal.channel.connected()
             await n.cancel()
-        assert all(c.state == "exited" for c in n._children.values())
+            # it got the cancel request queued for it, and exited by itself
+            assert _exitcodes(n) == {"early": 0}
 
     trio.run(main)
 
@@ -103,7 +106,7 @@ def test_body_error_while_children_are_spawning(reg):
                 await n.start_actor("a")
                 await n.run_in_actor(sleep_forever)
                 raise KeyError("oops")
-        assert {c.state for c in n._children.values()} == {"exited"}
+        assert _exitcodes(n) == {"a": 0, "sleep_forever": 0}
 
     trio.run(main)
 
@@ -175,3 +178,59 @@ def test_sibling_error_cancels_a_blocked_sibling(reg, tmp_path):
         assert _exitcodes(n)["block_in_sleep"] == -signal.SIGKILL
 
     trio.run(main)
+
+
+SIGINT_SCRIPT = textwrap.dedent(
+    """
+    # root -> middle -> leaf, all busy; prints the pids, waits for Ctrl-C
+    import json
+    import os
+    import sys
+
+    import trio
+
+    import notebook_actors as na
+
+
+    @na.context
+    async def middle(ctx):
+        async with na.open_nursery() as n:
+            leaf = await n.start_actor("leaf", enable_modules=["os"])
+            await ctx.started([os.getpid(), await leaf.run("os", "getpid")])
+            await trio.sleep_forever()
+
+
+    async def main():
+        async with na.open_nursery(registry_addrs=[sys.argv[1]]) as n:
+            portal = await n.start_actor("middle", enable_modules=["__main__"])
+            async with portal.open_context(middle) as (ctx, pids):
+                print(json.dumps(pids), flush=True)
+                await trio.sleep_forever()
+
+
+    if __name__ == "__main__":
+        trio.run(main)
+    """
+)
+
+
+def test_sigint_to_the_root_script_tears_down_the_tree(tmp_path):
+    """Test that Ctrl-C (SIGINT) to a root script running a three-level tree ends it
+    with KeyboardInterrupt and leaves no descendant."""
+    script = tmp_path / "tree.py"
+    script.write_text(SIGINT_SCRIPT)
+    proc = testing.start_script(str(script), testing.private_registry_addr())
+    pids: list[int] = []
+    try:
+        line = proc.stdout.readline()
+        pids = json.loads(line) if line.startswith("[") else []
+        assert pids, line + proc.communicate(timeout=30)[1]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGINT, err
+        assert err.rstrip().endswith("KeyboardInterrupt"), err
+        assert testing.wait_until_gone(pids, timeout=1) == []
+    finally:
+        testing.kill_all([*pids, proc.pid])
+        if proc.returncode is None:
+            proc.communicate(timeout=30)
