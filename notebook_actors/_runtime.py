@@ -38,8 +38,8 @@ DEFAULT_REGISTRY_ADDR = ("127.0.0.1", 1616)
 #: flood of unauthenticated peers costs at most this many descriptors and tasks.
 MAX_PENDING_HANDSHAKES = 128
 
-#: Runtime modules every actor serves (the debugger's REPL relay), enabled or not.
-RUNTIME_MODULES = frozenset({"notebook_actors._debug"})
+#: Runtime modules every actor serves (the debugger's REPL relay, the tree feed), enabled or not.
+RUNTIME_MODULES = frozenset({"notebook_actors._debug", "notebook_actors._tree"})
 
 #: ``Actor`` methods other actors may call through namespace ``'self'``.
 SELF_RPC = frozenset({
@@ -52,7 +52,6 @@ SELF_RPC = frozenset({
     "unregister_actor",
     "ping",
     "tree_snapshot",
-    "tree_feed",
 })
 
 
@@ -613,14 +612,6 @@ class Actor:
         from . import _tree
 
         return {**_tree.describe_actor(self), "children": [list(uid) for uid in self.children]}
-
-    async def tree_feed(self, ctx: Context, interval: float = 0.5) -> None:
-        """RPC (a context): stream this actor's subtree to a watcher (see ``_tree``)."""
-        from . import _tree
-
-        await _tree.serve_feed(self, ctx, interval)
-
-    tree_feed._notebook_actors_kind = "context"  # type: ignore[attr-defined]
 
     # -- closing -------------------------------------------------------------------------
     async def _close_all_channels(self) -> None:

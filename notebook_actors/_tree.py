@@ -1,7 +1,7 @@
 """The live structure of an actor tree: who runs, in which state, doing which calls.
 
 Every actor can describe itself (:func:`describe_actor`). A parent learns about its
-children's subtrees through a long-lived ``self:tree_feed`` context to each child:
+children's subtrees through a long-lived :func:`tree_feed` context to each child:
 the child sends one snapshot, then compact deltas at most every ``interval`` seconds
 and only when something changed. The parent merges those with its own records of
 its children (a spawning child cannot describe itself yet; an exited one no longer
@@ -39,6 +39,8 @@ from typing import Any, AsyncIterator
 
 import trio
 
+from ._context import context
+
 log = logging.getLogger("notebook_actors.tree")
 
 #: Seconds between two updates of a watch (and of each feed up the tree).
@@ -51,8 +53,9 @@ CRASHED_LINGER = 60.0
 OUTPUT_TAIL = 20
 
 #: Runtime-internal calls that are not the actor's own work.
+FEED_CALL = "notebook_actors._tree:tree_feed"
 _INTERNAL_CALLS = frozenset({
-    "self:tree_feed", "self:tree_snapshot", "self:register_actor", "self:unregister_actor",
+    FEED_CALL, "self:tree_snapshot", "self:register_actor", "self:unregister_actor",
     "self:ping", "self:cancel", "self:get_registry", "self:find_actor", "self:find_actors",
 })
 
@@ -294,20 +297,13 @@ def _record_node(child: Any, parent_key: str) -> dict[str, Any]:
 
 # -- merging children's subtrees -------------------------------------------------------
 
-def _feed_target() -> Any:
-    """A stand-in that makes ``Portal.open_context`` call the remote Actor's own
-    ``tree_feed`` method (namespace ``'self'``) instead of a module function."""
+@context
+async def tree_feed(ctx: Any, interval: float = DEFAULT_INTERVAL) -> None:
+    """RPC (a context, served by every actor): stream this actor's subtree to the
+    caller, a snapshot first and deltas after (see :func:`serve_feed`)."""
+    from ._state import current_actor
 
-    async def tree_feed(ctx: Any) -> None:  # pragma: no cover - never called locally
-        raise RuntimeError("a stand-in for the remote Actor.tree_feed")
-
-    tree_feed.__module__ = "self"
-    tree_feed.__qualname__ = "tree_feed"
-    tree_feed._notebook_actors_kind = "context"  # type: ignore[attr-defined]
-    return tree_feed
-
-
-_FEED = _feed_target()
+    await serve_feed(current_actor(), ctx, interval)
 
 
 def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -399,7 +395,7 @@ class _Subtree:
         """Mirror ``child``'s own subtree into ``self._remote`` until it goes away."""
         uid = child.uid
         try:
-            async with child.portal.open_context(_FEED, interval=self.interval) as (ctx, first):
+            async with child.portal.open_context(tree_feed, interval=self.interval) as (ctx, first):
                 self._remote[uid] = first
                 async with ctx.open_stream() as stream:
                     async for delta in stream:
@@ -480,7 +476,7 @@ async def open_tree_watch(interval: float = DEFAULT_INTERVAL) -> AsyncIterator[T
 
 
 async def serve_feed(actor: Any, ctx: Any, interval: float) -> None:
-    """The child side of ``self:tree_feed``: stream this actor's subtree to the caller."""
+    """The child side of :func:`tree_feed`: stream this actor's subtree to the caller."""
     if actor.parent_addr is not None:
         _capture_output()
     sub = _Subtree(actor, interval)
