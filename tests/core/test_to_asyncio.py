@@ -607,6 +607,23 @@ async def echo_server(ctx: na.Context) -> None:
                 await stream.send(await chan.receive())
 
 
+async def aio_fail_midway(to_trio, from_trio) -> None:
+    to_trio.send_nowait("first")
+    for i in range(3):
+        to_trio.send_nowait(i)
+    await asyncio.sleep(0)
+    raise ValueError("asyncio producer broke")
+
+
+@na.context
+async def stream_until_asyncio_fails(ctx: na.Context) -> None:
+    async with to_asyncio.open_channel_from(aio_fail_midway) as (first, chan):
+        await ctx.started(first)
+        async with ctx.open_stream() as stream:
+            async for value in chan:
+                await stream.send(value)
+
+
 def infected_run(trio_fn, reg, *args):
     async def main():
         with trio.fail_after(HANG_GUARD):
@@ -695,6 +712,28 @@ class TestInfectedActors:
         assert got == list(range(10_000))
         assert report["asyncio_before"] == report["asyncio_after"] == []
         assert report["new_trio_tasks"] == {}
+
+    def test_asyncio_failure_midstream_reaches_parent(self, reg):
+        """Test that an asyncio producer failing in the middle of a context stream ends the
+        child's context and reaches the parent as a boxed ValueError."""
+
+        async def main():
+            got = []
+            async with na.open_nursery(**reg) as an:
+                portal = await an.start_actor("aio", enable_modules=[__name__], infect_asyncio=True)
+                with pytest.raises(na.RemoteActorError) as info:
+                    async with portal.open_context(stream_until_asyncio_fails) as (ctx, first):
+                        async with ctx.open_stream() as stream:
+                            async for value in stream:
+                                got.append(value)
+                        await ctx.result()
+                await an.cancel()
+            return got, info.value
+
+        got, err = infected_run(main, reg)
+        assert err.type is ValueError
+        assert "asyncio producer broke" in str(err)
+        assert got == [0, 1, 2][: len(got)]  # what arrived before the failure, in order
 
     def test_parent_cancel_cancels_asyncio_task_in_child(self, reg):
         """Test that cancelling a context from the parent cancels the asyncio task behind it
