@@ -37,6 +37,10 @@ DEFAULT_REGISTRY_ADDR = ("127.0.0.1", 1616)
 #: Connections allowed to be mid-handshake at once; more are closed on arrival, so a
 #: flood of unauthenticated peers costs at most this many descriptors and tasks.
 MAX_PENDING_HANDSHAKES = 128
+#: ``_call_inline`` answered the call itself.
+_DONE = object()
+#: Code flags of ``async def`` functions and (async) generators: never run inline.
+_ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 
 #: Runtime modules every actor serves (the debugger's REPL relay, the tree feed), enabled or not.
 RUNTIME_MODULES = frozenset({"notebook_actors._debug", "notebook_actors._tree"})
@@ -375,14 +379,55 @@ class Actor:
         if msg.cid in chan.ctxs or msg.cid % 2 == chan._next_cid % 2:
             self._reply_error(chan, msg.cid, ValueError(f"call id {msg.cid} is invalid or in use"))
             return
+        if not self._accepting or self._rpc_n is None or self.cancel_called:
+            self._reply_error(chan, msg.cid, RuntimeError(f"actor {self.uid} is shutting down"))
+            return
+        pending = self._call_inline(chan, msg) if msg.kind == "call" and msg.code is None else None
+        if pending is _DONE:
+            return
         ctx = Context(chan, msg.cid, "callee", fn_name=f"{msg.ns}:{msg.func}")
         ctx._actor = self
         chan.ctxs[msg.cid] = ctx
-        if not self._accepting or self._rpc_n is None or self.cancel_called:
-            chan.ctxs.pop(msg.cid, None)
-            self._reply_error(chan, msg.cid, RuntimeError(f"actor {self.uid} is shutting down"))
-            return
-        self._rpc_n.start_soon(self._run_rpc, ctx, msg)
+        self._rpc_n.start_soon(self._run_rpc, ctx, msg, pending)
+
+    def _call_inline(self, chan: Channel, msg: Start) -> Any:
+        """Run a plain sync function right here, in the channel's dispatch loop.
+
+        A sync function blocks this actor's event loop wherever it runs, so running it
+        inline changes nothing a caller can see, and saves a task spawn and a task switch
+        per call (RPC round trip 200 -> 120 µs here, with the channel's eager write).
+        Returns ``_DONE`` when the call was answered; None to take the task path (async
+        functions, ``self`` methods, debug mode, errors resolving it); or the awaitable a
+        sync function returned, for the task path to await.
+        """
+        if self.debug_mode or msg.ns == "self":
+            return None
+        try:
+            fn = self._resolve(msg.ns, msg.func, None)
+        except Exception:
+            return None  # the task path reports it
+        if not inspect.isfunction(fn) or fn.__code__.co_flags & _ASYNC_FLAGS or hasattr(fn, "_notebook_actors_kind"):
+            return None
+        try:
+            result = fn(**msg.kwargs)
+        except Exception as exc:
+            self._reply_error(chan, msg.cid, exc)
+            return _DONE
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit in user code
+            self._reply_error(chan, msg.cid, exc)
+            if not isinstance(exc, (SystemExit, GeneratorExit)):
+                raise
+            return _DONE
+        if inspect.isawaitable(result):
+            return result
+        try:
+            pld = encode_pld(result, f"the return value of {msg.ns}:{msg.func}")
+        except TypeError as exc:
+            self._reply_error(chan, msg.cid, exc)
+        else:
+            if not chan.closed:
+                chan.send_nowait(Return(msg.cid, pld))
+        return _DONE
 
     def _reply_error(self, chan: Channel, cid: int | None, exc: BaseException, **kw: Any) -> None:
         if not chan.closed:
@@ -391,12 +436,12 @@ class Actor:
             except TransportClosed:
                 pass
 
-    async def _run_rpc(self, ctx: Context, msg: Start) -> None:
+    async def _run_rpc(self, ctx: Context, msg: Start, pending: Any = None) -> None:
         chan = ctx.chan
         try:
             with trio.CancelScope() as scope:
                 ctx._scope = scope
-                result = await self._invoke(ctx, msg)
+                result = await (pending if pending is not None else self._invoke(ctx, msg))
             if scope.cancelled_caught:
                 self._reply_cancelled(ctx)
             elif not chan.closed:
