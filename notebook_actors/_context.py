@@ -244,6 +244,11 @@ class Context:
                 f"open_stream() before started() in {self.fn_name!r}: call `await ctx.started()` first"
             )
         if self._stream_opened:
+            if self._stream is None:
+                raise RuntimeError(
+                    f"ctx.result() of {self.fn_name!r} was awaited before this side opened its stream, "
+                    "which told the callee nobody reads it: open the stream first, then await the result"
+                )
             raise RuntimeError(f"the stream of {self.fn_name!r} was already opened (one per context)")
         if msg_buffer_size is not None and msg_buffer_size < 1:
             raise ValueError(f"msg_buffer_size must be at least 1, not {msg_buffer_size}")
@@ -278,8 +283,10 @@ class Context:
         """Wait for the far end's return value (its error is raised, boxed).
 
         Stream messages still unread are discarded (their credit is returned, so a
-        sender finishing a finite stream is not stuck). If this side never opened its
-        stream, the peer is told so: its ``send`` fails instead of waiting forever.
+        sender finishing a finite stream is not stuck): do not await it while another
+        task still reads the stream. If this side never opened its stream, the peer is
+        told so (its ``send`` fails instead of waiting forever) and the stream cannot be
+        opened any more.
         After our own ``cancel()`` it returns None (or the value, if the far end
         finished first). Safe to call again.
 

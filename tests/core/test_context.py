@@ -330,3 +330,29 @@ def test_contexts_to_several_actors_at_once(reg):
                 await p.cancel_actor()
 
     trio.run(main)
+
+
+@na.context
+async def streams_to_nobody(ctx) -> int:
+    await ctx.started()
+    async with ctx.open_stream() as stream:
+        for i in range(1000):
+            await stream.send(i)
+    return stream.sent
+
+
+def test_result_without_opening_the_stream_tells_the_callee(reg):
+    """Test that awaiting ctx.result() without ever opening our stream makes the callee's
+    send end its stream block cleanly (nobody would read), instead of both waiting
+    forever, and that opening the stream afterwards is refused with a clear error."""
+
+    async def main() -> None:
+        async with na.open_nursery(**reg) as n:
+            portal = await n.start_actor("nobody", enable_modules=[__name__])
+            async with portal.open_context(streams_to_nobody) as (ctx, _):
+                assert await ctx.result() == 0
+                with pytest.raises(RuntimeError, match="open the stream first"):
+                    ctx.open_stream()
+            await portal.cancel_actor()
+
+    trio.run(main)
