@@ -97,7 +97,8 @@ class ActorNursery:
 
     @property
     def children(self) -> dict[tuple[str, str], Portal]:
-        return {uid: c.portal for uid, c in self._children.items()}
+        """``{uid: portal}`` of the children that have not exited yet."""
+        return {uid: c.portal for uid, c in self._children.items() if c.state != "exited"}
 
     async def start_actor(
         self,
