@@ -510,3 +510,34 @@ def test_a_cancelled_receive_or_send_loses_and_sends_nothing(reg):
             await portal.cancel_actor()
 
     trio.run(main)
+
+
+@na.context
+async def relay(ctx, count: int) -> int:
+    """In a middle actor: open a leaf actor's stream and relay it, doubled, upward."""
+    async with na.open_nursery() as n:
+        leaf = await n.start_actor("leaf", enable_modules=[__name__])
+        async with leaf.open_context(send_then_close, count=count) as (leaf_ctx, _):
+            await ctx.started(leaf.channel.uid[0])
+            async with leaf_ctx.open_stream() as down, ctx.open_stream() as up:
+                async for v in down:
+                    await up.send(v * 2)
+        await leaf.cancel_actor()
+    return count
+
+
+def test_streams_relay_through_a_nested_actor(reg):
+    """Test that an actor can relay a grandchild's stream to its parent, with every
+    message and both results arriving."""
+
+    async def main() -> None:
+        async with na.open_nursery(**reg) as n:
+            mid = await n.start_actor("mid", enable_modules=[__name__])
+            async with mid.open_context(relay, count=2000) as (ctx, leaf_name):
+                assert leaf_name == "leaf"
+                async with ctx.open_stream(msg_buffer_size=32) as stream:
+                    assert [v async for v in stream] == [2 * i for i in range(2000)]
+            assert await ctx.result() == 2000
+            await mid.cancel_actor()
+
+    trio.run(main)
