@@ -28,5 +28,10 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+fuzz: $(STAMP)
+	$(BIN)/pip install -q -e ".[fuzz]"
+	mkdir -p .fuzz-corpus && cp -n fuzz/regressions/* .fuzz-corpus/
+	$(BIN)/python fuzz/fuzz_codec.py -max_total_time=$${FUZZ_SECONDS:-300} -rss_limit_mb=2048 -artifact_prefix=fuzz/ .fuzz-corpus
+
 clean:
 	rm -rf $(VENV) build *.egg-info
