@@ -253,6 +253,7 @@ class GuestActor:
                 self._started.set_exception(result.error)
             else:
                 self._started.set_exception(RuntimeError("the guest actor runtime stopped before it started"))
+            self._started.exception()  # retrieved: wait_started() raises it, no asyncio log if nobody asks
 
     async def wait_started(self) -> Any:
         """Wait until the root actor is up; return it (raise why it failed to start)."""
