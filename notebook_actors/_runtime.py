@@ -610,7 +610,7 @@ class Actor:
                 from ._portal import Portal
 
                 await Portal(reg, self).run_from_ns("self", "register_actor", uid=list(self.uid), addr=self.accept_addr)
-        except (OSError, HandshakeError, RemoteActorError, TransportClosed) as exc:
+        except (OSError, HandshakeError, RemoteActorError, TransportClosed, trio.BrokenResourceError) as exc:
             log.info("actor %s could not register at %s: %s", self.uid, self.registry_addrs, exc)
 
     async def _unregister_self(self) -> None:
