@@ -171,3 +171,20 @@ def test_sigkill_by_someone_else_is_actor_crashed(reg):
         assert info.value.src_uid == portal.channel.uid
 
     trio.run(main)
+
+
+def test_child_that_dies_before_connecting_is_actor_crashed(reg):
+    """Test that a child that fails at start-up, before it connected back (here: it
+    cannot bind its address), is reported as ActorCrashed, without waiting for the
+    spawn timeout."""
+
+    async def main() -> None:
+        with pytest.raises(na.ActorCrashed) as info, trio.fail_after(30):  # spawn timeout: 60 s
+            async with na.open_nursery(**reg) as n:
+                portal = await n.start_actor("doomed", bind_addr="/nonexistent/dir/doomed.sock")
+                with pytest.raises(na.TransportClosed):
+                    await portal.run_from_ns("self", "ping")
+        assert info.value.exitcode == 1
+        assert not portal.channel.connected()
+
+    trio.run(main)
