@@ -590,6 +590,14 @@ class Actor:
         sys.modules["__mp_main__"] = mod
         try:
             mod.__dict__.update(runpy.run_path(self.parent_main_path, run_name="__mp_main__"))
+        except Exception as exc:
+            del sys.modules["__mp_main__"]
+            raise RuntimeError(
+                f"actor {self.uid} could not load its parent's script {self.parent_main_path} "
+                f"(to find a function defined there): {type(exc).__name__}: {exc}. Every child "
+                "re-runs the script's top level: put the program under "
+                "`if __name__ == '__main__':`"
+            ) from exc
         except BaseException:
             del sys.modules["__mp_main__"]
             raise
