@@ -144,3 +144,14 @@ def test_script_main_functions_run_in_children_and_grandchildren(tmp_path):
     out = ast.literal_eval(result.stdout.strip())
     assert out["x"] == 40 and out["module"] == "__mp_main__"
     assert out["pid"] != os.getpid()
+
+
+def test_script_without_main_guard_gets_a_hint(tmp_path):
+    """Test that a script whose top level starts the runtime unguarded fails with an
+    error that says to use `if __name__ == '__main__':` (every child re-runs it)."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(SCRIPT.replace('if __name__ == "__main__":\n    trio.run(main)', "trio.run(main)"))
+    result = testing.run_script(str(script), testing.private_registry_addr())
+    assert result.returncode == 1
+    assert "RemoteActorError" in result.stderr
+    assert "if __name__ == '__main__':" in result.stderr
