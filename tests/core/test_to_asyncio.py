@@ -812,3 +812,57 @@ def test_infected_run_daemon_ends_on_sigint(tmp_path):
     assert "KeyboardInterrupt" in err
     assert proc.returncode != 0
     assert not os.path.exists(reg.removeprefix("uds:"))
+
+
+HOST_SCRIPT = """
+import asyncio, sys
+import trio
+import notebook_actors as na
+from notebook_actors import to_asyncio
+
+def pid():
+    import os
+    return os.getpid()
+
+from notebook_actors.testing import alive
+
+child_pid = []
+
+async def spawn_and_wait():
+    async with na.open_nursery() as an:
+        portal = await an.start_actor("child", enable_modules=[__name__])
+        child_pid.append(await portal.run(pid))
+        print("child", child_pid[0], flush=True)
+        await trio.sleep_forever()
+
+async def main():
+    try:
+        async with to_asyncio.start_guest_actor(registry_addrs=[sys.argv[1]]) as ga:
+            await ga.run(spawn_and_wait)
+    finally:
+        print("child alive after close:", alive(child_pid[0]), flush=True)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_sigint_in_asyncio_host_tears_the_tree_down(tmp_path):
+    """Test that Ctrl-C in an asyncio program hosting the runtime (start_guest_actor)
+    cancels the trio work, reaps the child actor and ends with KeyboardInterrupt."""
+    import signal
+
+    script = tmp_path / "host.py"
+    script.write_text(HOST_SCRIPT)
+    proc = testing.start_script(str(script), testing.private_registry_addr())
+    child_pid = None
+    try:
+        line = proc.stdout.readline()  # printed once the child answered
+        assert line.startswith("child "), (line, proc.stderr.read() if proc.poll() is not None else "")
+        child_pid = int(line.split()[1])
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=HANG_GUARD)
+    finally:
+        testing.kill_all([proc.pid] + ([child_pid] if child_pid else []))
+    assert "KeyboardInterrupt" in err
+    assert "child alive after close: False" in out.splitlines(), (out, err)
