@@ -28,6 +28,7 @@ from typing import Any
 import trio
 
 import notebook_actors as na
+from notebook_actors._context import encode_pld
 
 #: Name of the cells' namespace module; not in ``sys.modules``, so functions and
 #: classes defined in cells travel to other actors by value.
@@ -339,7 +340,7 @@ def pull(names: list[str]) -> dict[str, Any]:
         raise KeyError(f"actor {na.current_actor().name!r} has no variable(s) {', '.join(missing)} in its cell namespace")
     values = {n: ns[n] for n in names}
     for name, value in values.items():
-        na._context.encode_pld(value, f"variable {name!r}")  # say which one cannot travel
+        encode_pld(value, f"variable {name!r}")  # say which one cannot travel
     return values
 
 
