@@ -43,6 +43,7 @@ def spawn():
             sys.executable, [str(path), *args], cwd=str(REPO), env=env,
             encoding="utf-8", timeout=30, dimensions=(50, 200),
         )
+        child.delaybeforesend = None  # pexpect sleeps 50 ms before each send by default
         children.append(child)
         return child
 
@@ -171,28 +172,33 @@ def test_error_three_levels_deep(spawn):
 
 def test_multi_daemon_subactors(spawn):
     """Test that a streaming daemon re-entering its breakpoint and a crashing daemon
-    share the one REPL, and that the tree ends after the root's post-mortem."""
+    share the one REPL (the crash waits its turn), and that the tree ends after the
+    root's post-mortem."""
     child = spawn("multi_daemon_subactors.py")
     child.logfile_read = transcript = io.StringIO()
-    seen: list[str] = []
-    while True:
-        i = child.expect([prompt(r"(\w+)"), pexpect.EOF])
-        if i == 1:
-            break
+    send(child, "bp_forever", "c")  # the script crashes the other daemon only after this
+    seen = ["bp_forever"]
+    while child.expect([prompt(r"(\w+)"), pexpect.EOF]) == 0:
         name = child.match.group(1)
         if re.search(r"waiting: [^\n]*\n$", child.before):
             continue  # the prompt shown again under a "waiting" notice: answered already
         seen.append(name)
-        if name == "name_error":
-            assert "NameError: name 'doggypants' is not defined" in child.before
         if name == "bp_forever":
             assert "breakpoint_forever()" in child.before
-        if name == "root":
-            assert "raised NameError" in child.before
-        assert len(seen) < 10, f"too many REPLs: {seen}\n{transcript.getvalue()}"
+            if "name_error" not in seen and "waiting: name_error[" not in child.before:
+                # the loop could win the REPL again and again before the crash even
+                # happens: continue only once the crash waits for the REPL (the root
+                # is reading our answer, so it shows the prompt again under the notice)
+                child.expect(r"waiting: name_error\[\w+\]\r\n" + prompt("bp_forever"))
+        elif name == "name_error":
+            assert "NameError: name 'doggypants' is not defined" in child.before
+        else:
+            assert name == "root" and "raised NameError" in child.before
+        # the loop may re-enter until the root's cancel reaches it (a loaded machine
+        # makes that take a while); a cancel that never lands fails here
+        assert len(seen) < 500, f"the tree was never cancelled: {seen[:5]}...\n{transcript.getvalue()[-3000:]}"
         child.sendline("c")
-    assert {"bp_forever", "name_error"} <= set(seen)
-    assert seen[-1] == "root"
+    assert "name_error" in seen and seen[-1] == "root", seen
     child.close()
     assert child.exitstatus == 1
 
