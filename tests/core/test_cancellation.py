@@ -12,7 +12,7 @@ import pytest
 import trio
 
 import notebook_actors as na
-from notebook_actors import testing
+from notebook_actors import _spawn, testing
 
 #: short grace periods keep the escalation tests quick
 GRACE = 0.5
@@ -144,16 +144,18 @@ def test_cancelled_call_is_cancelled_remotely(reg):
     trio.run(main)
 
 
+@pytest.mark.parametrize("method", _spawn.START_METHODS)
 @pytest.mark.parametrize(
     "ignore_sigterm, expected", [(False, -signal.SIGTERM), (True, -signal.SIGKILL)], ids=["sigterm", "sigkill"]
 )
-def test_escalation_for_a_child_that_ignores_cancel(reg, tmp_path, ignore_sigterm, expected):
+def test_escalation_for_a_child_that_ignores_cancel(reg, tmp_path, ignore_sigterm, expected, method):
     """Test that a child stuck in a blocking call is ended by SIGTERM after the grace
-    period, and by SIGKILL if it ignores SIGTERM too, with no error from the nursery."""
+    period, and by SIGKILL if it ignores SIGTERM too, with no error from the nursery
+    (on every spawn backend)."""
     ready = tmp_path / "ready"
 
     async def main() -> None:
-        async with na.open_nursery(cancel_grace=GRACE, **reg) as n:
+        async with na.open_nursery(cancel_grace=GRACE, start_method=method, **reg) as n:
             await n.run_in_actor(block_in_sleep, ready_path=str(ready), ignore_sigterm=ignore_sigterm)
             # the child says it is inside the blocking call
             assert await trio.to_thread.run_sync(testing.wait_for_path, str(ready), 30)
