@@ -33,17 +33,21 @@ def spawn():
     """Start a script in a pty (``examples/debugging/`` first, then this folder)."""
     children: list[pexpect.spawn] = []
 
-    def start(script: str, *args: str) -> pexpect.spawn:
+    def start(script: str, *args: str, color: bool = False) -> pexpect.spawn:
         path = EXAMPLES / script
         if not path.exists():
             path = Path(__file__).parent / script
         env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", "PYTHONUNBUFFERED": "1"}
+        if color:
+            env["TERM"] = "xterm-256color"
+            del env["NO_COLOR"]
         env.pop("PDBPP_HIJACK_PDB", None)
         child = pexpect.spawn(
             sys.executable, [str(path), *args], cwd=str(REPO), env=env,
             encoding="utf-8", timeout=30, dimensions=(50, 200),
         )
         child.delaybeforesend = None  # pexpect sleeps 50 ms before each send by default
+        child.logfile_read = io.StringIO()  # the whole transcript, for assertions
         children.append(child)
         return child
 
@@ -80,8 +84,26 @@ def test_breakpoint_in_child(spawn):
     child.expect(r"answer = 6 \* 7")
     send(child, "compute", "where")
     child.expect(r"compute\(\)")
+    send(child, "compute", "pp {'answer': answer, 'halves': [answer / 2] * 2}")
+    child.expect(r"\{'answer': 42, 'halves': \[21\.0, 21\.0\]\}")
+    send(child, "compute", "interact")  # through the session, not the child's stdio
+    child.expect(">>> ")
+    child.sendline("answer + 1")
+    child.expect(r"\r\n43\r\n>>> ")
+    child.sendline("exit()")
     send(child, "compute", "c")
     child.expect("result: 42")
+    status, output = finish(child)
+    assert status == 0, output
+    assert "\x1b[" not in child.logfile_read.getvalue()  # no sticky screen clearing, no colours
+
+
+def test_colours_follow_the_root_terminal(spawn):
+    """Test that a routed session is coloured when the root's terminal supports it."""
+    child = spawn("subactor_breakpoint.py", color=True)
+    send(child, "compute", "ll")
+    child.expect(r"\x1b\[[\d;]+m")  # pygments' highlighting of the child's source
+    send(child, "compute", "c")
     status, output = finish(child)
     assert status == 0, output
 
@@ -175,7 +197,7 @@ def test_multi_daemon_subactors(spawn):
     share the one REPL (the crash waits its turn), and that the tree ends after the
     root's post-mortem."""
     child = spawn("multi_daemon_subactors.py")
-    child.logfile_read = transcript = io.StringIO()
+    transcript = child.logfile_read
     send(child, "bp_forever", "c")  # the script crashes the other daemon only after this
     seen = ["bp_forever"]
     while child.expect([prompt(r"(\w+)"), pexpect.EOF]) == 0:
@@ -235,6 +257,12 @@ def test_stepping_through_a_child_task(spawn):
     child.expect(r"-> doubled = x \* 2")
     send(child, "stepper", "p x")
     child.expect(r"\r\n21\r\n")
+    send(child, "stepper", "up")
+    child.expect(r"stepper\(\)")
+    send(child, "stepper", "p start")
+    child.expect(r"\r\n20\r\n")
+    send(child, "stepper", "down")
+    child.expect(r"double\(\)")
     send(child, "stepper", "c")
     child.expect("result: 42")
     status, output = finish(child)
