@@ -320,6 +320,13 @@ def test_ctrl_c_without_repl_cancels_the_tree(spawn):
     assert "(Pdb++" not in output
 
 
+def test_every_debugging_example_is_driven_here():
+    """Test that each script in examples/debugging/ is driven by a test in this file."""
+    source = Path(__file__).read_text()
+    scripts = sorted(p.name for p in EXAMPLES.glob("*.py"))
+    assert scripts and all(f'spawn("{name}"' in source for name in scripts), scripts
+
+
 def test_plain_pdb_and_ipython_debugger_are_stdlib():
     """Test that installing the package leaves `import pdb` to the stdlib (pdbpp's
     hijack is opt-in), so IPython's debugger keeps working."""
