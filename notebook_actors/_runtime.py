@@ -63,9 +63,13 @@ def box_error(exc: BaseException, uid: Any, *, canceller: Any = None, exitcode: 
     """Pack ``exc`` for the wire. An already boxed error keeps its origin and gains a hop."""
     if isinstance(exc, RemoteActorError):
         info = exc.info
+        # an ActorCrashed made here already names this actor as its last hop
+        path = list(info.relay_path)
+        if not path or list(path[-1]) != list(uid):
+            path.append(uid)
         return ErrorInfo(
             info.type_name, info.type_module, info.message, info.tb_str, info.src_uid,
-            [*info.relay_path, uid], info.canceller, info.exitcode,
+            path, info.canceller, info.exitcode,
         )
     try:
         message = str(exc)
