@@ -136,6 +136,13 @@ async def start_process(boot: ChildBoot) -> ChildProcess:
         assert proc.stdin is not None
         try:
             await proc.stdin.send_all(encoder.encode(boot))
+        except BaseException:
+            # cancelled (or the child died) mid-boot: nobody else will ever reap this
+            # process; left alone it stays a zombie and its pidfd leaks
+            with trio.CancelScope(shield=True):
+                proc.kill()
+                await proc.wait()
+            raise
         finally:
             await proc.stdin.aclose()
         return TrioChild(proc)
