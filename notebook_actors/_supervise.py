@@ -340,6 +340,16 @@ def _crashed(child: _Child, actor: Any) -> ActorCrashed:
     return ActorCrashed(info)
 
 
+def _caused_by_crash(body_exc: BaseException, errors: list[BaseException]) -> bool:
+    """A body call that failed with TransportClosed because its actor crashed: the
+    ActorCrashed already says it (racing the body's cancellation, it would otherwise
+    sometimes come as a MultiError of both, sometimes as the crash alone)."""
+    if not isinstance(body_exc, TransportClosed):
+        return False
+    text = str(body_exc)
+    return any(isinstance(e, ActorCrashed) and e.src_uid and repr(e.src_uid) in text for e in errors)
+
+
 @asynccontextmanager
 async def _open_actor_nursery(actor: Any, start_method: str | None, cancel_grace: float | None = None) -> AsyncIterator[ActorNursery]:
     errors: list[BaseException] = []
@@ -356,7 +366,8 @@ async def _open_actor_nursery(actor: Any, start_method: str | None, cancel_grace
             an._cancel_all_soon()
     if body_exc is not None:
         if errors and not isinstance(body_exc, trio.Cancelled):
-            extra = [] if any(e is body_exc for e in errors) else [body_exc]
+            explained = any(e is body_exc for e in errors) or _caused_by_crash(body_exc, errors)
+            extra = [] if explained else [body_exc]
             raise group_or_single([*errors, *extra], "actor nursery failed") from None
         raise body_exc
     if errors:
