@@ -747,6 +747,7 @@ async def open_root_actor(
         start_method=start_method,
     )
     _state.set_actor(actor)
+    unwrapped: BaseException | None = None
     try:
         async with trio.open_nursery() as n:
             await n.start(actor.run)
@@ -766,9 +767,12 @@ async def open_root_actor(
             finally:
                 actor.cancel_soon()
     except BaseExceptionGroup as group:
-        raise _unwrap(group)
+        unwrapped = _unwrap(group)
     finally:
         _state.set_actor(None)
+    if unwrapped is not None:
+        # Raised outside the `except` block, so Python does not chain the group to it.
+        raise unwrapped
 
 
 def _unwrap(group: BaseExceptionGroup) -> BaseException:
