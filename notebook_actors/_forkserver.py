@@ -37,6 +37,12 @@ _LISTEN_FD_VAR = "NOTEBOOK_ACTORS_FORKSERVER_FD"
 #: Seconds the owner waits for the template to exit after asking it to stop.
 STOP_GRACE = 5.0
 _HEADER = 4
+#: Largest spawn request the template reads (a boot spec is a few KiB): a bigger
+#: announced size is refused instead of allocated.
+MAX_REQUEST = 1 << 20
+#: Seconds the template waits for a connected spawner to send its request: the
+#: template serves one request at a time, a stalled peer must not freeze it.
+REQUEST_TIMEOUT = 10.0
 
 
 # --- framing (tiny, blocking on the template side) ---------------------------------
@@ -62,6 +68,8 @@ def _recv_obj(sock: socket.socket) -> Any:
     import msgspec
 
     size = int.from_bytes(_recv_exact(sock, _HEADER), "big")
+    if size > MAX_REQUEST:
+        raise ValueError(f"request of {size} bytes exceeds the limit of {MAX_REQUEST}")
     return msgspec.msgpack.decode(_recv_exact(sock, size))
 
 
@@ -127,16 +135,19 @@ class _Template:
 
     def _accept(self) -> None:
         conn, _ = self.listener.accept()
-        conn.setblocking(True)
+        conn.settimeout(REQUEST_TIMEOUT)
         try:
             request = _recv_obj(conn)
+            if not isinstance(request, dict):
+                raise ValueError(f"expected a map, got {type(request).__name__}")
             if request.get("ping"):  # readiness probe: answered once preloaded
                 conn.sendall(_pack("pong"))
                 conn.close()
                 return
+            conn.settimeout(None)
             pid = os.fork()
-        except (EOFError, OSError, ValueError) as exc:
-            print(f"notebook_actors fork server: bad spawn request: {exc}", file=sys.stderr)
+        except Exception as exc:  # any bad request (even a RecursionError) spares the template
+            print(f"notebook_actors fork server: bad spawn request: {type(exc).__name__}: {exc}", file=sys.stderr)
             conn.close()
             return
         if pid == 0:
@@ -215,6 +226,10 @@ def template_main() -> None:
     listener = socket.socket(fileno=int(os.environ.pop(_LISTEN_FD_VAR)))
     os.environ[ENV_VAR] = listener.getsockname()
     _preload()
+    import gc
+
+    gc.collect()
+    gc.freeze()  # the preloaded objects never move: forked actors share those pages
     _Template(listener).run()
 
 
