@@ -26,7 +26,14 @@ RESULTS = HERE / "results"
 TRACTOR_VENV = RESULTS / "tractor-venv"
 SAMPLE_TIMEOUT = 300.0
 #: Rounds a slow peer's figure runs at most (each sample takes seconds).
-ROUND_CAP = {("ipyparallel", "spawn10"): 1, ("ipyparallel", "spawn1"): 3, ("kernel", "px"): 2}
+ROUND_CAP = {
+    ("ipyparallel", "spawn10"): 1,
+    ("ipyparallel", "spawn1"): 3,
+    ("ipyparallel", "rss"): 2,
+    ("kernel", "px"): 2,
+    ("kernel", "idle_cpu"): 2,
+    ("kernel", "cells"): 3,
+}
 
 
 def interpreter_for(peer: str) -> str:

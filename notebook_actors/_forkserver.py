@@ -76,8 +76,12 @@ def _recv_obj(sock: socket.socket) -> Any:
 # --- the template process ------------------------------------------------------------
 
 def _preload() -> None:
-    """Import what every actor needs, so forked children start warm."""
-    import cloudpickle  # noqa: F401 - notebook cells ship functions by value
+    """Import what every actor needs, so forked children start warm.
+
+    Only that: every page the template holds counts in each forked actor's RSS.
+    ``NOTEBOOK_ACTORS_FORKSERVER_PRELOAD=mod1,mod2`` adds modules (e.g. ``cloudpickle``
+    for notebooks, which ship cell-defined functions by value).
+    """
     import msgspec  # noqa: F401
     import trio  # noqa: F401
 
@@ -217,6 +221,18 @@ class _Template:
                 os._exit(code)
 
 
+def _trim_heap() -> None:
+    """Hand freed heap pages back to the OS before forking: each forked actor maps
+    (and counts in its RSS) every resident page of the template."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+
 def template_main() -> None:
     """Entry point of the template process (``python -m notebook_actors._forkserver``)."""
     from . import _child
@@ -230,6 +246,7 @@ def template_main() -> None:
 
     gc.collect()
     gc.freeze()  # the preloaded objects never move: forked actors share those pages
+    _trim_heap()
     _Template(listener).run()
 
 

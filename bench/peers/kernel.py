@@ -14,7 +14,7 @@ from .._util import median, now
 
 CELL = "x = 1"
 REPEATS = {False: 200, True: 50}
-IDLE_WINDOW_S = {False: 10.0, True: 3.0}
+IDLE_WINDOW_S = {False: 5.0, True: 3.0}
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
