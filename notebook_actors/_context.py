@@ -114,6 +114,7 @@ class Context:
         self._stream: MsgStream | None = None
         self._stream_opened = False
         self._peer_stopped = False
+        self._stop_sent = False
         self._rejected: MsgTypeError | None = None  # the peer refused one of our messages
         self._payload_type: Any = None
         # sending credit (granted by the peer's receiver)
@@ -301,6 +302,8 @@ class Context:
         if not self._stream_opened:
             self._stream_opened = True
             self._stop_nowait()
+        elif self._stream is not None and self._stream._closed:
+            self._stop_nowait()  # owed if our stream block was left by an error
         while self._final is None:
             self._drain_unread()
             if self._final is not None:
@@ -404,7 +407,8 @@ class Context:
         await trio.lowlevel.checkpoint()
 
     def _stop_nowait(self) -> None:
-        if not self.chan.closed and self._final is None:
+        if not self._stop_sent and not self.chan.closed and self._final is None:
+            self._stop_sent = True
             try:
                 self.chan.send_nowait(Stop(self.cid))
             except TransportClosed:
@@ -420,15 +424,11 @@ async def _stream_cm(stream: MsgStream) -> AsyncIterator[MsgStream]:
         if _only_peer_closed(exc, stream):
             await stream.aclose()  # the peer went away and our sender hit it: a clean end
             return
-        if stream._ctx.side == "callee":
-            # the Error (or, if caught, the Return) that follows ends the caller's
-            # stream; a Stop first would let it end "cleanly" before seeing the error
-            stream._close_quietly()
-        else:
-            # the callee may be looping on this stream: end its loop, even if the
-            # error is caught before open_context sees it and cancels the callee
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
+        # No Stop now: a Stop first would let the peer end "cleanly" before it sees
+        # what happened. The callee's Error (or Return) follows; the caller's
+        # open_context cancels the callee, or, if the error is caught inside it,
+        # ctx.result() sends the Stop then.
+        stream._close_quietly()
         raise
     await stream.aclose()
 
@@ -586,15 +586,21 @@ class MsgStream(trio.abc.Channel[Any]):
                 return self._decode(msg.pld)
             except msgspec.DecodeError as exc:
                 raise ctx._reject(exc, f"stream message #{self.received}", self._msg_type) from None
-        return self._receive_slow()
+        self._raise_if_ended()
+        if inbox and type(inbox[0]) is Yield:
+            return self.receive_nowait()
+        raise trio.WouldBlock
 
-    def _receive_slow(self) -> Any:
+    def _raise_if_ended(self) -> None:
+        """Raise why this stream has nothing more to give; return if a message is next
+        or one may still come (without an exception: this runs before every wait)."""
         ctx = self._ctx
-        while ctx._inbox:
-            msg = ctx._inbox[0]
+        inbox = ctx._inbox
+        while inbox:
+            msg = inbox[0]
             kind = type(msg)
             if kind is Yield:
-                return self.receive_nowait()
+                return
             if kind is Error:
                 err = unbox(msg.err)
                 if ctx._is_own_cancel(err):
@@ -602,14 +608,13 @@ class MsgStream(trio.abc.Channel[Any]):
                 raise err
             if kind is Return:
                 raise trio.EndOfChannel
-            ctx._inbox.popleft()  # a stray Started: nothing to do with the stream
+            inbox.popleft()  # a stray Started: nothing to do with the stream
         if self._closed:
             raise trio.ClosedResourceError(f"this side closed the stream of {ctx.fn_name!r}")
         if ctx._peer_stopped:
             raise trio.EndOfChannel
         if ctx.chan.closed:
             raise ctx._transport_closed("the stream") from ctx.chan._close_reason
-        raise trio.WouldBlock
 
     async def _receive_direct(self) -> Any:
         # Like trio's memory channels: a cancelled receive never takes a message
@@ -617,9 +622,8 @@ class MsgStream(trio.abc.Channel[Any]):
         await trio.lowlevel.checkpoint_if_cancelled()
         inbox = self._ctx._inbox
         while not (inbox and type(inbox[0]) is Yield):
-            try:
-                return self._receive_slow()
-            except trio.WouldBlock:
+            self._raise_if_ended()
+            if not inbox:
                 await self._ctx._arrived.park()
         # receive_nowait's fast path, inlined: this runs once per message
         msg = inbox.popleft()

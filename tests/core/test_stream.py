@@ -541,3 +541,23 @@ def test_streams_relay_through_a_nested_actor(reg):
             await mid.cancel_actor()
 
     trio.run(main)
+
+
+def test_caller_error_caught_inside_open_context_still_ends_the_callee(reg):
+    """Test that when the caller's stream block fails but the error is caught inside
+    open_context, the callee's stream loop still ends (no hang) and its result arrives."""
+
+    async def main() -> None:
+        async with na.open_nursery(**reg) as n:
+            portal = await n.start_actor("caught", enable_modules=[__name__])
+            async with portal.open_context(stream_until_cancelled, key="caught") as (ctx, _):
+                with pytest.raises(LookupError):
+                    async with ctx.open_stream() as stream:
+                        await stream.send(1)
+                        assert await stream.receive() == 1
+                        raise LookupError("caller broke, and knows it")
+            assert await ctx.result() is None
+            assert await portal.run(wait_recorded, key="caught") == "ended"
+            await portal.cancel_actor()
+
+    trio.run(main)
