@@ -33,6 +33,7 @@ ROUND_CAP = {
     ("kernel", "px"): 2,
     ("kernel", "idle_cpu"): 2,
     ("kernel", "cells"): 3,
+    ("kernel", "cells_forkserver"): 2,
 }
 
 

@@ -26,6 +26,8 @@ KERNEL_METRICS: dict[str, tuple[str, str]] = {
     "cell_actor_ms": ("trivial cell, %%actor", "ms"),
     "cell_actor_overhead_ms": ("%%actor minus local", "ms"),
     "cell_px_ms": ("trivial cell, ipyparallel %%px (1 engine)", "ms"),
+    "cell_new_actor_ms": ("%%actor cell in a new actor (spawn + run)", "ms"),
+    "cell_new_actor_forkserver_ms": ("  same, fork-server backend", "ms"),
     "kernel_idle_cpu_pct": ("kernel idle CPU, ext + 10 idle actors", "%"),
     "actors_idle_cpu_pct": ("those 10 actors' idle CPU, total", "%"),
 }

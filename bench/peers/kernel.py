@@ -83,27 +83,48 @@ def _timed(kernel: Kernel, code: str, n: int, what: str) -> list[float]:
     return [kernel.must(code, what) * 1e3 for _ in range(n)]
 
 
-def cells(quick: bool) -> dict:
-    """A trivial cell locally and in an actor, interleaved in one kernel."""
+NEW_ACTORS = 3
+
+
+def _cells(quick: bool, start_method: str | None) -> dict:
+    """A trivial cell locally and in an actor, interleaved in one kernel; and cells
+    that each start a new actor (what a user feels first)."""
     k = Kernel()
+    suffix = "" if start_method is None else f"_{start_method}"
     try:
         try:
+            if start_method is not None:
+                k.must(f"import notebook_actors; notebook_actors.try_set_start_method({start_method!r})", "select start method")
             k.must("%load_ext notebook_actors", "%load_ext notebook_actors")
             k.must(f"%%actor bench\n{CELL}", "%%actor (the first cell, which spawns the actor)")
         except Pending as exc:
             local = _timed(k, CELL, REPEATS[quick], "a local cell")
             return {"cell_local_ms": [median(local)], "pending": str(exc)}  # type: ignore[dict-item]
-        local, actor = [], []
-        for _ in range(REPEATS[quick]):
-            local.append(k.must(CELL, "a local cell") * 1e3)
-            actor.append(k.must(f"%%actor bench\n{CELL}", "%%actor") * 1e3)
-        return {
-            "cell_local_ms": [median(local)],
-            "cell_actor_ms": [median(actor)],
-            "cell_actor_overhead_ms": [median(actor) - median(local)],
-        }
+        new = [k.must(f"%%actor fresh{i}\n{CELL}", "%%actor in a new actor") * 1e3 for i in range(NEW_ACTORS)]
+        out = {f"cell_new_actor{suffix}_ms": [median(new)]}
+        if start_method is None:
+            local, actor = [], []
+            for _ in range(REPEATS[quick]):
+                local.append(k.must(CELL, "a local cell") * 1e3)
+                actor.append(k.must(f"%%actor bench\n{CELL}", "%%actor") * 1e3)
+            out.update({
+                "cell_local_ms": [median(local)],
+                "cell_actor_ms": [median(actor)],
+                "cell_actor_overhead_ms": [median(actor) - median(local)],
+            })
+        return out
     finally:
         k.close()
+
+
+def cells(quick: bool) -> dict:
+    return _cells(quick, None)
+
+
+def cells_forkserver(quick: bool) -> dict:
+    """New-actor cells with the fork-server backend selected in the kernel (the
+    template starts with the first actor; the next ones fork from it)."""
+    return _cells(quick, "forkserver")
 
 
 def px(quick: bool) -> dict:
@@ -165,4 +186,4 @@ def _cpu(p) -> float:
         return 0.0
 
 
-FIGURES = {"cells": cells, "px": px, "idle_cpu": idle_cpu}
+FIGURES = {"cells": cells, "cells_forkserver": cells_forkserver, "px": px, "idle_cpu": idle_cpu}
