@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._report import build_report, print_report
+from ._report import build_report, print_report, render_markdown
 from ._worker import PEER_MODULES, RESULT_TAG
 
 HERE = Path(__file__).resolve().parent
@@ -171,9 +171,13 @@ def main() -> None:
     ap.add_argument("--peers", help=f"comma-separated subset of: {', '.join(PEER_MODULES)}")
     ap.add_argument("--no-kernel", action="store_true", help="skip the Jupyter kernel figures")
     ap.add_argument("--setup-tractor", action="store_true", help="install tractor into a side venv, then exit")
+    ap.add_argument("--markdown", metavar="JSON", help="print a saved report (e.g. bench/results/latest.json) as Markdown")
     args = ap.parse_args()
     if args.setup_tractor:
         setup_tractor()
+        return
+    if args.markdown:
+        print(render_markdown(json.loads(Path(args.markdown).read_text())))
         return
     set_subreaper()
     rounds = args.rounds or (2 if args.quick else 5)

@@ -171,3 +171,41 @@ def render(report: dict[str, Any]) -> list[str]:
 
 def print_report(report: dict[str, Any]) -> None:
     print("\n".join(render(report)))
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown tables (for docs/performance.md and the README)."""
+    med = report["medians"]
+    peers = [p for p in med if p != "kernel"]
+    out = ["| figure | " + " | ".join(peers) + " |", "|---|" + "---:|" * len(peers)]
+    for key, (label, unit, _, _) in METRICS.items():
+        if not any(key in med[p] for p in peers):
+            continue
+        cells = []
+        for p in peers:
+            value = med[p].get(key)
+            ratio = report["cost_vs_floor"][p].get(key)
+            cell = fmt(value, unit)
+            if value is not None and p != FLOOR and ratio is not None:
+                cell += f" ({fmt(ratio)}×)"
+            cells.append(cell)
+        out.append(f"| {label.strip()} [{unit}] | " + " | ".join(cells) + " |")
+    out += ["", "(×) = cost relative to the floor: above 1 is slower or bigger, whatever the unit.", ""]
+    k = med.get("kernel", {})
+    if k:
+        out += ["| in a Jupyter kernel | |", "|---|---:|"]
+        for key, (label, unit) in KERNEL_METRICS.items():
+            if key in k:
+                out.append(f"| {label.strip()} | {fmt(k[key])} {unit} |")
+        out.append("")
+    out += ["| target (issue 10) | measured | goal | status |", "|---|---:|---|---|"]
+    for t in report["targets"]:
+        out.append(f"| {t['target']} | {fmt(t['measured'])} | {t['goal']} | {t['status']} |")
+    f = report["machine"]
+    out += [
+        "",
+        f"Machine: {f['cpu']}, {f['cores']} cores, {f['memory_gb']} GB RAM, {f['os']}, Python {f['python']}; "
+        f"load average at start {', '.join(f'{x:.2f}' for x in f['load_avg_at_start'])}. "
+        f"{report['rounds']} rounds{' (quick)' if report['quick'] else ''} in {report['seconds']:.0f} s.",
+    ]
+    return "\n".join(out)
