@@ -69,6 +69,8 @@ class ChildProcess:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        #: signals this parent sent: a death by any other signal is a crash
+        self.signals_sent: set[int] = set()
 
     @property
     def returncode(self) -> int | None:
@@ -79,6 +81,7 @@ class ChildProcess:
 
     def signal(self, sig: int) -> None:
         if self.returncode is None:
+            self.signals_sent.add(sig)
             try:
                 os.kill(self.pid, sig)
             except ProcessLookupError:

@@ -286,7 +286,7 @@ class ActorNursery:
             actor._pending_children.pop(child.uid, None)
             await self._drain_channel(child)
             died = child.exitcode not in (0, None) or child.lost_result
-            if died and not child.asked_to_stop:
+            if died and (not child.asked_to_stop or _killed_by_someone_else(child)):
                 self._child_failed(child, _crashed(child, actor))
             child.state = "exited"
             child.exited.set()
@@ -338,6 +338,13 @@ def _crashed(child: _Child, actor: Any) -> ActorCrashed:
     info.type_name, info.type_module, info.tb_str = "ActorCrashed", "notebook_actors._exceptions", ""
     info.relay_path = [child.uid, actor.uid]
     return ActorCrashed(info)
+
+
+def _killed_by_someone_else(child: _Child) -> bool:
+    """Died of a signal this parent never sent (SIGKILL from outside, a segfault):
+    a crash even when the child had been asked to stop."""
+    code, proc = child.exitcode, child.proc
+    return code is not None and code < 0 and proc is not None and -code not in proc.signals_sent
 
 
 def _caused_by_crash(body_exc: BaseException, errors: list[BaseException]) -> bool:

@@ -119,6 +119,31 @@ def test_a_child_hanging_in_a_c_call_is_escalated(reg, tmp_path, ignore_sigterm,
     trio.run(main)
 
 
+def test_a_kill_from_outside_during_cancellation_is_still_a_crash(reg, tmp_path):
+    """Test that a child SIGKILLed by someone else while its nursery waits for it to
+    stop (a signal the nursery never sent) is reported as ActorCrashed, not taken for
+    the requested stop."""
+    ready = tmp_path / "ready"
+
+    async def main() -> None:
+        with pytest.raises(na.ActorCrashed) as info:
+            # the grace is a hang guard here: the kill comes long before it expires
+            async with na.open_nursery(cancel_grace=60, **reg) as n:
+                await n.run_in_actor(_faults.hang_in_c, name="hung", ready_path=str(ready), ignore_sigterm=True)
+                assert await trio.to_thread.run_sync(testing.wait_for_path, str(ready), 30)
+                (child,) = n._children.values()
+                async with trio.open_nursery() as tn:
+                    tn.start_soon(n.cancel)
+                    while not child.cancel_requested:
+                        await trio.sleep(0)
+                    assert child.proc.signals_sent == set()  # the nursery sent nothing yet
+                    os.kill(child.proc.pid, signal.SIGKILL)
+        assert info.value.exitcode == -signal.SIGKILL
+        assert info.value.src_uid[0] == "hung"
+
+    trio.run(main)
+
+
 # -- SIGKILL of a leaf or a middle actor, the root surviving --------------------------------
 async def _kill_children_of(pid: int, delay: float) -> list[int]:
     """After ``delay``, SIGKILL the first child process of ``pid`` that shows up."""
