@@ -314,7 +314,7 @@ async def ensure_started(*, wait_ready: bool = False) -> ForkServer:
     global _server
     if _server is None or not _server.alive():
         inherited = os.environ.get(ENV_VAR)
-        if inherited and os.path.exists(inherited):
+        if inherited and os.path.exists(inherited) and (_server is None or _server.path != inherited):
             _server = ForkServer(inherited)
         else:
             _server = await _start_template()
@@ -388,8 +388,18 @@ async def start_process(boot: Any) -> "ForkedChild":
 
     from .msg import encoder
 
+    global _server
     server = await ensure_started()
-    stream = await trio.open_unix_socket(server.path)
+    try:
+        stream = await trio.open_unix_socket(server.path)
+    except OSError:
+        if server.owned:
+            raise
+        _server = None  # an inherited template that is gone: start our own
+        if os.environ.get(ENV_VAR) == server.path:
+            del os.environ[ENV_VAR]
+        server = await ensure_started()
+        stream = await trio.open_unix_socket(server.path)
     child = ForkedChild(stream)
     try:
         await stream.send_all(_pack({"boot": encoder.encode(boot), "cwd": os.getcwd()}))

@@ -173,3 +173,26 @@ def test_unknown_start_method_names_forkserver():
     """Test that an unknown start method's error lists "forkserver" among the choices."""
     with pytest.raises(ValueError, match="forkserver"):
         na.try_set_start_method("no-such-method")
+
+
+def test_stale_inherited_template_is_replaced(root_kw, tmp_path, monkeypatch):
+    """Test that a template address inherited from the environment whose template is
+    gone (a socket file nobody listens on) does not break spawning: a new template
+    starts and serves."""
+    import socket
+
+    stale = str(tmp_path / "gone.sock")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(stale)
+    sock.close()  # the file stays, nobody listens
+    monkeypatch.setenv(_forkserver.ENV_VAR, stale)
+
+    async def main():
+        async with na.open_nursery(**root_kw) as n:
+            portal = await n.run_in_actor(whoami)
+            info = await portal.result()
+            return info, _forkserver._server
+
+    info, server = trio.run(main)
+    assert server is None or server.path != stale
+    assert info["pid"] != os.getpid()
