@@ -185,3 +185,29 @@ def test_portal_channel_identifies_the_peer(reg):
             await portal.cancel_actor()
 
     trio.run(main)
+
+
+async def sleep_then_return(started: str, release: str) -> str:
+    open(started, "w").close()
+    await trio.to_thread.run_sync(testing.wait_for_path, release, 60)
+    await trio.lowlevel.checkpoint()  # a cancelled call would end here
+    return "finished"
+
+
+def test_giving_up_on_result_does_not_cancel_the_actor(reg, tmp_path):
+    """Test that a timeout around portal.result() only stops the waiting: the
+    run_in_actor function keeps running, and its result arrives later."""
+    started, release = tmp_path / "started", tmp_path / "release"
+
+    async def main() -> None:
+        async with na.open_nursery(**reg) as n:
+            portal = await n.run_in_actor(sleep_then_return, started=str(started), release=str(release))
+            assert await trio.to_thread.run_sync(testing.wait_for_path, str(started), 30)
+            with trio.move_on_after(0.1) as scope:
+                await portal.result()
+            assert scope.cancelled_caught
+            release.touch()
+            assert await portal.result() == "finished"
+        assert await portal.result() == "finished"
+
+    trio.run(main)
