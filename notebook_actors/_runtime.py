@@ -391,6 +391,9 @@ class Actor:
             return
         ctx = Context(chan, msg.cid, "callee", fn_name=f"{msg.ns}:{msg.func}")
         ctx._actor = self
+        # made now, entered when the task runs: a Cancel in the same batch as this
+        # Start (the caller gave up at once) must not find "nothing to cancel"
+        ctx._scope = trio.CancelScope()
         chan.ctxs[msg.cid] = ctx
         self._rpc_n.start_soon(self._run_rpc, ctx, msg, pending)
 
@@ -443,7 +446,7 @@ class Actor:
     async def _run_rpc(self, ctx: Context, msg: Start, pending: Any = None) -> None:
         chan = ctx.chan
         try:
-            with trio.CancelScope() as scope:
+            with ctx._scope or trio.CancelScope() as scope:
                 ctx._scope = scope
                 result = await (pending if pending is not None else self._invoke(ctx, msg))
             if scope.cancelled_caught:

@@ -211,3 +211,36 @@ def test_giving_up_on_result_does_not_cancel_the_actor(reg, tmp_path):
         assert await portal.result() == "finished"
 
     trio.run(main)
+
+
+RUNNING: list[str] = []
+
+
+async def sleep_while_recorded() -> None:
+    RUNNING.append("sleeping")
+    try:
+        await trio.sleep_forever()
+    finally:
+        RUNNING.remove("sleeping")
+
+
+async def running_calls_once_settled() -> int:
+    await trio.testing.wait_all_tasks_blocked()
+    return len(RUNNING)
+
+
+def test_call_cancelled_before_it_started_does_not_run_on(reg):
+    """Test that a call cancelled right away (its Start and Cancel arrive together) is
+    cancelled in the other actor too, instead of running on unobserved."""
+
+    async def main() -> None:
+        async with na.open_nursery(**reg) as n:
+            portal = await n.start_actor("d", enable_modules=[__name__])
+            await portal.run_from_ns("self", "ping")
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await portal.run(sleep_while_recorded)
+            assert await portal.run(running_calls_once_settled) == 0
+            await portal.cancel_actor()
+
+    trio.run(main)
