@@ -1,5 +1,5 @@
-"""What the live tree widget costs: a kernel runs 100 actors (root, 9 mids with 10
-leaves... 99 children), first without, then with the widget; we compare CPU time of
+"""What the live tree widget costs: a kernel runs 100 actors (the root, 9 mids with 10
+leaves each), first without, then with the widget; we compare CPU time of
 the kernel and of the whole tree, and count the update bytes the front end receives.
 
 Run: python -m bench.tree_widget_cost   (about a minute; spawns 100 processes)
@@ -32,7 +32,7 @@ async def hundred(task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as tn:
             for m in range(9):
                 p = await n.start_actor(f"mid-{m}", enable_modules=[__name__])
-                tn.start_soon(lambda p=p, m=m: p.run(spawn_mid, leaves=10 if m < 8 else 9))
+                tn.start_soon(lambda p=p: p.run(spawn_mid, leaves=10))
             task_status.started()
             await trio.sleep_forever()
 
@@ -48,9 +48,9 @@ await ga.wait_started()
 await ga.run(lambda: ga._nursery.start(b.hundred))
 def count():
     return 1 + len(psutil.Process().children(recursive=True))
-while count() < 100:
+while count() < 100:  # the kernel (root) and its 99 descendants
     await asyncio.sleep(0.2)
-await asyncio.sleep(3)  # let start-up settle before measuring
+await asyncio.sleep(10)  # let start-up settle before measuring
 print(count())
 """
 
@@ -112,7 +112,9 @@ def main() -> None:
             "while len(w.tree.get('nodes', {})) < 100:\n    await asyncio.sleep(0.2)")
         measure("with widget")
         print("widget statistics:", run("print(w.statistics())")[-1])
-        run("w.close()\nawait ga.aclose()")
+        run("w.close()")
+        measure("closed     ")
+        run("await ga.aclose()")
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=False)
