@@ -169,7 +169,7 @@ def _versions() -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[1])
     ap.add_argument("--quick", action="store_true", help="one round of shorter samples (a minute or two)")
-    ap.add_argument("--rounds", type=int, help="rounds (default 5, or 1 with --quick)")
+    ap.add_argument("--rounds", type=int, help="rounds (default 3, or 1 with --quick)")
     ap.add_argument("--peers", help=f"comma-separated subset of: {', '.join(PEER_MODULES)}")
     ap.add_argument("--no-kernel", action="store_true", help="skip the Jupyter kernel figures")
     ap.add_argument("--setup-tractor", action="store_true", help="install tractor into a side venv, then exit")
@@ -182,7 +182,7 @@ def main() -> None:
         print(render_markdown(json.loads(Path(args.markdown).read_text())))
         return
     set_subreaper()
-    rounds = args.rounds or (1 if args.quick else 5)
+    rounds = args.rounds or (1 if args.quick else 3)
     peers = args.peers.split(",") if args.peers else list(PEER_MODULES)
     if args.no_kernel and "kernel" in peers:
         peers.remove("kernel")
