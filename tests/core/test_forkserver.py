@@ -26,6 +26,19 @@ def whoami() -> dict:
     return {"pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0), "cwd": os.getcwd()}
 
 
+async def asyncio_sleep_and_add(x: int) -> int:
+    import asyncio
+
+    await asyncio.sleep(0)
+    return x + 1
+
+
+async def via_asyncio(x: int) -> int:
+    from notebook_actors import to_asyncio
+
+    return await to_asyncio.run_task(asyncio_sleep_and_add, x=x)
+
+
 def boom() -> None:
     raise ValueError("forked boom")
 
@@ -196,3 +209,15 @@ def test_stale_inherited_template_is_replaced(root_kw, tmp_path, monkeypatch):
     info, server = trio.run(main)
     assert server is None or server.path != stale
     assert info["pid"] != os.getpid()
+
+
+def test_forked_actor_can_be_infected_with_asyncio(root_kw):
+    """Test that a forked actor can run trio as a guest on asyncio (infect_asyncio):
+    the template itself never started a loop."""
+
+    async def main():
+        async with na.open_nursery(**root_kw) as n:
+            portal = await n.run_in_actor(via_asyncio, x=41, infect_asyncio=True)
+            return await portal.result()
+
+    assert trio.run(main) == 42
