@@ -189,3 +189,30 @@ def test_widget_follows_the_tree_in_a_kernel(kernel):
     )
     assert out[-1] == "watch stopped True"
     assert comm in ks.closed
+
+
+def test_actor_tree_magic_shows_actor_cells(tmp_path):
+    """Test that ``%actor tree`` (with ``%load_ext notebook_actors``) displays the widget,
+    and that an ``%%actor`` cell's actor reports itself in it."""
+    import os
+
+    os.environ["NOTEBOOK_ACTORS_REGISTRY"] = private_registry_addr()  # inherited by the kernel
+    try:
+        ks = KernelSession()
+    finally:
+        del os.environ["NOTEBOOK_ACTORS_REGISTRY"]
+    try:
+        ks.run("%load_ext notebook_actors")
+        _, out = ks.run("%%actor worker\nprint('worker says hi')")
+        assert out == ["worker says hi"]
+        ks.run("%actor tree")
+        [comm] = tree_widgets(ks)
+        ks.pump_until(lambda: ((node_named(ks.states[comm], "worker") or {}).get("rss") or 0) > 0)
+        worker = node_named(ks.states[comm], "worker")
+        root = ks.states[comm]["tree"]["nodes"][worker["parent"]]
+        assert root["parent"] is None and root["pid"] != worker["pid"]
+    finally:
+        try:
+            ks.run("%actor stop", timeout=60)
+        finally:
+            ks.close()
