@@ -236,3 +236,30 @@ def test_sigint_to_the_root_script_tears_down_the_tree(tmp_path):
         testing.kill_all([*pids, proc.pid])
         if proc.returncode is None:
             proc.communicate(timeout=30)
+
+
+def test_cancel_actor_of_a_blocked_actor_times_out(reg, tmp_path):
+    """Test that portal.cancel_actor() returns False when the actor cannot acknowledge
+    (it is stuck in a blocking call), and nursery.cancel() still ends it by signal."""
+    ready = tmp_path / "ready"
+
+    async def main() -> None:
+        async with na.open_nursery(cancel_grace=GRACE, **reg) as n:
+            portal = await n.start_actor("stuck", enable_modules=[__name__])
+            lost: list[BaseException] = []
+
+            async def call_blocking() -> None:
+                try:
+                    await portal.run(block_in_sleep, ready_path=str(ready), ignore_sigterm=False)
+                except na.TransportClosed as exc:  # the call dies with its actor
+                    lost.append(exc)
+
+            async with trio.open_nursery() as tn:
+                tn.start_soon(call_blocking)
+                assert await trio.to_thread.run_sync(testing.wait_for_path, str(ready), 30)
+                assert await portal.cancel_actor(timeout=GRACE) is False
+                await n.cancel()
+            assert _exitcodes(n) == {"stuck": -signal.SIGTERM}
+            assert len(lost) == 1
+
+    trio.run(main)
