@@ -228,8 +228,11 @@ class ActorNursery:
             await child.chan.wait_attached()
             child.started.set()
             return
-        log.error("actor %s did not connect back within %ss: killing it", child.uid, SPAWN_TIMEOUT)
+        pid = child.proc.pid if child.proc else "?"
+        why = f"actor {child.uid} (pid {pid}) did not connect back within {SPAWN_TIMEOUT}s: killed it"
+        log.error("%s", why)
         child.request_cancel(hard=True)
+        self._child_failed(child, trio.TooSlowError(f"{why}; is the machine overloaded, or the child stuck at start-up?"))
 
     async def _collect_main_result(self, child: _Child) -> None:
         try:
@@ -290,6 +293,9 @@ class ActorNursery:
                 self._child_failed(child, _crashed(child, actor))
             child.state = "exited"
             child.exited.set()
+            tree = sys.modules.get("notebook_actors._tree")
+            if tree is not None:  # a watcher shows how it ended, even if it lived briefly
+                tree.child_exited(actor, child)
             actor.children.pop(child.uid, None)
             if actor.is_arbiter:
                 actor.unregister_actor(list(child.uid))

@@ -24,7 +24,7 @@ A node (one actor) is a dict::
      "output": [recent lines]}
 
 A tree is ``{"root": key, "nodes": {key: node}, "debug": {"holder": key | None,
-"waiting": [key]}}``; a delta is ``{"set": {key: node}, "del": [key], "debug": ...}``.
+"waiting": [key], "parked": [key]}}``; a delta is ``{"set": {key: node}, "del": [key], "debug": ...}``.
 """
 from __future__ import annotations
 
@@ -87,6 +87,7 @@ class _LocalInfo:
         self.output: collections.deque[str] = collections.deque(maxlen=OUTPUT_TAIL)
         self.debug_holder: str | None = None
         self.debug_waiting: list[str] = []
+        self.debug_parked: list[str] = []
 
     def cpu_percent(self) -> float:
         # psutil measures since the previous call: sample at most 4 times a second so
@@ -146,6 +147,12 @@ def set_debug_lock(holder: Any = None, waiting: Any = ()) -> None:
     info = _info()
     info.debug_holder = key_of(holder) if holder else None
     info.debug_waiting = [key_of(uid) for uid in waiting]
+
+
+def set_debug_parked(parked: Any = ()) -> None:
+    """Publish the actors parked in their debugger until a notebook cell opens their
+    session (uids), at the root. A watch shows them as ``tree["debug"]["parked"]``."""
+    _info().debug_parked = [key_of(uid) for uid in parked]
 
 
 def record_output(text: str) -> None:
@@ -257,6 +264,26 @@ def describe_actor(actor: Any) -> dict[str, Any]:
     }
 
 
+#: (actor, child record, monotonic time) of children that exited lately, so that a
+#: watch also shows the end of a child that lived and died between two refreshes.
+_recent_exits: collections.deque[tuple[Any, Any, float]] = collections.deque(maxlen=256)
+
+
+def child_exited(actor: Any, child: Any) -> None:
+    """Hook for the supervisor: ``child`` of ``actor`` has just been reaped."""
+    _recent_exits.append((actor, child, time.monotonic()))
+
+
+def _crashed(child: Any, error: str | None) -> bool:
+    """The supervisor's own verdict: it died (or lost its result) without being asked
+    to stop, or of a signal nobody in the tree sent."""
+    from ._supervise import _killed_by_someone_else
+
+    died = child.exitcode not in (0, None) or getattr(child, "lost_result", False)
+    asked = getattr(child, "asked_to_stop", child.cancel_requested)
+    return error is not None or (died and (not asked or _killed_by_someone_else(child)))
+
+
 def _record_node(child: Any, parent_key: str) -> dict[str, Any]:
     """A child as its parent's supervisor sees it (before it reports, after it exits)."""
     proc = child.proc
@@ -266,7 +293,7 @@ def _record_node(child: Any, parent_key: str) -> dict[str, Any]:
         error = str(result[1]).splitlines()[0][:300] if str(result[1]) else type(result[1]).__name__
     code = child.exitcode
     if child.exited.is_set():
-        crashed = error is not None or (code not in (0, None) and not child.cancel_requested)
+        crashed = _crashed(child, error)
         state = "crashed" if crashed else "exited"
         if crashed and error is None:
             error = f"died with exit code {code}"
@@ -355,9 +382,13 @@ class _Subtree:
 
     def refresh(self) -> None:
         """Recompute the subtree; wake followers if it changed."""
+        now = time.monotonic()
         for uid, child in list(self.actor.children.items()):
             self._seen.setdefault(uid, child)
-        now = time.monotonic()
+        for actor, child, at in list(_recent_exits):
+            if actor is self.actor and child.uid not in self._seen and now - at < CRASHED_LINGER:
+                self._seen[child.uid] = child
+                self._exited_at[child.uid] = at
         nodes = {self.key: describe_actor(self.actor)}
         for uid, child in list(self._seen.items()):
             if child.exited.is_set():
@@ -385,7 +416,7 @@ class _Subtree:
             else:
                 nodes[node["key"]] = node
         info = _info()
-        debug = {"holder": info.debug_holder, "waiting": list(info.debug_waiting)}
+        debug = {"holder": info.debug_holder, "waiting": list(info.debug_waiting), "parked": list(info.debug_parked)}
         if nodes != self.nodes or debug != self.debug:
             self.nodes, self.debug = nodes, debug
             self.version += 1
@@ -569,5 +600,5 @@ def format_tree(tree: dict[str, Any], now: float | None = None) -> str:
 
 __all__ = [
     "DEFAULT_INTERVAL", "TreeWatch", "apply_delta", "describe_actor", "diff", "format_tree",
-    "key_of", "open_tree_watch", "record_output", "set_activity", "set_debug_lock", "set_state",
+    "key_of", "open_tree_watch", "record_output", "set_activity", "set_debug_lock", "set_debug_parked", "set_state",
 ]

@@ -88,8 +88,7 @@ class ActorTreeWidget(anywidget.AnyWidget):
         self._actor = actor
         self._token = token
         self._interval = interval
-        self._scope = trio.CancelScope()
-        self._nursery: trio.Nursery | None = None
+        self._hub: _Hub | None = None
         self._updates = 0
         self._update_seconds = 0.0
         self._closed = False
@@ -99,35 +98,18 @@ class ActorTreeWidget(anywidget.AnyWidget):
 
     # -- the trio side ---------------------------------------------------------------------
     def _start_in_trio(self) -> None:
-        rpc_n = self._actor._rpc_n
-        if rpc_n is None or self._actor.cancel_called:
-            self._set_stopped("the actor runtime is shutting down")
+        if self._closed:
             return
-        # In the root's RPC nursery: the runtime's shutdown cancels us first, before it
-        # closes channels, and we never hold up the user's own nurseries.
-        rpc_n.start_soon(self._run)
-
-    async def _run(self) -> None:
         try:
-            with self._scope:
-                async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
-                    async with _tree.open_tree_watch(self._interval) as watch:
-                        self._publish(watch)
-                        async for _ in watch:
-                            self._publish(watch)
-        except Exception as exc:  # never take the runtime down with us
-            log.exception("the actor tree widget stopped")
-            self._set_stopped(f"stopped: {type(exc).__name__}: {exc}")
-            return
-        self._set_stopped("closed" if self._closed else "the actor runtime stopped")
+            self._hub = _Hub.join(self._actor, self._interval, self)
+        except RuntimeError as exc:
+            self._set_stopped(str(exc))
 
-    def _publish(self, watch: _tree.TreeWatch) -> None:
+    def _publish(self, snapshot: dict[str, Any]) -> None:
         if self._closed or self.comm is None:
-            self._scope.cancel()
             return
         t0 = time.perf_counter()
-        self.tree = watch.snapshot()
+        self.tree = snapshot
         self._update_seconds += time.perf_counter() - t0
         self._updates += 1
 
@@ -148,10 +130,14 @@ class ActorTreeWidget(anywidget.AnyWidget):
         """Stop the updates and close every view of this widget."""
         self._closed = True
         try:
-            self._token.run_sync_soon(self._scope.cancel)
+            self._token.run_sync_soon(self._leave_hub)
         except trio.RunFinishedError:
             pass
         super().close()
+
+    def _leave_hub(self) -> None:
+        if self._hub is not None:
+            self._hub.leave(self)
 
     # -- actions -------------------------------------------------------------------------
     def _on_frontend_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
@@ -163,13 +149,74 @@ class ActorTreeWidget(anywidget.AnyWidget):
             self.last_action = _answer(content, False, "the actor runtime has stopped")
 
     def _start_action(self, content: dict[str, Any]) -> None:
-        if self._nursery is None:
+        if self._hub is None or self._hub.nursery is None:
             self.last_action = _answer(content, False, "the tree widget is not running")
             return
-        self._nursery.start_soon(self._do_action, content)
+        self._hub.nursery.start_soon(self._do_action, content)
 
     async def _do_action(self, content: dict[str, Any]) -> None:
         self.last_action = await run_action(self._actor, self.tree, content)
+
+
+class _Hub:
+    """One tree watch per interval, shared by every widget of this process: two widgets
+    show the very same snapshots, and the tree feeds run once."""
+
+    _hubs: dict[float, _Hub] = {}
+
+    def __init__(self, actor: Any, interval: float) -> None:
+        self.actor = actor
+        self.interval = interval
+        self.widgets: set[ActorTreeWidget] = set()
+        self.scope = trio.CancelScope()
+        self.nursery: trio.Nursery | None = None
+        self.snapshot: dict[str, Any] | None = None
+
+    @classmethod
+    def join(cls, actor: Any, interval: float, widget: ActorTreeWidget) -> _Hub:
+        """Add ``widget`` to the running hub for ``interval`` (start one if needed)."""
+        hub = cls._hubs.get(interval)
+        if hub is None or hub.actor is not actor or hub.scope.cancel_called:
+            rpc_n = actor._rpc_n
+            if rpc_n is None or actor.cancel_called:
+                raise RuntimeError("the actor runtime is shutting down")
+            hub = cls._hubs[interval] = _Hub(actor, interval)
+            # In the root's RPC nursery: the runtime's shutdown cancels it first, before
+            # it closes channels, and it never holds up the user's own nurseries.
+            rpc_n.start_soon(hub.run)
+        hub.widgets.add(widget)
+        if hub.snapshot is not None:
+            widget._publish(hub.snapshot)
+        return hub
+
+    def leave(self, widget: ActorTreeWidget) -> None:
+        self.widgets.discard(widget)
+        if not self.widgets:
+            self.scope.cancel()
+
+    async def run(self) -> None:
+        why = "the actor runtime stopped"
+        try:
+            with self.scope:
+                async with trio.open_nursery() as nursery:
+                    self.nursery = nursery
+                    async with _tree.open_tree_watch(self.interval) as watch:
+                        self.publish(watch.snapshot())
+                        async for _ in watch:
+                            self.publish(watch.snapshot())
+        except Exception as exc:  # never take the runtime down with us
+            log.exception("the actor tree widget stopped")
+            why = f"stopped: {type(exc).__name__}: {exc}"
+        finally:
+            if self._hubs.get(self.interval) is self:
+                del self._hubs[self.interval]
+            for widget in list(self.widgets):
+                widget._set_stopped(why)
+
+    def publish(self, snapshot: dict[str, Any]) -> None:
+        self.snapshot = snapshot
+        for widget in list(self.widgets):
+            widget._publish(snapshot)
 
 
 def _answer(content: dict[str, Any], ok: bool, message: str) -> dict[str, Any]:

@@ -181,9 +181,11 @@ function render({ model, el }) {
       if (entry.row.parentNode !== box) box.append(entry.row);
     }
     const debug = tree.debug || {};
-    debugLine.textContent = debug.holder
-      ? `debugger: ${nameOf(debug.holder)} holds the REPL; waiting: ${(debug.waiting || []).map(nameOf).join(", ") || "none"}`
-      : "";
+    const parked = (debug.parked || []).map(nameOf).join(", ");
+    debugLine.textContent = [
+      debug.holder ? `debugger: ${nameOf(debug.holder)} holds the REPL; waiting: ${(debug.waiting || []).map(nameOf).join(", ") || "none"}` : "",
+      parked ? `parked in their debugger: ${parked}` : "",
+    ].filter(Boolean).join(" · ");
     title.textContent = `actors (${Object.keys(nodes).length})`;
   }
 

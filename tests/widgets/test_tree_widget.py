@@ -173,6 +173,20 @@ def test_widget_follows_the_tree_in_a_kernel(kernel):
     ks.pump_until(lambda: ks.states[comm].get("last_action", {}).get("id") == 4)
     assert "has already crashed(SIGKILL)" in ks.states[comm]["last_action"]["message"]
 
+    # A second widget shares the first one's watch (same snapshots), and outlives it.
+    _, out = ks.run(
+        "w2 = ActorTreeWidget(interval=0.2)\n"
+        "async def joined():\n"
+        "    while w2._hub is None:\n"
+        "        await asyncio.sleep(0.02)\n"
+        "await asyncio.wait_for(joined(), 30)\n"
+        "print(w2._hub is w._hub, w2.tree == w.tree)\n"
+        "w.close()\n"
+        "print(w2._hub.scope.cancel_called)\n"
+        "w2.close()"
+    )
+    assert out == ["True True", "False"]
+
     # Closing stops the updates and the feeds below the root.
     _, out = ks.run(
         "w.close()\n"
@@ -185,7 +199,7 @@ def test_widget_follows_the_tree_in_a_kernel(kernel):
         "    while await ga.run(no_feeds):\n"
         "        await asyncio.sleep(0.05)\n"
         "await asyncio.wait_for(wait_no_feeds(), 30)\n"
-        "print('watch stopped', w._scope.cancel_called)"
+        "print('watch stopped', w._hub.scope.cancel_called)"
     )
     assert out[-1] == "watch stopped True"
     assert comm in ks.closed
