@@ -145,3 +145,25 @@ def test_failing_spawn_raises_from_start_actor(reg, monkeypatch):
             await portal.cancel_actor()
 
     trio.run(main)
+
+
+def test_child_that_never_connects_is_killed_and_reported(reg, tmp_path, monkeypatch):
+    """Test that a child process that never connects back is SIGKILLed after the spawn
+    timeout and the nursery raises trio.TooSlowError naming it."""
+    from notebook_actors import _supervise
+
+    stuck = tmp_path / "stuck-python"
+    stuck.write_text("#!/bin/sh\nexec sleep 600\n")
+    stuck.chmod(0o755)
+    monkeypatch.setattr(_supervise, "SPAWN_TIMEOUT", 0.5)
+
+    async def main() -> None:
+        with pytest.raises(trio.TooSlowError, match="did not connect back"):
+            async with na.open_nursery(start_method="trio", **reg) as n:
+                python = _spawn.sys.executable
+                monkeypatch.setattr(_spawn.sys, "executable", str(stuck))
+                await n.start_actor("silent")
+                monkeypatch.setattr(_spawn.sys, "executable", python)  # keeps the short timeout
+        assert {c.exitcode for c in n._children.values()} == {-signal.SIGKILL}
+
+    trio.run(main)
