@@ -76,6 +76,7 @@ def run_child(boot) -> None:
             start_method=boot.start_method,
             bind_addr=boot.bind_addr,
         )
+        actor.parent_main_module = boot.parent_main_module
         _state.set_actor(actor)
         await actor.run()
 

@@ -119,6 +119,7 @@ class Actor:
         self.registry_addrs = list(registry_addrs or [])
         self.parent_addr = parent_addr
         self.parent_main_path = parent_main_path
+        self.parent_main_module: str | None = None  # set by the child's boot
         self.bind_addr = bind_addr
         self.start_method = start_method
         self._infected_aio = infect_asyncio
@@ -584,23 +585,31 @@ class Actor:
         mod = sys.modules.get("__mp_main__")
         if mod is not None:
             return mod
+        if self.parent_main_module is not None:
+            return self._run_main("module", self.parent_main_module)
         if self.parent_main_path is None:
             main = sys.modules["__main__"]
             if getattr(main, "__file__", None) and self.parent_addr is None:
                 return main
             raise ModuleNotExposed(f"actor {self.uid} cannot import its parent's __main__ (no script path)")
+        return self._run_main("path", self.parent_main_path)
+
+    def _run_main(self, how: str, where: str) -> Any:
         import runpy
         import types
 
         mod = types.ModuleType("__mp_main__")
-        mod.__file__ = self.parent_main_path
         sys.modules["__mp_main__"] = mod
         try:
-            mod.__dict__.update(runpy.run_path(self.parent_main_path, run_name="__mp_main__"))
+            if how == "module":  # `python -m pkg.mod`: by name, so relative imports work
+                mod.__dict__.update(runpy.run_module(where, run_name="__mp_main__"))
+            else:
+                mod.__file__ = where
+                mod.__dict__.update(runpy.run_path(where, run_name="__mp_main__"))
         except Exception as exc:
             del sys.modules["__mp_main__"]
             raise RuntimeError(
-                f"actor {self.uid} could not load its parent's script {self.parent_main_path} "
+                f"actor {self.uid} could not load its parent's script {where} "
                 f"(to find a function defined there): {type(exc).__name__}: {exc}. Every child "
                 "re-runs the script's top level: put the program under "
                 "`if __name__ == '__main__':`"

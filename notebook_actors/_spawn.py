@@ -62,6 +62,8 @@ class ChildBoot(SpawnSpec, tag="boot"):
     infect_asyncio: bool = False
     start_method: str = "trio"
     bind_addr: str | None = None
+    #: the root ran ``python -m this.module``: load it by name (relative imports work)
+    parent_main_module: str | None = None
 
 
 class ChildProcess:

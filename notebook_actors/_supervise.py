@@ -186,6 +186,7 @@ class ActorNursery:
             infect_asyncio=infect_asyncio,
             start_method=start_method or self._start_method or actor.start_method or _spawn.default_start_method(),
             bind_addr=_transport.normalize_addr(bind_addr) if bind_addr else None,
+            parent_main_module=_main_module_name(main_mod) if actor.parent_addr is None else actor.parent_main_module,
         )
         actor._pending_children[uid] = chan
         if main is not None:
@@ -326,6 +327,11 @@ class ActorNursery:
         with trio.CancelScope(shield=True):
             for child in list(self._children.values()):
                 await child.exited.wait()
+
+
+def _main_module_name(main_mod: Any) -> str | None:
+    """``pkg.mod`` when the program was started as ``python -m pkg.mod``, else None."""
+    return getattr(getattr(main_mod, "__spec__", None), "name", None) or None
 
 
 def _crashed(child: _Child, actor: Any) -> ActorCrashed:

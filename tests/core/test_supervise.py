@@ -155,3 +155,27 @@ def test_script_without_main_guard_gets_a_hint(tmp_path):
     assert result.returncode == 1
     assert "RemoteActorError" in result.stderr
     assert "if __name__ == '__main__':" in result.stderr
+
+
+def test_functions_of_a_python_dash_m_program(tmp_path):
+    """Test that a program started as `python -m pkg.main` can run its own functions
+    in children, relative imports included (the child loads it by module name)."""
+    import subprocess
+    import sys
+
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "helper.py").write_text("def double(x):\n    return 2 * x\n")
+    (pkg / "main.py").write_text(
+        SCRIPT.replace("import notebook_actors as na\n", "import notebook_actors as na\nfrom .helper import double\n")
+        .replace('"x": x * 10', '"x": double(x)')
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "mypkg.main", testing.private_registry_addr()],
+        capture_output=True, text=True, timeout=100, env=env, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    out = ast.literal_eval(result.stdout.strip())
+    assert out["x"] == 8 and out["module"] == "__mp_main__"
