@@ -25,18 +25,6 @@ class NoRegistry(Exception):
     """Raised when nothing listens at the registry address."""
 
 
-async def _check_listening(addr: str) -> None:
-    try:
-        with trio.fail_after(ASK_TIMEOUT):
-            stream = await _transport.connect(addr)
-    except (OSError, trio.TooSlowError) as exc:
-        raise NoRegistry(
-            f"no actor registry listens at {addr} ({exc}); start your program first, "
-            "or point --registry at the address it uses"
-        ) from None
-    await stream.aclose()
-
-
 async def _ask(actor: Any, addr: str, nodes: dict[str, Any]) -> None:
     from ._portal import Portal
 
@@ -68,10 +56,13 @@ async def ps(registry: str, watch: bool, interval: float, as_json: bool, out: An
     from ._runtime import open_root_actor
     from ._tree import format_tree
 
-    await _check_listening(registry)
+    # No probing connection first: the program would log it as an unauthenticated peer.
     async with open_root_actor(name="ps", registry_addrs=[registry]) as actor:
-        if actor.is_arbiter:  # the program went away between the check and now
-            raise NoRegistry(f"no actor registry listens at {registry} any more")
+        if actor.is_arbiter:  # we took the address ourselves: nobody listens there
+            raise NoRegistry(
+                f"no actor registry listens at {registry}; start your program first, "
+                "or point --registry at the address it uses"
+            )
         while True:
             tree = await collect_tree(actor)
             text = json.dumps(tree) if as_json else (format_tree(tree) or "(no actors)")

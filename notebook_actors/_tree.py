@@ -191,6 +191,9 @@ class _TeeOutput(io.TextIOBase):
     def encoding(self) -> str:  # type: ignore[override]
         return getattr(self._inner, "encoding", "utf-8")
 
+    def __getattr__(self, name: str) -> Any:  # buffer, name, errors, a wrapped stream's own API
+        return getattr(self._inner, name)
+
 
 def _capture_output() -> None:
     """Tee this (child) process's stdout and stderr into its output tail, once."""
