@@ -49,6 +49,11 @@ DEFAULT_INTERVAL = 0.5
 EXITED_LINGER = 2.0
 #: Seconds a crashed child stays in the tree.
 CRASHED_LINGER = 60.0
+#: Seconds over which CPU % is measured, and the change (points) worth publishing.
+CPU_WINDOW = 2.0
+CPU_DEADBAND = 2.0
+#: Granularity of the RSS figure (bytes).
+RSS_STEP = 128 * 1024
 #: Lines of recent output kept per actor.
 OUTPUT_TAIL = 20
 
@@ -90,20 +95,25 @@ class _LocalInfo:
         self.debug_parked: list[str] = []
 
     def cpu_percent(self) -> float:
-        # psutil measures since the previous call: sample at most 4 times a second so
-        # several watchers do not turn it into noise.
+        # psutil measures since the previous call. One clock tick is 10 ms, so a short
+        # window makes an idle actor flicker between 0 and 2 %, and every flicker is an
+        # update of the whole tree: measure over CPU_WINDOW seconds, and publish a new
+        # figure only when it moved by at least CPU_DEADBAND points.
         now = time.monotonic()
-        if now - self.cpu_at >= 0.25:
+        if now - self.cpu_at >= CPU_WINDOW:
             try:
-                self.cpu = round(self.proc.cpu_percent(None), 1)
+                measured = float(round(self.proc.cpu_percent(None)))
             except Exception:
-                self.cpu = 0.0
+                measured = 0.0
+            if abs(measured - self.cpu) >= CPU_DEADBAND:
+                self.cpu = measured
             self.cpu_at = now
         return self.cpu
 
     def rss(self) -> int:
+        # in steps of RSS_STEP, for the same reason
         try:
-            return int(self.proc.memory_info().rss)
+            return int(self.proc.memory_info().rss) // RSS_STEP * RSS_STEP
         except Exception:
             return 0
 
