@@ -537,9 +537,11 @@ async def connect(addr: str, secret: bytes, me: Ident) -> Channel:
     stream = await _transport.connect(addr)
     try:
         ident, rest = await handshake_as_dialer(stream, secret, me, addr)
-    except BaseException:
+    except BaseException as exc:
         with trio.CancelScope(shield=True):
             await stream.aclose()
+        if isinstance(exc, trio.BrokenResourceError):  # the peer died mid-handshake
+            raise HandshakeError(f"{addr} broke the connection during the handshake: {exc}") from exc
         raise
     chan = Channel(dialer=True, raddr=addr)
     chan.attach(stream, ident, rest)

@@ -4,11 +4,10 @@ teardown. Every test ends with no actor process left (the autouse fixture) and n
 leaked in the root (``no_fd_leak``); survivors are checked to keep working."""
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
-import sys
+import socket
 import textwrap
 
 import psutil
@@ -335,3 +334,32 @@ def test_relay_path_of_a_crashed_grandchild_names_each_hop_once(reg):
 async def _middle_whose_leaf_exits() -> None:
     async with na.open_nursery() as n:
         await n.run_in_actor(_faults.exit_now, name="leaf", code=3)
+
+
+def test_a_peer_dying_mid_handshake_is_a_handshake_error(tmp_path):
+    """Test that a peer whose connection resets in the middle of the handshake (it
+    died) gives the dialer a HandshakeError (an OSError, as documented), not a bare
+    trio.BrokenResourceError."""
+    from notebook_actors import _channel
+    from notebook_actors._exceptions import HandshakeError
+
+    path = str(tmp_path / "dying.sock")
+
+    async def main() -> None:
+        listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        await listener.bind(path)
+        listener.listen()
+
+        async def dying_peer() -> None:
+            conn, _ = await listener.accept()
+            await conn.send(_channel._frame(_channel.Hello(_channel.PROTOCOL_VERSION, os.urandom(16))))
+            await trio.lowlevel.wait_readable(conn)
+            conn.close()  # the dialer's proof unread: its next read is reset
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as n:
+                n.start_soon(dying_peer)
+                with pytest.raises(HandshakeError, match="during the handshake"), listener:
+                    await _channel.connect("uds:" + path, os.urandom(32), None)
+
+    trio.run(main)
