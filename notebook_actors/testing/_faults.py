@@ -150,3 +150,57 @@ async def leaf_activity(ctx: na.Context, phase: str, leaves: int = 1) -> str:
             await n.cancel()
             return "torn down"
         raise ValueError(f"unknown phase {phase!r}")
+
+
+def raise_marked(marker: str) -> None:
+    """Fail with a ValueError carrying ``marker``, so the test can find it again."""
+    raise ValueError(f"injected error {marker}")
+
+
+async def relay(peer: str, n: int, pause: float = 0.001) -> int:
+    """Find actor ``peer`` by name and sum the ``n`` values it streams (``count_to``).
+
+    ``find_actor``, not ``wait_for_actor``: a peer killed before it is found would be
+    waited for forever.
+    """
+    async with na.find_actor(peer) as portal:
+        if portal is None:
+            raise LookupError(f"actor {peer!r} is not registered (any more)")
+        async with portal.open_stream_from(count_to, n=n, pause=pause) as stream:
+            total = 0
+            async for v in stream:
+                total += v
+    return total
+
+
+@na.context
+async def branch(ctx: na.Context, names: list[str]) -> None:
+    """Spawn a daemon child per name; ``started`` carries ``{name: pid}``; then serve
+    until cancelled (a child's crash fails this context: one-cancels-all)."""
+    async with na.open_nursery() as n:
+        pids = {}
+        for name in names:
+            portal = await n.start_actor(name, enable_modules=[FAULTS])
+            pids[name] = await portal.run(getpid)
+        await ctx.started(pids)
+        await trio.sleep_forever()
+
+
+def task_tree() -> str:
+    """Every trio task of this run with where it waits: what a hang guard prints."""
+    lines: list[str] = []
+
+    def frames(task: Any) -> str:
+        out = []
+        for frame, lineno in task.iter_await_frames():
+            out.append(f"{frame.f_code.co_name}:{lineno}")
+        return " <- ".join(reversed(out[-6:]))
+
+    def walk(task: Any, depth: int) -> None:
+        lines.append(f"{'  ' * depth}{task.name}: {frames(task)}")
+        for nursery in task.child_nurseries:
+            for child in nursery.child_tasks:
+                walk(child, depth + 1)
+
+    walk(trio.lowlevel.current_root_task(), 0)
+    return "\n".join(lines)
