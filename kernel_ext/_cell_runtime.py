@@ -264,6 +264,7 @@ def _error(exc: BaseException) -> dict[str, Any]:
 
 
 async def _execute(code_obj: Any, has_value: bool) -> dict[str, Any]:
+    __tracebackhide__ = True  # pdb++ hides this frame in a post-mortem's `where`
     ns = namespace()
     try:
         result = eval(code_obj, ns)
@@ -272,6 +273,10 @@ async def _execute(code_obj: Any, has_value: bool) -> dict[str, Any]:
     except KeyboardInterrupt as exc:
         return _error(exc)
     except Exception as exc:
+        if na.current_actor().debug_mode:  # the post-mortem opens in the running cell
+            from notebook_actors._debug import post_mortem_for
+
+            await post_mortem_for(exc)
         return _error(exc)
     if not has_value:
         return {"status": "ok", "data": None}

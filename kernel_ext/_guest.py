@@ -39,9 +39,13 @@ class CellRun:
         self.scope = scope
         self.interrupted = False
         self.handlers: list[Callable[[], None]] = []
+        #: Told of every interrupt, whoever handles it (e.g. a debugger session shown here).
+        self.observers: list[Callable[[], None]] = []
 
     def interrupt(self) -> None:
         self.interrupted = True
+        for observer in list(self.observers):
+            observer()
         if self.handlers:
             for handler in list(self.handlers):
                 handler()

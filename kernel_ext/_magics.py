@@ -60,8 +60,8 @@ def _actor_cell_args(line: str, cell: str) -> None:
 
 
 @magic_arguments()
-@argument("command", choices=["ls", "kill", "killall", "restart", "push", "pull", "tree", "stop", "autoawait"], help="what to do")
-@argument("args", nargs="*", help="NAME (kill/restart); NAME var ... (push/pull)")
+@argument("command", choices=["ls", "kill", "killall", "restart", "push", "pull", "tree", "stop", "autoawait", "debug"], help="what to do")
+@argument("args", nargs="*", help="NAME (kill/restart/debug); NAME var ... (push/pull)")
 def _actor_line_args(line: str) -> None:
     """Manage the notebook's actors.
 
@@ -73,6 +73,8 @@ def _actor_line_args(line: str) -> None:
     back (msgspec-encodable values only); `%actor stop` stops the whole actor tree.
     `%actor autoawait asyncio` runs plain async cells on asyncio again (`trio`, the
     default once the extension is loaded, runs them in the kernel's trio guest run).
+    `%actor debug [NAME]` opens, in this cell, the debugger session of an actor parked in
+    its debugger (a crash or breakpoint while no running cell showed that actor).
     """
 
 
@@ -185,14 +187,17 @@ async def actor_cell(line: str, cell: str) -> Any:
             timed_out = True
             cell_run.interrupt()
 
-    async with trio.open_nursery() as n:
-        if args.timeout is not None and cell_run is not None:
-            n.start_soon(watchdog)
-        try:
-            outcome = await actors.run_cell(handle, cell, emit)
-        finally:
-            emit.flush()
-            n.cancel_scope.cancel()
+    from . import _debugger
+
+    with _debugger.showing(f"%%actor {handle.path}", _debugger.covers_actor(handle.info.get("uid") or ())):
+        async with trio.open_nursery() as n:
+            if args.timeout is not None and cell_run is not None:
+                n.start_soon(watchdog)
+            try:
+                outcome = await actors.run_cell(handle, cell, emit)
+            finally:
+                emit.flush()
+                n.cancel_scope.cancel()
     if timed_out:
         raise CellTimeout(f"the cell in actor {handle.path!r} ran longer than --timeout {args.timeout:g} s and was interrupted")
     status = outcome.get("status")
@@ -283,6 +288,8 @@ async def actor_line(line: str) -> Any:
         _trio_cells = rest[0] == "trio"
         return None
     actors = _notebook_actors()
+    if cmd == "debug":
+        return await _open_parked(actors, rest[0] if rest else None)
     if cmd == "tree":
         try:
             from notebook_actors.widgets import tree
@@ -336,6 +343,23 @@ async def actor_line(line: str) -> Any:
         shell.user_ns.update(values)
         return None
     raise UsageError(f"unknown %actor command {cmd!r}")
+
+
+async def _open_parked(actors: Any, name: str | None) -> None:
+    """``%actor debug [NAME]``: the parked debugger session of NAME, in this cell."""
+    from . import _debugger
+
+    def find_uid(path: str) -> Any:
+        handle = actors.handles.get(path)
+        uid = handle.info.get("uid") if handle is not None else None
+        return tuple(uid) if uid else None
+
+    try:
+        note = await _debugger.open_parked(name, find_uid)
+    except LookupError as exc:
+        raise UsageError(str(exc)) from None
+    if note:
+        print(f"[notebook_actors] {note}", file=sys.stderr)
 
 
 class _ActorTable:
@@ -413,8 +437,11 @@ async def _wait_stopping() -> None:
 
 async def _await(coro: Any) -> Any:
     __tracebackhide__ = True
+    from . import _debugger
+
     try:
-        return await coro
+        with _debugger.showing("cell", _debugger.covers_unnamed(_is_notebook_actor)):
+            return await coro
     except TypeError as exc:
         if "unrecognized yield message" not in str(exc):
             raise
@@ -423,6 +450,13 @@ async def _await(coro: Any) -> Any:
             "Call asyncio code with `await notebook_actors.to_asyncio.run_task(async_fn, **kwargs)`, "
             "or switch plain cells back with `%actor autoawait asyncio`."
         ) from None
+
+
+def _is_notebook_actor(uid: Any) -> bool:
+    """Whether ``uid`` is an actor that an ``%%actor`` cell spawned."""
+    if _actors is None:
+        return False
+    return any(tuple(h.info.get("uid") or ()) == tuple(uid) for h in _actors.handles.values())
 
 
 # -- load / unload --------------------------------------------------------------------------
@@ -454,6 +488,9 @@ def load(shell: Any) -> None:
         shell.input_transformers_cleanup.insert(0, transform_actor_cells)
     if not getattr(shell.run_code, "_notebook_actors", False):
         shell.run_code = _make_run_code(shell, shell.run_code)
+    from . import _debugger
+
+    _debugger.install()
     _hook_kernel_shutdown(shell)
 
 
@@ -462,6 +499,9 @@ def _detach(shell: Any) -> None:
         shell.input_transformers_cleanup.remove(transform_actor_cells)
     if getattr(shell.run_code, "_notebook_actors", False):
         del shell.run_code  # back to the class's method
+    from . import _debugger
+
+    _debugger.uninstall()
 
 
 def unload_sync(shell: Any) -> None:

@@ -76,6 +76,12 @@ class ReplFrontEnd:
     #: the tree down). A front end whose host owns signals (a kernel) sets False.
     handles_sigint = True
 
+    async def admit(self, uid: Any, kind: str, route: list[Any]) -> None:
+        """Called at the root before a session queues for the lock; may wait (a notebook
+        parks a session until a cell can show it) or raise (the request fails).
+        ``route``: the requester's uid, then each actor that relayed it, up to the
+        root's direct child."""
+
     def session_started(self, uid: Any, kind: str) -> None:
         pass
 
@@ -271,19 +277,22 @@ def _sigint_guard(front_end: ReplFrontEnd, handler: Any) -> Iterator[None]:
 # -- the relay endpoint (every actor serves it; the root ends the chain) ---------------
 
 @context
-async def _repl_relay(ctx: Any, requester: list[str], kind: str) -> None:
-    """A descendant asks for the REPL: grant it at the root, relay it elsewhere."""
+async def _repl_relay(ctx: Any, requester: list[str], kind: str, via: list[Any] = ()) -> None:  # type: ignore[assignment]
+    """A descendant asks for the REPL: grant it at the root, relay it elsewhere.
+    ``via``: the actors that relayed the request so far (nearest the requester first)."""
     from ._state import current_actor
 
     actor = current_actor()
     with _session_via(ctx.chan.uid):
         if actor.parent_addr is None or actor.parent_chan is None:
-            await _serve_at_root(ctx, tuple(requester), kind)
+            route = [tuple(requester), *(tuple(uid) for uid in via)]
+            await _serve_at_root(ctx, tuple(requester), kind, route)
         else:
-            await _relay_up(actor, ctx, requester, kind)
+            await _relay_up(actor, ctx, requester, kind, [*via, list(actor.uid)])
 
 
-async def _serve_at_root(ctx: Any, requester: Any, kind: str) -> None:
+async def _serve_at_root(ctx: Any, requester: Any, kind: str, route: list[Any] | None = None) -> None:
+    await get_front_end().admit(requester, kind, route or [requester])
     await _lock.acquire(requester)
     front_end = get_front_end()
     try:
@@ -300,11 +309,11 @@ async def _serve_at_root(ctx: Any, requester: Any, kind: str) -> None:
         _lock.release(requester)
 
 
-async def _relay_up(actor: Any, ctx: Any, requester: list[str], kind: str) -> None:
+async def _relay_up(actor: Any, ctx: Any, requester: list[str], kind: str, via: list[Any]) -> None:
     from ._portal import Portal
 
     parent = Portal(actor.parent_chan, actor)
-    async with parent.open_context(_repl_relay, requester=requester, kind=kind) as (up, info):
+    async with parent.open_context(_repl_relay, requester=requester, kind=kind, via=via) as (up, info):
         await ctx.started(info)
         async with ctx.open_stream() as down_s, up.open_stream() as up_s:
             async with trio.open_nursery() as n:

@@ -608,6 +608,8 @@ def format_tree(tree: dict[str, Any], now: float | None = None) -> str:
     debug = tree.get("debug") or {}
     if debug.get("holder"):
         lines.append(f"debugger: held by {debug['holder']}, waiting: {', '.join(debug['waiting']) or 'none'}")
+    if debug.get("parked"):
+        lines.append(f"parked in their debugger: {', '.join(debug['parked'])}")
     return "\n".join(lines)
 
 

@@ -1,0 +1,238 @@
+"""pdb++ sessions of actors shown in notebook cells, driven over jupyter_client's stdin channel."""
+from __future__ import annotations
+
+import queue
+import time
+from typing import Callable
+
+import pytest
+from _kernel import CELL_TIMEOUT, CellRun
+
+#: Seconds one poll of a channel waits before the driver looks at the other one.
+POLL = 0.05
+
+
+class Session:
+    """A cell run with allow_stdin=True whose input_request prompts are answered."""
+
+    def __init__(self, kernel, code: str) -> None:
+        self.kernel = kernel
+        self.msg_id = kernel.kc.execute(code, allow_stdin=True)
+        self.run = CellRun(reply={})
+        self.prompts: list[str] = []
+        self.idle = False
+        self.pending: str | None = None  # the prompt waiting for an answer
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None and not self.idle:  # a failed test must not leave a session open
+            self.finish()
+
+    def text(self) -> str:
+        return self.run.stream()
+
+    def pump_iopub(self) -> None:
+        while True:
+            try:
+                msg = self.kernel.kc.get_iopub_msg(timeout=POLL)
+            except queue.Empty:
+                return
+            if msg["parent_header"].get("msg_id") != self.msg_id:
+                continue
+            self.run.messages.append(msg)
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                self.idle = True
+                return
+
+    def next_prompt(self) -> str | None:
+        """Wait for the next input_request (its prompt), or None once the cell finished."""
+        deadline = time.monotonic() + CELL_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                msg = self.kernel.kc.get_stdin_msg(timeout=POLL)
+            except queue.Empty:
+                self.pump_iopub()
+                if self.idle:
+                    return None
+                continue
+            if msg["msg_type"] == "input_request":
+                self.pump_iopub()  # the output printed before the prompt
+                self.pending = msg["content"]["prompt"]
+                self.prompts.append(self.pending)
+                return self.pending
+        raise TimeoutError(f"no prompt and no end of the cell; output so far:\n{self.text()}")
+
+    def answer(self, line: str) -> None:
+        self.pending = None
+        self.kernel.kc.input(line)
+
+    def ask(self, line: str) -> str:
+        """Answer the pending prompt with ``line``; return the output up to the next prompt."""
+        start = len(self.text())
+        self.answer(line)
+        self.next_prompt()
+        return self.text()[start:]
+
+    def finish(self, answer: Callable[[str], str] = lambda prompt: "c") -> CellRun:
+        """Answer every further prompt with ``answer(prompt)`` until the cell ends."""
+        if self.pending is not None:
+            self.answer(answer(self.pending))
+        while (prompt := self.next_prompt()) is not None:
+            self.answer(answer(prompt))
+        self.run.reply = self.kernel.kc.get_shell_msg(timeout=CELL_TIMEOUT)
+        while self.run.reply["parent_header"].get("msg_id") != self.msg_id:
+            self.run.reply = self.kernel.kc.get_shell_msg(timeout=CELL_TIMEOUT)
+        return self.run
+
+
+NESTED_CRASH = (
+    "%%actor outer --debug\n"
+    "import notebook_actors as na\n"
+    "def divide(a, b):\n"
+    "    ratio = a / b\n"
+    "    return ratio\n"
+    "async def middle(a):\n"
+    "    async with na.open_nursery() as n:\n"
+    "        p = await n.run_in_actor(divide, a=a, b=0)\n"
+    "        return await p.result()\n"
+    "async with na.open_nursery() as n:\n"
+    "    p = await n.run_in_actor(middle, a=7)\n"
+    "    await p.result()\n"
+)
+
+
+def test_crash_in_a_nested_actor_opens_a_post_mortem_in_the_cell(kernel):
+    """Test that a crash two levels below an %%actor --debug cell is debugged in the cell, then reaches it."""
+    with Session(kernel, NESTED_CRASH) as s:
+        prompt = s.next_prompt()
+        assert prompt is not None and "divide" in prompt  # the prompt names the crashed actor
+        head = s.text()
+        assert "post-mortem in actor 'divide'" in head and "ZeroDivisionError: division by zero" in head
+        assert "divide()" in head  # the crashing frame
+        assert s.ask("p a, b").strip().splitlines()[0] == "(7, 0)"
+        assert s.ask("pp sorted(locals())").strip().splitlines()[0] == "['a', 'b']"
+        assert "divide()" in s.ask("where")
+        run = s.finish()  # `c` here, and at the post-mortems of the boxed error up the tree
+    assert [p for p in s.prompts if "divide" not in p and "(Pdb++" in p]  # the parents' post-mortems followed
+    assert any("middle" in p for p in s.prompts)
+    assert run.status == "error"
+    assert "ZeroDivisionError" in run.error["evalue"] + "\n".join(run.error["traceback"])
+    assert kernel.value("%%actor outer\n1 + 1") == 2  # the cell's actor is still alive
+    assert kernel.value("import notebook_actors as na\nlen(na.current_actor().children)") == 1  # only `outer`
+
+
+BREAKPOINT_LOOP = (
+    "%%actor looper\n"
+    "import notebook_actors as na\n"
+    "total = 0\n"
+    "for i in range(3):\n"
+    "    total += i\n"
+    "    await na.breakpoint()\n"
+    "    print(f'after stop {i}')\n"
+    "total\n"
+)
+
+
+def test_breakpoint_in_a_loop_stops_three_times_and_output_keeps_flowing(kernel):
+    """Test that await na.breakpoint() in a loop stops on each visit; continuing resumes; output follows."""
+    s = Session(kernel, BREAKPOINT_LOOP)
+    seen = []
+    while (prompt := s.next_prompt()) is not None:
+        assert "looper" in prompt
+        seen.append(s.ask("p i, total").strip().splitlines()[0])
+        s.answer("c")
+    s.finish()
+    assert seen == ["(0, 0)", "(1, 1)", "(2, 3)"]
+    out = s.text()
+    assert out.index("after stop 0") < out.index("after stop 1") < out.index("after stop 2")
+    assert s.run.result["text/plain"] == "3"
+
+
+def test_builtin_breakpoint_in_debug_mode(kernel):
+    """Test that the builtin breakpoint() in a --debug actor opens the session at its line."""
+    s = Session(kernel, "%%actor builtin --debug\nanswer = 6 * 7\nbreakpoint()\nprint('resumed', answer)\n")
+    assert s.next_prompt() is not None
+    assert s.ask("p answer").strip().splitlines()[0] == "42"
+    run = s.finish()
+    assert run.status == "ok" and "resumed 42" in s.text()
+
+
+TWO_CRASHES = (
+    "%%actor pair --debug\n"
+    "import notebook_actors as na\n"
+    "def fail(tag):\n"
+    "    raise ValueError(tag)\n"
+    "async with na.open_nursery() as n:\n"
+    "    await n.run_in_actor(fail, name='first', tag='one')\n"
+    "    await n.run_in_actor(fail, name='second', tag='two')\n"
+)
+
+
+def test_two_actors_crashing_together_are_debugged_one_after_the_other(kernel):
+    """Test that two crashing actors queue on the lock: one session at a time, the cell says who waits."""
+    s = Session(kernel, TWO_CRASHES)
+    tags = []
+    while (prompt := s.next_prompt()) is not None:
+        if "first" in prompt or "second" in prompt:
+            tags.append(s.ask("p tag").strip().splitlines()[0])
+        s.answer("c")
+    s.finish()
+    assert sorted(tags) == ["'one'", "'two'"]
+    assert "waiting:" in s.text()  # the second crash was shown waiting for the first session
+
+
+def test_interrupt_during_a_session_ends_it_and_the_kernel_stays_usable(kernel):
+    """Test that interrupting the cell while a session waits for input quits it and cancels the task."""
+    s = Session(kernel, "%%actor stopper\nimport notebook_actors as na\nawait na.breakpoint()\nprint('not reached')\n")
+    assert s.next_prompt() is not None
+    kernel.km.interrupt_kernel()
+    s.pending = None  # nobody answers: the interrupt ends the session
+    run = s.finish()
+    assert run.error["ename"] == "KeyboardInterrupt"
+    assert "not reached" not in s.text() and "interrupted" in s.text(), s.text()
+    assert kernel.value("%%actor stopper\n'still alive'") == "still alive"
+
+
+def test_parked_session_is_opened_from_a_later_cell(kernel, tmp_path):
+    """Test that a crash in a --bg cell's actor parks it; %actor debug NAME opens it in a new cell."""
+    run = kernel.run(
+        "%%actor bgcrash --debug --bg\nimport trio\nsecret = 'parked value'\nawait trio.sleep(0)\nraise KeyError(secret)\n"
+    )
+    assert run.status == "ok"
+    # the crash parks; wait for it through the tree data (a message, not a sleep)
+    assert kernel.value(
+        "import trio\nfrom notebook_actors.kernel_ext import _debugger\n"
+        "with trio.fail_after(60):\n"
+        "    while not _debugger.front_end().parked:\n"
+        "        await trio.sleep(0.05)\n"
+        "[p.name for p in _debugger.front_end().parked]"
+    ) == ["bgcrash"]
+    assert kernel.value("%%actor other\n'other work is not blocked'") == "other work is not blocked"
+    s = Session(kernel, "%actor debug bgcrash")
+    assert s.next_prompt() is not None
+    assert "KeyError" in s.text()
+    assert s.ask("p secret").strip().splitlines()[0] == "'parked value'"
+    run = s.finish()
+    assert run.status == "ok"
+    assert "ended" in s.text()
+    assert kernel.run("%actor debug bgcrash").error["ename"] == "UsageError"  # nothing parked any more
+
+
+def test_without_stdin_the_cell_shows_the_traceback_and_does_not_hang(kernel):
+    """Test that allow_stdin=False (nbclient) gets the stack and a note, and the cell ends."""
+    run = kernel.run(NESTED_CRASH.replace("outer", "nostdin"))
+    assert run.status == "error"
+    text = run.stream()
+    assert "allow_stdin=False" in text and "ZeroDivisionError" in text and "divide()" in text
+
+
+def test_ipython_debug_still_works(kernel):
+    """Test that IPython's own %debug opens stock pdb after %load_ext notebook_actors."""
+    assert kernel.run("def broken():\n    hidden = 'x' * 3\n    1 / 0\nbroken()").status == "error"
+    s = Session(kernel, "%debug")
+    assert s.next_prompt() is not None
+    assert "'xxx'" in s.ask("p hidden")
+    s.finish(lambda prompt: "q")
+    assert s.run.status == "ok"
