@@ -44,9 +44,3 @@ def private_sock_path(tag: str) -> str:
     d = tempfile.mkdtemp(prefix="na-bench-")
     os.chmod(d, 0o700)
     return os.path.join(d, f"{tag}.sock")
-
-
-def wait_for_settled_rss(pid: int) -> None:
-    """Let a freshly started process finish its start-up allocations (a short,
-    bounded settle, not a measurement)."""
-    time.sleep(0.3)
