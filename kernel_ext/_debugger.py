@@ -138,6 +138,7 @@ class NotebookFrontEnd(_debug.ReplFrontEnd):
         self._admitted: dict[Any, deque[CellView]] = {}
         self._view: CellView | None = None  # the one showing the session open now
         self._uid: Any = None
+        self.parked_changed = trio.lowlevel.ParkingLot()
 
     # -- which cell shows a session -----------------------------------------------------
     def _view_for(self, route: list[Any]) -> CellView | None:
@@ -159,6 +160,7 @@ class NotebookFrontEnd(_debug.ReplFrontEnd):
 
     async def _park(self, parked: Parked) -> CellView:
         self.parked.append(parked)
+        self.parked_changed.unpark_all()
         self._publish()
         log.warning("%s of actor %s parked: open it with `%%actor debug %s`", parked.kind, _fmt(parked.uid), parked.name)
         try:
@@ -389,13 +391,21 @@ def covers_unnamed(is_notebook_actor: Callable[[Any], bool]) -> Callable[[list[A
 async def open_parked(name: str | None, find_uid: Callable[[str], Any]) -> str:
     """``%actor debug [NAME]``: show the parked session(s) of NAME in the calling cell.
 
+    When NAME is a notebook actor with nothing parked yet, wait for its next stop.
     Returns a summary line; raises LookupError when nothing is parked for NAME.
     """
     fe = _front_end
-    parked = list(fe.parked) if fe is not None else []
-    if name:
-        uid = find_uid(name)
-        parked = [p for p in parked if p.name == name or (uid is not None and uid in p.route)]
+    uid = find_uid(name) if name else None
+
+    def matching() -> list[Parked]:
+        parked = list(fe.parked) if fe is not None else []
+        return [p for p in parked if p.name == name or (uid is not None and uid in p.route)] if name else parked
+
+    parked = matching()
+    if not parked and uid is not None and fe is not None:
+        print(f"[notebook_actors] waiting for actor {name!r} to stop in its debugger (interrupt to give up)")
+        while not (parked := matching()):
+            await fe.parked_changed.park()
     if not parked:
         names = ", ".join(sorted({p.name for p in fe.parked})) if fe is not None else ""
         raise LookupError(

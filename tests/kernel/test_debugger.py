@@ -120,6 +120,7 @@ def test_crash_in_a_nested_actor_opens_a_post_mortem_in_the_cell(kernel):
     assert run.status == "error"
     assert "ZeroDivisionError" in run.error["evalue"] + "\n".join(run.error["traceback"])
     assert kernel.value("%%actor outer\n1 + 1") == 2  # the cell's actor is still alive
+    assert [p.pid for p in kernel.descendants()] == [kernel.value("%%actor outer\nimport os\nos.getpid()")]
     assert kernel.value("import notebook_actors as na\nlen(na.current_actor().children)") == 1  # only `outer`
 
 
@@ -217,7 +218,7 @@ def test_parked_session_is_opened_from_a_later_cell(kernel, tmp_path):
     run = s.finish()
     assert run.status == "ok"
     assert "ended" in s.text()
-    assert kernel.run("%actor debug bgcrash").error["ename"] == "UsageError"  # nothing parked any more
+    assert kernel.run("%actor debug nobody").error["ename"] == "UsageError"
 
 
 def test_without_stdin_the_cell_shows_the_traceback_and_does_not_hang(kernel):
@@ -236,3 +237,27 @@ def test_ipython_debug_still_works(kernel):
     assert "'xxx'" in s.ask("p hidden")
     s.finish(lambda prompt: "q")
     assert s.run.status == "ok"
+
+
+def test_example_notebook_runs_headless_without_hanging():
+    """Test that nbclient (no stdin) runs examples/notebooks/debugging.ipynb: every session prints and continues."""
+    from pathlib import Path
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(__file__).parents[2] / "examples" / "notebooks" / "debugging.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+
+    def text(cell) -> str:
+        return "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in cell.outputs)
+
+    crash, loop, pair, _bg, other, parked, _cleanup = cells[1:]
+    assert "allow_stdin=False" in text(crash) and "post-mortem in actor 'divide'" in text(crash)
+    assert [o.ename for o in crash.outputs if o.output_type == "error"] == ["RemoteActorError"]
+    assert "step 2: total = 3" in text(loop) and "3" in loop.outputs[-1]["data"]["text/plain"]
+    assert "ValueError: one" in text(pair) and "ValueError: two" in text(pair)
+    assert "keep working" in text(other)
+    assert "KeyError: 'found me'" in text(parked)
