@@ -430,6 +430,10 @@ class _Subtree:
                 nodes[node["key"]] = node
         info = _info()
         debug = {"holder": info.debug_holder, "waiting": list(info.debug_waiting), "parked": list(info.debug_parked)}
+        # The root knows who is in (or queued for) the REPL: make those stand out.
+        for key in [debug["holder"], *debug["waiting"], *debug["parked"]]:
+            if key in nodes and nodes[key]["state"] not in ("exited", "crashed", "debugger"):
+                nodes[key] = {**nodes[key], "state": "debugger"}
         if nodes != self.nodes or debug != self.debug:
             self.nodes, self.debug = nodes, debug
             self.version += 1

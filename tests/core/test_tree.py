@@ -158,6 +158,28 @@ async def test_sigkilled_child_shows_the_signal():
 
 
 @trio_test
+async def test_actors_holding_or_waiting_for_the_repl_show_debugger():
+    """Test that the lock holder and the queued actors published at the root show the
+    state "debugger" (the children need not say so themselves)."""
+    async with na.open_nursery(registry_addrs=[private_registry_addr()]) as n:
+        await n.start_actor("holder")
+        await n.start_actor("queued")
+        await n.start_actor("bystander")
+        async with _tree.open_tree_watch(interval=0.1) as watch:
+            snap = await wait_until(watch, lambda nodes: all(
+                (by_name(nodes, x) or {}).get("state") == "idle" for x in ("holder", "queued", "bystander")))
+            uid = lambda name: by_name(snap["nodes"], name)["uid"]  # noqa: E731
+            _tree.set_debug_lock(uid("holder"), [uid("queued")])
+            try:
+                snap = await wait_until(watch, lambda nodes: by_name(nodes, "queued")["state"] == "debugger")
+                assert by_name(snap["nodes"], "holder")["state"] == "debugger"
+                assert by_name(snap["nodes"], "bystander")["state"] == "idle"
+            finally:
+                _tree.set_debug_lock(None)
+        await n.cancel()
+
+
+@trio_test
 async def test_debug_lock_and_state_override_are_published():
     """Test that the debugger hooks (state override, lock holder and queue) reach a watch."""
     async with na.open_root_actor(registry_addrs=[private_registry_addr()]) as actor:
