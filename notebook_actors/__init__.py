@@ -42,6 +42,8 @@ from ._state import current_actor as current_actor
 from ._state import is_root_process as is_root_process
 from ._supervise import ActorNursery as ActorNursery
 from ._supervise import open_nursery as open_nursery
+from ._tree import TreeWatch as TreeWatch
+from ._tree import open_tree_watch as open_tree_watch
 
 __version__ = "0.1.0"
 
@@ -82,5 +84,5 @@ __all__ = [
     "StreamOverrun", "TransportClosed", "breakpoint", "context", "current_actor", "find_actor",
     "find_actors", "get_arbiter", "get_registry", "is_root_process", "log", "msg", "open_nursery",
     "open_root_actor", "pause", "post_mortem", "query_actor", "run", "run_daemon", "stream",
-    "try_set_start_method", "wait_for_actor",
+    "try_set_start_method", "wait_for_actor", "TreeWatch", "open_tree_watch",
 ]

@@ -77,7 +77,7 @@ async def test_nested_tree_with_a_stream_reaches_the_root():
         mid = await n.start_actor("mid", enable_modules=[MOD])
         async with trio.open_nursery() as tn:
             tn.start_soon(lambda: mid.run(relay_from_leaf, name="leaf"))
-            async with _tree.open_tree_watch(interval=0.1) as watch:
+            async with na.open_tree_watch(interval=0.1) as watch:
 
                 def streaming_with_counts(nodes):
                     leaf = by_name(nodes, "leaf")
