@@ -34,5 +34,9 @@ fuzz: $(STAMP)
 	mkdir -p .fuzz-corpus && cp -n fuzz/regressions/* .fuzz-corpus/
 	$(BIN)/python fuzz/fuzz_codec.py -max_total_time=$${FUZZ_SECONDS:-300} -rss_limit_mb=2048 -artifact_prefix=fuzz/ .fuzz-corpus
 
+# the randomized fault-injection test, run for SOAK_SECONDS (default 10 min) of rounds
+soak: $(STAMP)
+	NOTEBOOK_ACTORS_SOAK_SECONDS=$${SOAK_SECONDS:-600} $(BIN)/python -m pytest -q -s --timeout=$$(( $${SOAK_SECONDS:-600} + 300 )) tests/reliability/test_random_faults.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info
