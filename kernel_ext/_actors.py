@@ -189,7 +189,14 @@ class NotebookActors:
         return True
 
     async def _stop(self, handle: ActorHandle) -> None:
-        for path in [p for p in self.handles if p.startswith(handle.path + "/")]:
+        from . import _debugger
+
+        doomed = [p for p in self.handles if p.startswith(handle.path + "/")]
+        uids = {tuple(h.info["uid"]) for h in (handle, *(self.handles[p] for p in doomed)) if h.info.get("uid")}
+        fe = _debugger.front_end()
+        if fe is not None:  # a parked session would keep its actor from being stopped
+            fe.drop_parked(uids, f"actor {handle.path!r} was stopped")
+        for path in doomed:
             self.handles.pop(path, None)
         self.handles.pop(handle.path, None)
         if handle.held is not None:

@@ -261,3 +261,28 @@ def test_example_notebook_runs_headless_without_hanging():
     assert "ValueError: one" in text(pair) and "ValueError: two" in text(pair)
     assert "keep working" in text(other)
     assert "KeyError: 'found me'" in text(parked)
+
+
+def test_killing_a_parked_actor_ends_its_session(kernel):
+    """Test that %actor kill stops an actor parked in its debugger instead of waiting for the session."""
+    assert kernel.run("%%actor doomed --debug --bg\nimport trio\nawait trio.sleep(0)\n1 / 0\n").status == "ok"
+    assert kernel.value(
+        "import trio\nfrom notebook_actors.kernel_ext import _debugger\n"
+        "with trio.fail_after(60):\n"
+        "    while not _debugger.front_end().parked:\n"
+        "        await trio.sleep(0.05)\n"
+        "[p.name for p in _debugger.front_end().parked]"
+    ) == ["doomed"]
+    assert kernel.run("%actor kill doomed").status == "ok"
+    assert kernel.value("from notebook_actors.kernel_ext import _debugger\nlen(_debugger.front_end().parked)") == 0
+    assert kernel.descendants() == []
+
+
+def test_breakpoint_in_the_kernels_own_actor_is_refused_clearly(kernel):
+    """Test that awaiting na.breakpoint() in a plain cell says why it cannot prompt, and frees the REPL."""
+    run = kernel.run("import notebook_actors as na\nawait na.breakpoint()")
+    assert run.status == "error" and "block the event loop" in run.error["evalue"]
+    with Session(kernel, BREAKPOINT_LOOP.replace("range(3)", "range(1)")) as s:  # the lock was released
+        assert s.next_prompt() is not None
+        s.finish()
+    assert s.run.status == "ok"
