@@ -11,7 +11,7 @@ Which cell shows a session (the "view"):
 
 - a running ``%%actor NAME`` cell shows sessions of NAME and of every actor below it;
 - a running plain cell shows sessions of actors that the notebook's ``%%actor`` cells
-  did not spawn (e.g. ``open_nursery(debug_mode=True)`` in the kernel);
+  did not spawn (e.g. ``n.run_in_actor(fn, debug_mode=True)`` in a plain cell);
 - nobody else: the session is *parked* before it queues for the lock (so it blocks
   nobody) until ``%actor debug NAME`` opens it in a new cell.
 
@@ -236,12 +236,15 @@ class NotebookFrontEnd(_debug.ReplFrontEnd):
 
     async def readline(self) -> str:
         view = self._view
-        if view is None or view.closed:
+        if view is None:
             return "c\n"
         prompt, view.prompt = view.prompt, ""
         if view.interrupted:
             view.print(f"{prompt}q  # the cell was interrupted\n")
             return "q\n"
+        if view.closed:  # its cell ended: nobody can answer there any more
+            view.print(f"{prompt}continue  # the cell has ended\n")
+            return "c\n"
         if not view.allow_stdin:
             return self._scripted(view, prompt)
         view.flush()

@@ -286,3 +286,32 @@ def test_breakpoint_in_the_kernels_own_actor_is_refused_clearly(kernel):
         assert s.next_prompt() is not None
         s.finish()
     assert s.run.status == "ok"
+
+
+def test_plain_cell_shows_sessions_of_the_actors_it_spawns(kernel):
+    """Test that a crash in an actor a plain kernel cell spawned in debug mode is debugged in that cell."""
+    code = (
+        "import notebook_actors as na\n"
+        "def explode(depth):\n"
+        "    raise RuntimeError(f'boom at {depth}')\n"
+        "async with na.open_nursery() as n:\n"
+        "    p = await n.run_in_actor(explode, depth=3, debug_mode=True)\n"
+        "    await p.result()\n"
+    )
+    with Session(kernel, code) as s:
+        assert "explode" in s.next_prompt()
+        assert s.ask("p depth").strip().splitlines()[0] == "3"
+        run = s.finish()
+    assert run.status == "error" and "boom at 3" in run.error["evalue"]
+
+
+def test_ipython_pdb_still_works(kernel):
+    """Test that %pdb on opens IPython's post-mortem for a failing kernel cell, over stdin."""
+    assert kernel.run("%pdb on").status == "ok"
+    try:
+        with Session(kernel, "def sink():\n    local_value = 41 + 1\n    raise ValueError(local_value)\nsink()") as s:
+            assert s.next_prompt() is not None
+            assert "42" in s.ask("p local_value")
+            s.finish(lambda prompt: "q")
+    finally:
+        assert kernel.run("%pdb off").status == "ok"
