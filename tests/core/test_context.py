@@ -96,8 +96,8 @@ async def cancels_itself(ctx) -> None:
 
 @na.context
 async def sleeps_until_cancelled(ctx, key: str) -> None:
-    await ctx.started()
-    try:
+    try:  # started() is inside: the cancel may land while it is still sending
+        await ctx.started()
         await trio.sleep_forever()
     finally:
         canceller = ctx.canceller
