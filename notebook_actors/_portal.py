@@ -45,9 +45,74 @@ def func_ref(fn: Callable[..., Any]) -> tuple[str, str, bytes | None]:
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise TypeError(f"{qual} is not importable by name and cloudpickle is missing") from exc
     try:
-        return mod, qual, cloudpickle.dumps(fn)
+        return mod, qual, cloudpickle.dumps(_WithSource.wrap(fn))
     except Exception as exc:
         raise TypeError(f"{qual} cannot be shipped to another actor by value: {exc}") from None
+
+
+class _WithSource:
+    """A function shipped by value together with its source lines.
+
+    cloudpickle renames every code object's file to ``<dynamic-code>``, so the far
+    side's tracebacks and debugger had no source for code defined in a notebook cell.
+    Unpickling this restores the file names (of the function and of the functions it
+    uses by global name) and registers their lines in ``linecache``.
+    """
+
+    def __init__(self, fn: Any, names: dict[str, str], files: dict[str, list[str]]) -> None:
+        self.fn, self.names, self.files = fn, names, files
+
+    @classmethod
+    def wrap(cls, fn: Any) -> Any:
+        import linecache
+
+        names: dict[str, str] = {}  # global name ("" for fn itself) -> its file
+        files: dict[str, list[str]] = {}
+        todo, seen = [("", fn)], set()
+        while todo:
+            name, f = todo.pop()
+            code = getattr(f, "__code__", None)
+            if code is None or id(f) in seen or len(seen) > 100:
+                continue
+            seen.add(id(f))
+            lines = files.get(code.co_filename) or linecache.getlines(code.co_filename)
+            if lines:
+                names[name], files[code.co_filename] = code.co_filename, lines
+            glb = getattr(f, "__globals__", {})
+            todo.extend((n, glb[n]) for n in _code_names(code) if inspect.isfunction(glb.get(n)))
+        return cls(fn, names, files) if names else fn
+
+    def __reduce__(self) -> Any:
+        return _restore_source, (self.fn, self.names, self.files)
+
+
+def _code_names(code: Any) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names |= _code_names(const)
+    return names
+
+
+def _restore_source(fn: Any, names: dict[str, str], files: dict[str, list[str]]) -> Any:
+    import linecache
+
+    for filename, lines in files.items():
+        linecache.cache.setdefault(filename, (sum(map(len, lines)), None, lines, filename))
+
+    def renamed(code: Any, filename: str) -> Any:
+        consts = tuple(renamed(c, filename) if inspect.iscode(c) else c for c in code.co_consts)
+        return code.replace(co_filename=filename, co_consts=consts)
+
+    glb = getattr(fn, "__globals__", {})
+    for name, filename in names.items():
+        f = fn if name == "" else glb.get(name)
+        try:
+            if f.__code__.co_filename == "<dynamic-code>":
+                f.__code__ = renamed(f.__code__, filename)
+        except (AttributeError, TypeError, ValueError):  # not a plain function: keep it as it came
+            pass
+    return fn
 
 
 def _split_target(fn: Any, args: tuple[Any, ...]) -> tuple[str, str, bytes | None]:

@@ -110,10 +110,11 @@ def test_crash_in_a_nested_actor_opens_a_post_mortem_in_the_cell(kernel):
         assert prompt is not None and "divide" in prompt  # the prompt names the crashed actor
         head = s.text()
         assert "post-mortem in actor 'divide'" in head and "ZeroDivisionError: division by zero" in head
-        assert "divide()" in head  # the crashing frame
+        assert "divide()" in head and "ratio = a / b" in head  # the crashing frame, with its source
         assert s.ask("p a, b").strip().splitlines()[0] == "(7, 0)"
         assert s.ask("pp sorted(locals())").strip().splitlines()[0] == "['a', 'b']"
         assert "divide()" in s.ask("where")
+        assert "def divide(a, b):" in s.ask("ll")  # the source of a function defined in the cell
         run = s.finish()  # `c` here, and at the post-mortems of the boxed error up the tree
     assert [p for p in s.prompts if "divide" not in p and "(Pdb++" in p]  # the parents' post-mortems followed
     assert any("middle" in p for p in s.prompts)
@@ -226,7 +227,7 @@ def test_without_stdin_the_cell_shows_the_traceback_and_does_not_hang(kernel):
     run = kernel.run(NESTED_CRASH.replace("outer", "nostdin"))
     assert run.status == "error"
     text = run.stream()
-    assert "allow_stdin=False" in text and "ZeroDivisionError" in text and "divide()" in text
+    assert "allow_stdin=False" in text and "ZeroDivisionError" in text and "ratio = a / b" in text
 
 
 def test_ipython_debug_still_works(kernel):
