@@ -5,7 +5,6 @@ import queue
 import time
 from typing import Callable
 
-import pytest
 from _kernel import CELL_TIMEOUT, CellRun
 
 #: Seconds one poll of a channel waits before the driver looks at the other one.
@@ -211,6 +210,21 @@ def test_parked_session_is_opened_from_a_later_cell(kernel, tmp_path):
         "        await trio.sleep(0.05)\n"
         "[p.name for p in _debugger.front_end().parked]"
     ) == ["bgcrash"]
+    tree = (  # the tree widget's data lists it as parked
+        "from notebook_actors import _tree\n"
+        "async with _tree.open_tree_watch(0.1) as watch:\n"
+        "    tree = watch.snapshot()\n"
+        "[tree['nodes'][key]['name'] for key in tree['debug']['parked']]"
+    )
+    assert kernel.value(tree) == ["bgcrash"]
+    button = (  # the widget's debug button says how to open it
+        "from notebook_actors.widgets._tree_widget import run_action\n"
+        "import notebook_actors as na\n"
+        "answer = await run_action(na.current_actor(), tree, {'action': 'debug', 'key': tree['debug']['parked'][0]})\n"
+        "(answer['ok'], answer['message'])"
+    )
+    ok, message = kernel.value(button)
+    assert ok and "%actor debug bgcrash" in message
     assert kernel.value("%%actor other\n'other work is not blocked'") == "other work is not blocked"
     s = Session(kernel, "%actor debug bgcrash")
     assert s.next_prompt() is not None
