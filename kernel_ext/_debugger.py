@@ -135,7 +135,7 @@ class NotebookFrontEnd(_debug.ReplFrontEnd):
     def __init__(self) -> None:
         self.views: list[CellView] = []
         self.parked: list[Parked] = []
-        self._admitted: dict[Any, deque[CellView]] = {}
+        self._admitted: dict[Any, deque[tuple[CellView, list[Any]]]] = {}
         self._view: CellView | None = None  # the one showing the session open now
         self._uid: Any = None
         self.parked_changed = trio.lowlevel.ParkingLot()
@@ -155,7 +155,7 @@ class NotebookFrontEnd(_debug.ReplFrontEnd):
         view = self._view_for(route)
         if view is None:
             view = await self._park(Parked(uid, kind, route))
-        self._admitted.setdefault(uid, deque()).append(view)
+        self._admitted.setdefault(uid, deque()).append((view, route))
         self._publish()
 
     async def _park(self, parked: Parked) -> CellView:
@@ -189,10 +189,9 @@ class NotebookFrontEnd(_debug.ReplFrontEnd):
 
     # -- the session ------------------------------------------------------------------
     def session_started(self, uid: Any, kind: str) -> None:
-        queue = self._admitted.get(uid)
-        view = queue.popleft() if queue else self._view_for([uid])
-        if queue is not None and not queue:
-            del self._admitted[uid]
+        view, route = self._admitted_view(uid)
+        if view is None or view.closed:  # its cell ended while it queued: another may show it
+            view = self._view_for(route) or view
         self._view, self._uid = view, uid
         if view is not None:
             view.answers = 0
@@ -200,6 +199,14 @@ class NotebookFrontEnd(_debug.ReplFrontEnd):
             waiting = self._waiting_text()
             view.print(f"\n[notebook_actors] debugging actor {_fmt(uid)} ({kind}){waiting}\n")
         self._publish()
+
+    def _admitted_view(self, uid: Any) -> tuple[CellView | None, list[Any]]:
+        """The view chosen when ``uid``'s session was admitted (FIFO per actor)."""
+        queue = self._admitted.get(uid)
+        entry = queue.popleft() if queue else (None, [uid])
+        if queue is not None and not queue:
+            del self._admitted[uid]
+        return entry
 
     def session_ended(self, uid: Any) -> None:
         view = self._view
@@ -225,7 +232,7 @@ class NotebookFrontEnd(_debug.ReplFrontEnd):
 
     def notice(self, text: str) -> None:
         shown: set[int] = set()
-        for view in [self._view, *(v for q in self._admitted.values() for v in q)]:
+        for view in [self._view, *(v for q in self._admitted.values() for v, _ in q)]:
             if view is not None and id(view) not in shown and not view.closed:
                 shown.add(id(view))
                 view.print(f"[notebook_actors] {text}\n", "stderr")

@@ -5,6 +5,8 @@ import queue
 import time
 from typing import Callable
 
+import pytest
+
 from _kernel import CELL_TIMEOUT, CellRun
 
 #: Seconds one poll of a channel waits before the driver looks at the other one.
@@ -330,3 +332,16 @@ def test_ipython_pdb_still_works(kernel):
             s.finish(lambda prompt: "q")
     finally:
         assert kernel.run("%pdb off").status == "ok"
+
+
+def test_interrupt_during_a_nested_post_mortem_ends_every_session_of_the_cell(kernel):
+    """Test that an interrupt while a grandchild's post-mortem waits quits it and the parents' ones."""
+    with Session(kernel, NESTED_CRASH.replace("outer", "nested_stop")) as s:
+        assert "divide" in s.next_prompt()
+        kernel.km.interrupt_kernel()
+        s.pending = None  # nobody answers: the interrupt ends the sessions
+        run = s.finish(lambda prompt: pytest.fail(f"a prompt after the interrupt: {prompt}"))
+    assert run.error["ename"] == "KeyboardInterrupt"
+    assert "q  # the cell was interrupted" in s.text()
+    assert kernel.value("%%actor nested_stop\n'usable'") == "usable"
+    assert [p.pid for p in kernel.descendants()] == [kernel.value("%%actor nested_stop\nimport os\nos.getpid()")]
