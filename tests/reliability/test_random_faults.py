@@ -76,6 +76,9 @@ async def _build_tree(n: na.ActorNursery, rd: Round, task_n: trio.Nursery) -> No
         rd.pids[top] = await portal.run(_faults.getpid)
         if rd.parents[top]:
             rd.pids.update(await task_n.start(_hold_branch, portal, rd.parents[top], rd))
+    for name in rd.names:  # a child registers concurrently with its start: wait for it
+        async with na.wait_for_actor(name):
+            pass
 
 
 async def _hold_branch(portal: na.Portal, names: list[str], rd: Round, task_status=trio.TASK_STATUS_IGNORED) -> None:
