@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -61,8 +62,13 @@ def one_idle_kernel(base: str, token: str, timeout: float = 90) -> str:
     deadline = time.monotonic() + timeout
     while True:
         req = urllib.request.Request(f"{base}/api/kernels", headers={"Authorization": f"token {token}"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            kernels = json.loads(resp.read())
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                kernels = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:  # the server lists a kernel it is dropping: 500
+            if exc.code < 500 or time.monotonic() > deadline:
+                raise
+            kernels = []
         if len(kernels) == 1 and kernels[0]["execution_state"] == "idle":
             return kernels[0]["id"]
         if time.monotonic() > deadline:
