@@ -30,7 +30,7 @@ import trio
 
 from . import _transport
 from ._codec import HEADER, MAX_FRAME, FrameDecoder, InvalidFrame, append_frame
-from ._exceptions import FrameError, HandshakeError, TransportClosed
+from ._exceptions import FrameError, HandshakeError, PeerLeft, TransportClosed
 from .msg import Error, ErrorInfo, Hello, Ident, Proof, Welcome, encoder, handshake_decoder, msg_decoder
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ async def _recv_frame(stream: trio.abc.Stream, rest: bytes, peer: str) -> tuple[
                     raise HandshakeError(f"{peer} sent an invalid handshake: {exc}") from None
         data = await stream.receive_some(HANDSHAKE_MAX_FRAME)
         if not data:
-            raise HandshakeError(f"{peer} closed the connection during the handshake")
+            raise PeerLeft(f"{peer} closed the connection during the handshake")
         buf += data
 
 
@@ -219,7 +219,12 @@ async def handshake_as_dialer(stream: trio.abc.Stream, secret: bytes, me: Ident,
         my_nonce = os.urandom(NONCE_SIZE)
         mac = _mac(secret, b"dial", hello.nonce, my_nonce, _ident_bytes(me))
         await stream.send_all(_frame(Proof(mac, my_nonce, me)))
-        welcome, rest = await _recv_frame(stream, rest, peer)
+        try:
+            welcome, rest = await _recv_frame(stream, rest, peer)
+        except PeerLeft:  # hanging up on our proof is how an acceptor refuses it
+            raise HandshakeError(
+                f"{peer} refused our handshake: is it an actor of this tree (the same secret)?"
+            ) from None
         if not isinstance(welcome, Welcome) or not hmac.compare_digest(
             welcome.mac, _mac(secret, b"accept", hello.nonce, my_nonce, _ident_bytes(welcome.ident))
         ):

@@ -26,6 +26,7 @@ __all__ = [
     "MultiError",
     "NoResult",
     "NoRuntime",
+    "PeerLeft",
     "RemoteActorError",
     "StreamOverrun",
     "TransportClosed",
@@ -163,6 +164,11 @@ class FrameError(ValueError):
 
 class HandshakeError(ConnectionError):
     """Raised when a peer fails the connection handshake (wrong secret or protocol)."""
+
+
+class PeerLeft(HandshakeError):
+    """Raised when a peer hangs up before it finished the handshake (no proof of anything
+    wrong: a probe, or a program that was cancelled while connecting)."""
 
 
 class AsyncioCancelled(Exception):

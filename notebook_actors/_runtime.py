@@ -26,6 +26,7 @@ from ._exceptions import (
     FrameError,
     HandshakeError,
     ModuleNotExposed,
+    PeerLeft,
     RemoteActorError,
     TransportClosed,
 )
@@ -278,7 +279,10 @@ class Actor:
         try:
             ident, rest = await handshake_as_acceptor(stream, self.secret, self.ident, peer)
         except (HandshakeError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            log.warning("actor %s dropped an unauthenticated peer: %s", self.uid, exc)
+            # A peer that just hung up proved nothing wrong (a liveness probe, a program
+            # cancelled while connecting): only a failed or garbled handshake is a warning.
+            hung_up = isinstance(exc, (PeerLeft, trio.BrokenResourceError, trio.ClosedResourceError))
+            log.log(logging.DEBUG if hung_up else logging.WARNING, "actor %s dropped an unauthenticated peer: %s", self.uid, exc)
             with trio.CancelScope(shield=True):
                 await stream.aclose()
             return
