@@ -14,6 +14,7 @@ METRICS: dict[str, tuple[str, str, bool, str | None]] = {
     "spawn10_ms": ("spawn → all results, 10 actors", "ms", False, "spawn10_ms"),
     "rpc_med_us": ("RPC round trip, median", "µs", False, "rpc_med_us"),
     "rpc_p99_us": ("RPC round trip, p99", "µs", False, "rpc_p99_us"),
+    "rpc_reader_task_med_us": ("  floor's ping-pong via a reader task, median", "µs", False, "rpc_med_us"),
     "stream_msgs_s": ("one-way stream", "msg/s", True, "stream_msgs_s"),
     "stream_batched_msgs_s": ("one-way stream, batched writes", "msg/s", True, "stream_batched_msgs_s"),
     "echo_med_us": ("echo round trip (stream), median", "µs", False, "echo_med_us"),

@@ -86,6 +86,49 @@ async def _ping_pong(n: int) -> list[float]:
     return await _with_child("echo", 0, body)
 
 
+async def _ping_pong_via_reader_task(n: int) -> list[float]:
+    """The same ping-pong, but a reader task receives and hands each reply to the
+    caller (as any runtime that multiplexes calls over one socket must): what one
+    extra trio scheduling pass costs."""
+    enc = msgspec.msgpack.Encoder()
+
+    async def body(stream, frames, proc):
+        replies: list = []
+        waiter: list = []
+
+        async def reader() -> None:
+            while True:
+                replies.extend(await frames.next_batch())
+                if waiter:
+                    trio.lowlevel.reschedule(waiter.pop())
+
+        async def wait_reply():
+            while not replies:
+                waiter.append(trio.lowlevel.current_task())
+                await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.SUCCEEDED)
+            return replies.pop(0)
+
+        times = []
+        async with trio.open_nursery() as n:
+            n.start_soon(reader)
+            for i in range(n_calls + 50):
+                out = bytearray()
+                t0 = now()
+                frame(enc, out, [i, 2])
+                await stream.send_all(out)
+                assert await wait_reply() == [i, 4]
+                times.append(now() - t0)
+            n.cancel_scope.cancel()
+        return times[50:]
+
+    n_calls = n
+    return await _with_child("echo", 0, body)
+
+
+def rpc_reader_task(quick: bool) -> dict:
+    return round_trip_summary(trio.run(_ping_pong_via_reader_task, RPC_N[quick]), "rpc_reader_task")
+
+
 def rpc(quick: bool) -> dict:
     return round_trip_summary(trio.run(_ping_pong, RPC_N[quick]), "rpc")
 
@@ -135,6 +178,7 @@ FIGURES = {
     "spawn1": spawn1,
     "spawn10": spawn10,
     "rpc": rpc,
+    "rpc_reader_task": rpc_reader_task,
     "stream": stream,
     "stream_batched": stream_batched,
     "echo": echo,
