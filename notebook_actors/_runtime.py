@@ -86,6 +86,10 @@ def box_error(exc: BaseException, uid: Any, *, canceller: Any = None, exitcode: 
     return ErrorInfo(name, module, message, tb, uid, [uid], canceller, exitcode)
 
 
+#: the names the program's script goes by: ``__main__`` in the root, ``__mp_main__`` in children
+_SCRIPT_NAMES = frozenset({"__main__", "__mp_main__"})
+
+
 class Actor:
     """The actor this process runs (see :func:`notebook_actors.current_actor`).
 
@@ -550,7 +554,10 @@ class Actor:
             if func not in SELF_RPC:
                 raise self._refused(f"actor {self.uid} has no RPC method {func!r}; it offers {sorted(SELF_RPC)}")
             return getattr(self, func)
-        if ns not in self.enable_modules and ns not in RUNTIME_MODULES:
+        if ns in _SCRIPT_NAMES and _SCRIPT_NAMES & set(self.enable_modules):
+            # one script, two names: a child loaded its parent's __main__ as __mp_main__
+            ns = "__main__"
+        elif ns not in self.enable_modules and ns not in RUNTIME_MODULES:
             raise self._refused(
                 f"module {ns!r} is not enabled in actor {self.uid}; pass enable_modules=[{ns!r}]"
             )
