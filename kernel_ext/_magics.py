@@ -132,9 +132,8 @@ def transform_actor_cells(lines: list[str]) -> list[str]:
         m = _LINE_RE.match(stripped)
         if m and not stripped.endswith("?"):
             out.append(_call("actor_line", m.group("line") or "") + "\n")
-        elif _UNLOAD_RE.match(stripped):
-            reload = _UNLOAD_RE.match(stripped).group("verb") == "reload"  # type: ignore[union-attr]
-            out.append(_call("reload" if reload else "unload") + "\n")
+        elif ext_cmd := _UNLOAD_RE.match(stripped):
+            out.append(_call("reload" if ext_cmd.group("verb") == "reload" else "unload") + "\n")
         else:
             out.append(line)
     return out
@@ -165,8 +164,6 @@ async def actor_cell(line: str, cell: str) -> Any:
 
     try:
         args = parse_argstring(_actor_cell_args, line)
-    except UsageError:
-        raise
     except SystemExit:  # argparse on a bad line
         raise UsageError(f"bad %%actor line: {line!r}; see `%%actor?`") from None
     actors = _notebook_actors()
@@ -389,7 +386,7 @@ _trio_cells = True
 _OUR_CALLS = {"actor_cell", "actor_line", "unload", "reload"}
 
 
-def _make_run_code(shell: Any, original: Any) -> Any:
+def _make_run_code(original: Any) -> Any:
     async def run_code(code_obj: Any, result: Any = None, *, async_: bool = False) -> Any:
         if async_ and _guest.current() is not None and (_trio_cells or _OUR_CALLS & set(code_obj.co_names)):
             _pending_code.append(code_obj)
@@ -487,7 +484,7 @@ def load(shell: Any) -> None:
     if transform_actor_cells not in shell.input_transformers_cleanup:
         shell.input_transformers_cleanup.insert(0, transform_actor_cells)
     if not getattr(shell.run_code, "_notebook_actors", False):
-        shell.run_code = _make_run_code(shell, shell.run_code)
+        shell.run_code = _make_run_code(shell.run_code)
     from . import _debugger
 
     _debugger.install()
