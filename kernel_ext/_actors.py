@@ -99,7 +99,7 @@ class ActorHandle:
     def __init__(self, path: str, opts: dict[str, Any]) -> None:
         self.path = path
         self.name = path.rsplit("/", 1)[-1]
-        self.parent = path.rsplit("/", 1)[0] if "/" in path else None
+        self.parent = parent_path(path)
         self.opts = opts
         self.portal: Any = None
         self.info: dict[str, Any] = {}
@@ -129,7 +129,13 @@ class ActorHandle:
         return "running" if self.alive else "exited"
 
 
+def parent_path(path: str) -> str | None:
+    """``"a/b/c"`` -> ``"a/b"``; a top-level actor has none."""
+    return path.rsplit("/", 1)[0] if "/" in path else None
+
+
 def check_path(path: str) -> str:
+    """``path`` normalised (no outer slashes); ValueError unless each part is a name."""
     parts = path.strip("/").split("/")
     for part in parts:
         if not part.isidentifier():
@@ -151,7 +157,7 @@ class NotebookActors:
     async def ensure(self, path: str, opts: dict[str, Any], *, new: bool = False) -> ActorHandle:
         """The actor at ``path``, spawned (with its missing parents) when needed."""
         path = check_path(path)
-        parent = path.rsplit("/", 1)[0] if "/" in path else None
+        parent = parent_path(path)
         if parent is not None:
             await self.ensure(parent, {})
         async with self._lock(path):
