@@ -8,16 +8,17 @@ starts its trio run from an already-imported interpreter and connects back to th
 actor that asked for it, exactly as a subprocess child does.
 
 Who owns the template: the first actor in a process that spawns with
-``start_method="forkserver"`` starts it (or call :func:`ensure_started` early, as the
-kernel extension should, so that even the first spawn is fast); it stops when that
-actor's runtime ends (started outside a runtime: call :func:`stop`). Descendants find it through the ``NOTEBOOK_ACTORS_FORKSERVER``
-environment variable and reuse it.
+``start_method="forkserver"`` starts it (or call :func:`ensure_started` early, so
+that even the first spawn is fast); it stops when that actor's runtime ends (started
+outside a runtime: call :func:`stop`). Descendants find it through the
+``NOTEBOOK_ACTORS_FORKSERVER`` environment variable and reuse it.
 
 Traps:
 - The template snapshots the environment and ``sys.path`` of the moment it started;
   a child gets its spawner's ``sys.path`` and working directory from the request, but
   environment variables set later in the spawner do not reach it.
-- Forked actors are children of the template, not of the actor that spawned them.
+- Forked actors are children of the template, not of the actor that spawned them,
+  and ``ps`` shows them with the template's command line.
   Their exit status travels back over the request's connection; zombie safety holds:
   a forked actor exits when its parent's channel closes, and dies with the template
   (``PR_SET_PDEATHSIG``), which dies with its owner.
