@@ -19,7 +19,6 @@ import linecache
 import os
 import signal
 import sys
-import time
 import traceback
 import types
 from collections import deque
@@ -365,7 +364,6 @@ class Held:
         self.info: dict[str, Any] = {}
         self.state = "starting"
         self.error: str | None = None
-        self.started_at = time.time()
         self._stop = trio.Event()
         self.done = trio.Event()
 
@@ -422,11 +420,3 @@ async def stop_child(name: str) -> bool:
     held.stop()
     await held.done.wait()
     return True
-
-
-def children() -> list[dict[str, Any]]:
-    """RPC: this actor's notebook-spawned children."""
-    return [
-        {"name": h.name, "state": h.state, "error": h.error, "started_at": h.started_at, **h.info}
-        for h in _children.values()
-    ]
