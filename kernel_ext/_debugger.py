@@ -44,8 +44,7 @@ log = logging.getLogger("notebook_actors.kernel.debugger")
 _STDIN_RECHECK = 0.5
 
 
-def _fmt(uid: Any) -> str:
-    return _debug._fmt(uid)
+_fmt = _debug._fmt  # one way to show a uid in every debugger message
 
 
 def _kernel() -> Any:
@@ -288,7 +287,7 @@ class NotebookFrontEnd(_debug.ReplFrontEnd):
         )
 
     def _waiting_text(self) -> str:
-        waiting = [uid for uid, _ in _debug._lock._queue]
+        waiting = _debug._lock.waiting()
         parked = [p.uid for p in self.parked]
         text = ""
         if waiting:
@@ -302,7 +301,7 @@ class NotebookFrontEnd(_debug.ReplFrontEnd):
         try:
             from notebook_actors import _tree
 
-            _tree.set_debug_lock(_debug._lock.holder, [uid for uid, _ in _debug._lock._queue])
+            _tree.set_debug_lock(_debug._lock.holder, _debug._lock.waiting())
             _tree.set_debug_parked([p.uid for p in self.parked])
         except Exception:  # the widget's view must never break a session
             log.debug("could not publish the debugger state", exc_info=True)

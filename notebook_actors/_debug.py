@@ -202,6 +202,10 @@ class _TreeLock:
         self.holder: Any = None
         self._queue: deque[tuple[Any, trio.Event]] = deque()
 
+    def waiting(self) -> list[Any]:
+        """The uids queued for the REPL, first in line first."""
+        return [uid for uid, _ in self._queue]
+
     def try_acquire(self, uid: Any) -> bool:
         if self.holder is None and not self._queue:
             self.holder = uid
@@ -214,7 +218,7 @@ class _TreeLock:
             return
         entry = (uid, trio.Event())
         self._queue.append(entry)
-        waiting = ", ".join(_fmt(u) for u, _ in self._queue)
+        waiting = ", ".join(_fmt(u) for u in self.waiting())
         get_front_end().notice(f"REPL held by {_fmt(self.holder)}; waiting: {waiting}")
         try:
             await entry[1].wait()
