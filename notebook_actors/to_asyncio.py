@@ -112,12 +112,8 @@ class GuestRun:
         The run ends once every trio task has unwound: await :meth:`wait` for that.
         """
         self._cancel_requested = True
-        if self._scope is None or self._token is None or self.done():
-            return  # the main task cancels itself when it starts
-        try:
-            self._token.run_sync_soon(self._scope.cancel)
-        except trio.RunFinishedError:
-            pass
+        if self._scope is not None:  # else the main task cancels itself when it starts
+            _call_in_trio(self, self._scope.cancel)
 
     async def wait(self) -> Any:
         """Wait (in asyncio) until the trio run has ended; return its result or raise its
