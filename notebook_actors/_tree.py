@@ -253,28 +253,36 @@ def _derived_state(actor: Any, calls: list[dict[str, Any]]) -> str:
     return "idle"
 
 
+def _node(uid: Any, parent: str | None, state: str, **known: Any) -> dict[str, Any]:
+    """A tree node with every key present: what the describer does not know (a parent
+    knows little about a child) stays empty."""
+    node = {
+        "key": key_of(uid), "name": uid[0], "uid": list(uid), "pid": None, "parent": parent,
+        "state": state, "exitcode": None, "error": None, "started": None, "cpu": 0.0, "rss": 0,
+        "addr": None, "activity": None, "calls": [], "output": [],
+    }
+    node.update(known)
+    return node
+
+
 def describe_actor(actor: Any) -> dict[str, Any]:
     """This actor as a tree node (see the module docstring)."""
     info = _info()
     calls = _calls(actor, info)
     parent = actor.parent_chan.uid if actor.parent_chan is not None else None
-    return {
-        "key": key_of(actor.uid),
-        "name": actor.name,
-        "uid": list(actor.uid),
-        "pid": actor.pid,
-        "parent": key_of(parent) if parent else None,
-        "state": info.state_override or _derived_state(actor, calls),
-        "exitcode": None,
-        "error": None,
-        "started": info.started,
-        "cpu": info.cpu_percent(),
-        "rss": info.rss(),
-        "addr": actor.accept_addr,
-        "activity": info.activity,
-        "calls": calls,
-        "output": list(info.output),
-    }
+    return _node(
+        actor.uid,
+        key_of(parent) if parent else None,
+        info.state_override or _derived_state(actor, calls),
+        pid=actor.pid,
+        started=info.started,
+        cpu=info.cpu_percent(),
+        rss=info.rss(),
+        addr=actor.accept_addr,
+        activity=info.activity,
+        calls=calls,
+        output=list(info.output),
+    )
 
 
 #: (actor, child record, monotonic time) of children that exited lately, so that a
@@ -316,23 +324,15 @@ def _record_node(child: Any, parent_key: str) -> dict[str, Any]:
         state = "spawning"
     else:
         state = "running"
-    return {
-        "key": key_of(child.uid),
-        "name": child.name,
-        "uid": list(child.uid),
-        "pid": proc.pid if proc is not None else None,
-        "parent": parent_key,
-        "state": state,
-        "exitcode": code if child.exited.is_set() else None,
-        "error": error,
-        "started": None,
-        "cpu": 0.0,
-        "rss": 0,
-        "addr": child.chan.raddr,
-        "activity": None,
-        "calls": [],
-        "output": [],
-    }
+    return _node(
+        child.uid,
+        parent_key,
+        state,
+        pid=proc.pid if proc is not None else None,
+        exitcode=code if child.exited.is_set() else None,
+        error=error,
+        addr=child.chan.raddr,
+    )
 
 
 # -- merging children's subtrees -------------------------------------------------------
