@@ -6,3 +6,12 @@ from ._broadcast import broadcast_receiver as broadcast_receiver
 from ._cluster import open_actor_cluster as open_actor_cluster
 from ._mngrs import gather_contexts as gather_contexts
 from ._mngrs import maybe_open_context as maybe_open_context
+
+__all__ = [
+    "BroadcastReceiver",
+    "Lagged",
+    "broadcast_receiver",
+    "gather_contexts",
+    "maybe_open_context",
+    "open_actor_cluster",
+]
