@@ -34,10 +34,12 @@ def test_every_public_name_has_a_docstring(name):
 
 @pytest.mark.parametrize("name", PUBLIC_SUBMODULES)
 def test_public_submodules_import(name):
-    """Test that each public submodule imports and documents itself."""
+    """Test that each public submodule imports, documents itself and declares __all__
+    naming only what it has."""
     module = importlib.import_module(f"notebook_actors.{name}")
     assert (module.__doc__ or "").strip()
-    for attr in getattr(module, "__all__", ()):
+    assert module.__all__
+    for attr in module.__all__:
         assert hasattr(module, attr), f"notebook_actors.{name}.__all__ lists missing {attr!r}"
 
 
