@@ -73,6 +73,7 @@ def load_ipython_extension(ipython) -> None:
 
 
 def unload_ipython_extension(ipython) -> None:
+    """``%unload_ext notebook_actors``: detach the magics and stop the actor tree."""
     from .kernel_ext import unload_ipython_extension as unload
 
     unload(ipython)
