@@ -83,18 +83,22 @@ class ReplFrontEnd:
         root's direct child."""
 
     def session_started(self, uid: Any, kind: str) -> None:
-        pass
+        """Actor ``uid`` got the lock: its session (``kind``: "breakpoint" or "post-mortem")
+        is shown from now on."""
 
     def session_ended(self, uid: Any) -> None:
-        pass
+        """The session of ``uid`` is over (the lock passes on next)."""
 
     def write(self, text: str) -> None:
+        """Show REPL output; it may end mid-line (a prompt waits for its answer)."""
         raise NotImplementedError
 
     async def readline(self) -> str:
+        """The user's next line for a routed session (see the class docs)."""
         raise NotImplementedError
 
     def readline_blocking(self) -> str:
+        """The next line for a session of the root actor itself; may raise to refuse."""
         raise NotImplementedError
 
     def notice(self, text: str) -> None:
