@@ -110,6 +110,8 @@ class Context:
         self._inbox: deque[Any] = deque()
         self._arrived = trio.lowlevel.ParkingLot()
         self._final: Any = None  # the Return or Error that ended the call
+        # caller side: the open_context body, interrupted when the far end fails
+        self._body_scope: trio.CancelScope | None = None
         self._started = False
         self._stream: MsgStream | None = None
         self._stream_opened = False
@@ -159,6 +161,8 @@ class Context:
         else:
             if kind is Return or kind is Error:
                 self._final = msg
+                if kind is Error and self._body_scope is not None and not self.cancel_called:
+                    self._body_scope.cancel()  # the far end failed or cancelled: stop waiting on it
             self._inbox.append(msg)
         self._arrived.unpark_all()
         self._credit_lot.unpark_all()
@@ -729,15 +733,20 @@ async def open_context_from(portal: Any, fn: Any, kwargs: dict[str, Any]) -> Asy
     except BaseException:
         await ctx._cancel_and_wait()
         raise
+    ctx._body_scope = trio.CancelScope()
     try:
-        yield ctx, first
+        with ctx._body_scope:
+            yield ctx, first
     except BaseException as exc:
         # The body failed or was cancelled: stop the far end, then let the body's error
         # win; a different failure of the far end is not lost, it becomes a note.
         await ctx._cancel_and_wait()
         _note_far_end_error(ctx, exc)
         raise
+    finally:
+        ctx._body_scope = None
     try:
+        # Also raises the far end's error when it is what interrupted the body.
         await ctx.result()
     finally:
         ctx.chan.ctxs.pop(ctx.cid, None)

@@ -381,10 +381,6 @@ def test_context_misuse_cancel_and_overrun(reg):
     trio.run(main)
 
 
-@pytest.mark.xfail(strict=True, raises=trio.TooSlowError, reason=(
-    "gap: a far-end error or cancel does not cancel the caller's open_context body "
-    "(tractor cancels it); the error surfaces only when the body ends or reads the stream"
-))
 def test_far_end_cancel_interrupts_the_callers_block(reg):
     """Test that a callee cancelling its context interrupts the caller's block, which
     then raises ContextCancelled (tractor's behaviour)."""

@@ -200,6 +200,23 @@ def test_callee_error_is_raised_when_the_block_ends(reg):
     trio.run(main)
 
 
+def test_callee_error_interrupts_a_waiting_block(reg):
+    """Test that a callee failing while the caller's block waits on something else
+    cancels that block, which then raises the callee's error (it does not hang)."""
+
+    async def main() -> None:
+        async with na.open_nursery(**reg) as n:
+            portal = await n.start_actor("interrupter", enable_modules=[__name__])
+            with pytest.raises(na.RemoteActorError, match="callee broke") as info:
+                async with portal.open_context(fails_after_started):
+                    with trio.fail_after(10):  # hang guard
+                        await trio.sleep_forever()
+            assert info.value.type is ValueError
+            await portal.cancel_actor()
+
+    trio.run(main)
+
+
 def test_callee_cancel_raises_context_cancelled_in_caller(reg):
     """Test that ctx.cancel() in the callee raises ContextCancelled in the caller naming
     the callee as canceller, with the remote traceback text in msgdata."""
