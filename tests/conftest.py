@@ -1,4 +1,5 @@
-"""Test-wide guards: every test must leave no actor process behind."""
+"""Test-wide fixtures: a private registry per test, and the guard that every test
+leaves no actor process behind."""
 from __future__ import annotations
 
 import os
@@ -7,6 +8,8 @@ import uuid
 
 import psutil
 import pytest
+
+from notebook_actors import testing
 
 
 # Marks the processes this pytest run starts (children inherit the environment), so
@@ -82,3 +85,9 @@ def no_leftover_processes(request):
             except psutil.NoSuchProcess:
                 pass
         pytest.fail(f"test left {len(desc)} process(es) behind: {desc}")
+
+
+@pytest.fixture
+def reg():
+    """Root kwargs for a tree alone on this host (its own registry socket)."""
+    return {"registry_addrs": [testing.private_registry_addr()]}

@@ -14,15 +14,10 @@ import pytest
 import trio
 
 import notebook_actors as na
-from notebook_actors import log, msg, testing, to_asyncio, trionics
+from notebook_actors import log, msg, to_asyncio, trionics
 from notebook_actors._portal import LocalPortal
 
 TIMEOUT = 60
-
-
-@pytest.fixture
-def reg():
-    return {"registry_addrs": [testing.private_registry_addr()]}
 
 
 def params_of(fn) -> dict[str, object]:

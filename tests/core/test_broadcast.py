@@ -7,13 +7,7 @@ import trio
 import trio.testing
 
 import notebook_actors as na
-from notebook_actors import testing
 from notebook_actors.trionics import BroadcastReceiver, Lagged, broadcast_receiver
-
-
-@pytest.fixture
-def reg():
-    return {"registry_addrs": [testing.private_registry_addr()]}
 
 
 @na.context

@@ -18,11 +18,6 @@ from notebook_actors import _spawn, testing
 GRACE = 0.5
 
 
-@pytest.fixture
-def reg():
-    return {"registry_addrs": [testing.private_registry_addr()]}
-
-
 async def sleep_forever() -> None:
     await trio.sleep_forever()
 

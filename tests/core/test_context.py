@@ -30,11 +30,6 @@ async def wait_recorded(key: str) -> object:
     return RECORD[key]
 
 
-@pytest.fixture
-def reg():
-    return {"registry_addrs": [testing.private_registry_addr()]}
-
-
 @na.context
 async def greeter(ctx, name: str) -> str:
     await ctx.started(f"hello {name}")

@@ -31,11 +31,6 @@ def trio_test(fn):
     return wrapper
 
 
-@pytest.fixture
-def reg():
-    return {"registry_addrs": [testing.private_registry_addr()]}
-
-
 def my_uid() -> list:
     return list(na.current_actor().uid)
 

@@ -9,16 +9,10 @@ import pytest
 import trio
 
 import notebook_actors as na
-from notebook_actors import testing
 
 
 class CustomError(Exception):
     """An error class the caller can import too."""
-
-
-@pytest.fixture
-def reg():
-    return {"registry_addrs": [testing.private_registry_addr()]}
 
 
 def raise_custom(msg: str) -> None:

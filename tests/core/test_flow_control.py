@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import psutil
-import pytest
 import trio
 import trio.testing
 
@@ -28,11 +27,6 @@ def record(key: str, value: object) -> None:
 async def wait_recorded(key: str) -> object:
     await _event(key).wait()
     return RECORD[key]
-
-
-@pytest.fixture
-def reg():
-    return {"registry_addrs": [testing.private_registry_addr()]}
 
 
 @na.context

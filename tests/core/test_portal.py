@@ -13,11 +13,6 @@ from notebook_actors import testing
 CALLS: list[int] = []
 
 
-@pytest.fixture
-def reg():
-    return {"registry_addrs": [testing.private_registry_addr()]}
-
-
 def add(a: int, b: int) -> int:
     return a + b
 

@@ -15,11 +15,6 @@ import notebook_actors as na
 from notebook_actors import testing
 
 
-@pytest.fixture
-def reg():
-    return {"registry_addrs": [testing.private_registry_addr()]}
-
-
 def whoami() -> dict:
     actor = na.current_actor()
     return {

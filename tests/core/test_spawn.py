@@ -10,14 +10,9 @@ import pytest
 import trio
 
 import notebook_actors as na
-from notebook_actors import _spawn, testing
+from notebook_actors import _spawn
 
 METHODS = list(_spawn.START_METHODS)
-
-
-@pytest.fixture
-def reg():
-    return {"registry_addrs": [testing.private_registry_addr()]}
 
 
 @pytest.fixture

@@ -12,11 +12,6 @@ import notebook_actors as na
 from notebook_actors import testing
 
 
-@pytest.fixture
-def reg():
-    return {"registry_addrs": [testing.private_registry_addr()]}
-
-
 async def slow_square(x: int, release: str) -> int:
     """Returns only once ``release`` exists: the test decides when it ends."""
     await trio.to_thread.run_sync(testing.wait_for_path, release, 60)

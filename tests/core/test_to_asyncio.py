@@ -16,11 +16,6 @@ from notebook_actors import testing, to_asyncio
 HANG_GUARD = 60
 
 
-@pytest.fixture
-def reg():
-    return {"registry_addrs": [testing.private_registry_addr()]}
-
-
 def other_asyncio_tasks() -> list[asyncio.Task]:
     return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
 

@@ -8,7 +8,6 @@ import pytest
 import trio
 
 import notebook_actors as na
-from notebook_actors import testing
 
 
 class Point(msgspec.Struct):
@@ -20,11 +19,6 @@ class Order(msgspec.Struct):
     item: str
     qty: int
     points: list[Point] = []
-
-
-@pytest.fixture
-def reg():
-    return {"registry_addrs": [testing.private_registry_addr()]}
 
 
 @na.context

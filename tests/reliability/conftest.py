@@ -1,16 +1,9 @@
-"""Reliability fixtures: a private registry per test, and a file-descriptor guard."""
+"""Reliability fixtures: a file-descriptor guard (``reg`` comes from tests/conftest.py)."""
 from __future__ import annotations
 
 import pytest
 
-from notebook_actors import testing
 from notebook_actors.testing._faults import open_fds
-
-
-@pytest.fixture
-def reg():
-    """Root kwargs for a tree alone on this host (its own registry socket)."""
-    return {"registry_addrs": [testing.private_registry_addr()]}
 
 
 @pytest.fixture
