@@ -1,4 +1,5 @@
-"""Helpers for testing code that spawns actors: find processes, wait them out.
+"""Helpers for testing code that spawns actors: find processes, wait them out, and read
+back what an actor recorded (``record`` / ``wait_recorded``).
 
 They poll the process table with a bound (never an unbounded wait), so a test that
 checks "nothing is left" fails with the list of survivors instead of hanging.
@@ -14,14 +15,20 @@ from typing import Iterable
 
 import psutil
 
+from ._record import RECORDER, record, recorded, wait_recorded
+
 __all__ = [
+    "RECORDER",
     "alive",
     "descendants",
     "kill_all",
     "private_registry_addr",
+    "record",
+    "recorded",
     "run_script",
     "start_script",
     "wait_for_path",
+    "wait_recorded",
     "wait_until_gone",
 ]
 

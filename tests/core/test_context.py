@@ -5,29 +5,7 @@ import pytest
 import trio
 
 import notebook_actors as na
-from notebook_actors import testing
-
-#: What callees saw, per test key; read back with ``portal.run(recorded, key=...)``.
-RECORD: dict[str, object] = {}
-_EVENTS: dict[str, trio.Event] = {}
-
-
-def _event(key: str) -> trio.Event:
-    return _EVENTS.setdefault(key, trio.Event())
-
-
-def record(key: str, value: object) -> None:
-    RECORD[key] = value
-    _event(key).set()
-
-
-def recorded(key: str) -> object:
-    return RECORD.get(key)
-
-
-async def wait_recorded(key: str) -> object:
-    await _event(key).wait()
-    return RECORD[key]
+from notebook_actors.testing import RECORDER, record, recorded, wait_recorded
 
 
 @na.context
@@ -239,7 +217,7 @@ def test_caller_cancel_is_seen_by_callee_and_result_is_none(reg):
 
     async def main() -> None:
         async with na.open_nursery(**reg) as n:
-            portal = await n.start_actor("cancelled", enable_modules=[__name__])
+            portal = await n.start_actor("cancelled", enable_modules=[__name__, RECORDER])
             me = na.current_actor().uid
             async with portal.open_context(sleeps_until_cancelled, key="caller-cancel") as (ctx, _):
                 await ctx.cancel()
@@ -273,7 +251,7 @@ def test_body_error_cancels_callee_and_wins(reg):
 
     async def main() -> None:
         async with na.open_nursery(**reg) as n:
-            portal = await n.start_actor("bodyfail", enable_modules=[__name__])
+            portal = await n.start_actor("bodyfail", enable_modules=[__name__, RECORDER])
             with pytest.raises(ZeroDivisionError):
                 async with portal.open_context(sleeps_until_cancelled, key="body-error"):
                     1 / 0
@@ -288,7 +266,7 @@ def test_caller_cancelled_by_its_scope_cancels_callee(reg):
 
     async def main() -> None:
         async with na.open_nursery(**reg) as n:
-            portal = await n.start_actor("scoped", enable_modules=[__name__])
+            portal = await n.start_actor("scoped", enable_modules=[__name__, RECORDER])
             with trio.CancelScope() as scope:
                 async with portal.open_context(sleeps_until_cancelled, key="scope") as (ctx, _):
                     scope.cancel()

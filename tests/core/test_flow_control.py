@@ -9,24 +9,7 @@ import trio
 import trio.testing
 
 import notebook_actors as na
-from notebook_actors import testing
-
-RECORD: dict[str, object] = {}
-_EVENTS: dict[str, trio.Event] = {}
-
-
-def _event(key: str) -> trio.Event:
-    return _EVENTS.setdefault(key, trio.Event())
-
-
-def record(key: str, value: object) -> None:
-    RECORD[key] = value
-    _event(key).set()
-
-
-async def wait_recorded(key: str) -> object:
-    await _event(key).wait()
-    return RECORD[key]
+from notebook_actors.testing import RECORDER, record, wait_recorded
 
 
 @na.context
@@ -86,7 +69,7 @@ def test_sender_waits_when_the_receiver_buffer_is_full(reg):
 
     async def main() -> None:
         async with na.open_nursery(**reg) as n:
-            portal = await n.start_actor("bp", enable_modules=[__name__])
+            portal = await n.start_actor("bp", enable_modules=[__name__, RECORDER])
             async with portal.open_context(blocked_sender, count=100) as (ctx, _):
                 async with ctx.open_stream(msg_buffer_size=8) as stream:
                     await stream.send("go")
@@ -109,7 +92,7 @@ def test_overrun_raises_in_the_sender_without_backpressure(reg):
 
     async def main() -> None:
         async with na.open_nursery(**reg) as n:
-            portal = await n.start_actor("overrun", enable_modules=[__name__])
+            portal = await n.start_actor("overrun", enable_modules=[__name__, RECORDER])
             async with portal.open_context(overrunner) as (ctx, _):
                 async with ctx.open_stream(msg_buffer_size=16):
                     assert await ctx.result() == 16
@@ -126,7 +109,7 @@ def test_allow_overruns_never_limits_the_sender(reg):
 
     async def main() -> None:
         async with na.open_nursery(**reg) as n:
-            portal = await n.start_actor("flood", enable_modules=[__name__])
+            portal = await n.start_actor("flood", enable_modules=[__name__, RECORDER])
             async with portal.open_context(flooder, count=3000) as (ctx, _):
                 async with ctx.open_stream(allow_overruns=True, msg_buffer_size=4) as stream:
                     assert await portal.run(wait_recorded, key="flooded") == 3000

@@ -10,24 +10,7 @@ import trio
 import trio.testing
 
 import notebook_actors as na
-from notebook_actors import testing
-
-RECORD: dict[str, object] = {}
-_EVENTS: dict[str, trio.Event] = {}
-
-
-def _event(key: str) -> trio.Event:
-    return _EVENTS.setdefault(key, trio.Event())
-
-
-def record(key: str, value: object) -> None:
-    RECORD[key] = value
-    _event(key).set()
-
-
-async def wait_recorded(key: str) -> object:
-    await _event(key).wait()
-    return RECORD[key]
+from notebook_actors.testing import RECORDER, record, wait_recorded
 
 
 # -- endpoints ---------------------------------------------------------------------------
@@ -265,7 +248,7 @@ def test_leaving_open_stream_from_early_cancels_the_generator(reg):
 
     async def main() -> None:
         async with na.open_nursery(**reg) as n:
-            portal = await n.start_actor("early", enable_modules=[__name__])
+            portal = await n.start_actor("early", enable_modules=[__name__, RECORDER])
             async with portal.open_stream_from(counter_recording, key="gen") as stream:
                 async for v in stream:
                     if v == 100:
@@ -306,7 +289,7 @@ def test_receiver_closes_first_ends_the_sender_cleanly(reg):
 
     async def main() -> None:
         async with na.open_nursery(**reg) as n:
-            portal = await n.start_actor("endless", enable_modules=[__name__])
+            portal = await n.start_actor("endless", enable_modules=[__name__, RECORDER])
             async with portal.open_context(send_forever, key="endless") as (ctx, _):
                 async with ctx.open_stream(msg_buffer_size=4) as stream:
                     async for v in stream:
@@ -364,7 +347,7 @@ def test_caller_error_mid_stream_cancels_the_callee(reg):
 
     async def main() -> None:
         async with na.open_nursery(**reg) as n:
-            portal = await n.start_actor("callerfail", enable_modules=[__name__])
+            portal = await n.start_actor("callerfail", enable_modules=[__name__, RECORDER])
             with pytest.raises(LookupError):
                 async with portal.open_context(stream_until_cancelled, key="callerfail") as (ctx, _):
                     async with ctx.open_stream() as stream:
@@ -383,7 +366,7 @@ def test_either_side_cancelled_mid_stream(reg):
 
     async def main() -> None:
         async with na.open_nursery(**reg) as n:
-            portal = await n.start_actor("cancels", enable_modules=[__name__])
+            portal = await n.start_actor("cancels", enable_modules=[__name__, RECORDER])
             with pytest.raises(na.ContextCancelled) as info:
                 async with portal.open_context(cancel_mid_stream) as (ctx, _):
                     async with ctx.open_stream() as stream:
@@ -448,7 +431,7 @@ def test_stream_opened_late_on_one_side_gets_its_credit(reg):
 
     async def main() -> None:
         async with na.open_nursery(**reg) as n:
-            portal = await n.start_actor("late", enable_modules=[__name__])
+            portal = await n.start_actor("late", enable_modules=[__name__, RECORDER])
             async with portal.open_context(late_opener) as (ctx, _):
                 async with ctx.open_stream(backpressure=False) as stream:
 
@@ -484,7 +467,7 @@ def test_a_cancelled_receive_or_send_loses_and_sends_nothing(reg):
 
     async def main() -> None:
         async with na.open_nursery(**reg) as n:
-            portal = await n.start_actor("nolose", enable_modules=[__name__])
+            portal = await n.start_actor("nolose", enable_modules=[__name__, RECORDER])
             async with portal.open_context(send_two_then_record, key="two") as (ctx, _):
                 async with ctx.open_stream() as stream:
                     # the reply to this call travels behind both messages
@@ -544,7 +527,7 @@ def test_caller_error_caught_inside_open_context_still_ends_the_callee(reg):
 
     async def main() -> None:
         async with na.open_nursery(**reg) as n:
-            portal = await n.start_actor("caught", enable_modules=[__name__])
+            portal = await n.start_actor("caught", enable_modules=[__name__, RECORDER])
             async with portal.open_context(stream_until_cancelled, key="caught") as (ctx, _):
                 with pytest.raises(LookupError):
                     async with ctx.open_stream() as stream:

@@ -1,0 +1,46 @@
+"""The helpers in notebook_actors.testing that run inside actors: record / wait_recorded."""
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import trio
+
+import notebook_actors as na
+from notebook_actors import testing
+
+
+async def record_my_name(key: str) -> None:
+    testing.record(key, na.current_actor().name)
+
+
+def test_a_test_reads_back_what_an_actor_recorded(reg):
+    """Test that a value recorded in an actor is read back by wait_recorded and recorded
+    there, and that an unrecorded key reads as None."""
+
+    async def main() -> None:
+        async with na.open_nursery(**reg) as n:
+            portal = await n.start_actor("rec", enable_modules=[__name__, testing.RECORDER])
+            async with trio.open_nursery() as tn:
+                tn.start_soon(partial(portal.run, record_my_name, key="who"))
+                assert await portal.run(testing.wait_recorded, key="who") == "rec"
+            assert await portal.run(testing.recorded, key="who") == "rec"
+            assert await portal.run(testing.recorded, key="nobody") is None
+            await portal.cancel_actor()
+
+    trio.run(main)
+
+
+def test_reading_records_needs_the_recorder_enabled(reg):
+    """Test that reading records from an actor without RECORDER in enable_modules is
+    refused with an error naming the module to enable."""
+
+    async def main() -> None:
+        async with na.open_nursery(**reg) as n:
+            portal = await n.start_actor("closed", enable_modules=[__name__])
+            with pytest.raises(na.RemoteActorError, match="enable_modules=.'notebook_actors.testing._record'") as info:
+                await portal.run(testing.recorded, key="who")
+            assert info.value.type is na.ModuleNotExposed
+            await portal.cancel_actor()
+
+    trio.run(main)
