@@ -25,6 +25,7 @@ __all__ = [
     "private_registry_addr",
     "record",
     "recorded",
+    "run_example",
     "run_script",
     "start_script",
     "wait_for_path",
@@ -110,6 +111,20 @@ def run_script(path: str, *args: str, timeout: float = 60.0, env: dict[str, str]
         out, err = proc.communicate()
         raise AssertionError(f"{path} did not finish within {timeout}s:\n{out}\n{err}") from None
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def run_example(path: str, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run an example script alone on this host and check it exited 0; return its result.
+
+    The script's root gets a fresh private registry (``$NOTEBOOK_ACTORS_REGISTRY``,
+    unless ``env`` names one), so it never joins, or is found by, another program's
+    tree on this host. ``timeout`` is a hang guard. A non-zero exit raises
+    AssertionError with the script's stderr.
+    """
+    env = {"NOTEBOOK_ACTORS_REGISTRY": private_registry_addr(), **(env or {})}
+    result = run_script(path, *args, timeout=timeout, env=env)
+    assert result.returncode == 0, f"{path} exited {result.returncode}:\n{result.stderr}"
+    return result
 
 
 def private_registry_addr() -> str:

@@ -13,10 +13,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "parallelism"
 
 
 def run_example(name: str) -> str:
-    # a private registry: never join another program's tree on this host
-    env = {"NOTEBOOK_ACTORS_REGISTRY": testing.private_registry_addr()}
-    result = testing.run_script(str(EXAMPLES / name), timeout=100, env=env)
-    assert result.returncode == 0, result.stderr
+    result = testing.run_example(str(EXAMPLES / name), timeout=100)
     assert "Traceback" not in result.stderr, result.stderr
     return result.stdout
 

@@ -40,9 +40,7 @@ def test_every_streaming_example_is_checked():
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_streaming_example_runs(name):
     """Test that the example exits 0 and prints its expected lines."""
-    env = {"NOTEBOOK_ACTORS_REGISTRY": testing.private_registry_addr()}
-    result = testing.run_script(str(EXAMPLES / name), timeout=90, env=env)
-    assert result.returncode == 0, result.stderr
+    result = testing.run_example(str(EXAMPLES / name), timeout=90)
     lines = result.stdout.splitlines()
     for line in EXPECTED[name]:
         assert line in lines, (line, result.stdout, result.stderr)

@@ -1,4 +1,5 @@
-"""The helpers in notebook_actors.testing that run inside actors: record / wait_recorded."""
+"""The helpers in notebook_actors.testing: record / wait_recorded (inside actors) and
+run_example."""
 from __future__ import annotations
 
 from functools import partial
@@ -44,3 +45,21 @@ def test_reading_records_needs_the_recorder_enabled(reg):
             await portal.cancel_actor()
 
     trio.run(main)
+
+
+def test_run_example_gives_each_run_its_own_registry(tmp_path):
+    """Test that run_example hands each script a fresh private registry address."""
+    script = tmp_path / "show_registry.py"
+    script.write_text("import os\nprint(os.environ['NOTEBOOK_ACTORS_REGISTRY'])\n")
+    first, second = (testing.run_example(str(script)).stdout.strip() for _ in range(2))
+    assert first.startswith("uds:") and second.startswith("uds:")
+    assert first != second
+
+
+def test_run_example_fails_with_the_scripts_stderr(tmp_path):
+    """Test that a script exiting non-zero makes run_example raise AssertionError with
+    the exit code and what the script wrote to stderr."""
+    script = tmp_path / "broken.py"
+    script.write_text("import sys\nsys.exit('the example broke')\n")
+    with pytest.raises(AssertionError, match="exited 1:\nthe example broke"):
+        testing.run_example(str(script))

@@ -48,9 +48,6 @@ def test_tractor_compat_example(name):
     prints exactly its promised lines and leaves no process behind."""
     source = (EXAMPLES / name).read_text()
     assert "import notebook_actors as tractor" in source
-    # a private registry: never join another program's tree on this host
-    env = {"NOTEBOOK_ACTORS_REGISTRY": testing.private_registry_addr()}
-    result = testing.run_script(str(EXAMPLES / name), timeout=100, env=env)
-    assert result.returncode == 0, result.stderr
+    result = testing.run_example(str(EXAMPLES / name), timeout=100)
     assert "Traceback" not in result.stderr, result.stderr
     assert result.stdout.strip().splitlines() == EXPECTED[name]
