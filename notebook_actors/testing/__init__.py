@@ -11,9 +11,11 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Iterable
+from functools import partial, wraps
+from typing import Any, Awaitable, Callable, Iterable
 
 import psutil
+import trio
 
 from ._record import RECORDER, record, recorded, wait_recorded
 
@@ -28,6 +30,7 @@ __all__ = [
     "run_example",
     "run_script",
     "start_script",
+    "trio_test",
     "wait_for_path",
     "wait_recorded",
     "wait_until_gone",
@@ -147,3 +150,17 @@ def wait_for_path(path: str, timeout: float = 10.0, poll: float = 0.02) -> bool:
             return False
         time.sleep(poll)
     return True
+
+
+def trio_test(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    """Run an async test function under ``trio.run``, with pytest fixtures still injected.
+
+    A light stand-in for pytest-trio: one ``trio.run`` per test, so a test opens its
+    own root actor and nothing carries over to the next.
+    """
+
+    @wraps(fn)
+    def run_under_trio(*args: Any, **kwargs: Any) -> Any:
+        return trio.run(partial(fn, *args, **kwargs))
+
+    return run_under_trio

@@ -2,7 +2,6 @@
 how a channel describes its peer."""
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import stat
@@ -28,18 +27,9 @@ from notebook_actors._channel import (
 from notebook_actors._codec import encode_frame
 from notebook_actors._exceptions import HandshakeError
 from notebook_actors.msg import Hello, Ident, Proof, Start, Welcome, encoder, handshake_decoder
+from notebook_actors.testing import trio_test
 
 SECRET = b"channel-test-secret-0123456789abcdef"
-
-
-def trio_test(fn):
-    """Run an async test function under trio.run (fixtures still injected)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return trio.run(functools.partial(fn, *args, **kwargs))
-
-    return wrapper
 
 
 def ident(name: str) -> Ident:

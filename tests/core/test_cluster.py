@@ -1,7 +1,6 @@
 """open_actor_cluster: a pool of daemon actors, one per core by default."""
 from __future__ import annotations
 
-import functools
 import os
 
 import pytest
@@ -9,18 +8,9 @@ import trio
 
 import notebook_actors as na
 from notebook_actors import testing
+from notebook_actors.testing import trio_test
 from notebook_actors.trionics import open_actor_cluster
 from notebook_actors.trionics._cluster import _cluster_names
-
-
-def trio_test(fn):
-    """Run an async test function under trio.run (fixtures still injected)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return trio.run(functools.partial(fn, *args, **kwargs))
-
-    return wrapper
 
 
 def whoami() -> list:

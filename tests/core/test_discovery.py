@@ -2,7 +2,6 @@
 on every kind of exit, and separate programs finding each other through a daemon."""
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import subprocess
@@ -17,18 +16,9 @@ import trio.testing
 import notebook_actors as na
 from notebook_actors import testing
 from notebook_actors._portal import LocalPortal
+from notebook_actors.testing import trio_test
 
 TIMEOUT = 60
-
-
-def trio_test(fn):
-    """Run an async test function under trio.run (fixtures still injected)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return trio.run(functools.partial(fn, *args, **kwargs))
-
-    return wrapper
 
 
 def my_uid() -> list:

@@ -5,7 +5,6 @@ connection; the actor keeps serving its real peers and leaks no file descriptor 
 no task."""
 from __future__ import annotations
 
-import functools
 import os
 import uuid
 
@@ -20,18 +19,9 @@ from notebook_actors._channel import Channel, connect, handshake_as_dialer
 from notebook_actors._codec import encode_frame
 from notebook_actors._exceptions import HandshakeError
 from notebook_actors.msg import Error, Ident, Return, Start, encoder
+from notebook_actors.testing import trio_test
 
 TIMEOUT = 60
-
-
-def trio_test(fn):
-    """Run an async test function under trio.run (fixtures still injected)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return trio.run(functools.partial(fn, *args, **kwargs))
-
-    return wrapper
 
 
 # --- run inside the target actor ------------------------------------------------------

@@ -3,7 +3,6 @@ environment variable, explicit secrets make separate trees (and TCP programs) th
 cannot call each other, and programs sharing a key file meet over TCP."""
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import textwrap
@@ -15,18 +14,9 @@ import trio
 import notebook_actors as na
 from notebook_actors import testing
 from notebook_actors._exceptions import HandshakeError
+from notebook_actors.testing import trio_test
 
 TIMEOUT = 60
-
-
-def trio_test(fn):
-    """Run an async test function under trio.run (fixtures still injected)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return trio.run(functools.partial(fn, *args, **kwargs))
-
-    return wrapper
 
 
 def my_pid() -> int:

@@ -1,5 +1,5 @@
-"""The helpers in notebook_actors.testing: record / wait_recorded (inside actors) and
-run_example."""
+"""The helpers in notebook_actors.testing: record / wait_recorded (inside actors),
+run_example and trio_test."""
 from __future__ import annotations
 
 from functools import partial
@@ -63,3 +63,16 @@ def test_run_example_fails_with_the_scripts_stderr(tmp_path):
     script.write_text("import sys\nsys.exit('the example broke')\n")
     with pytest.raises(AssertionError, match="exited 1:\nthe example broke"):
         testing.run_example(str(script))
+
+
+@pytest.fixture
+def answer() -> int:
+    return 42
+
+
+@testing.trio_test
+async def test_trio_test_runs_the_coroutine_with_fixtures(answer):
+    """Test that trio_test runs an async test under trio with its fixtures injected."""
+    await trio.lowlevel.checkpoint()
+    assert answer == 42
+    assert trio.lowlevel.current_root_task() is not None

@@ -3,7 +3,6 @@ then what is specific to each: socket files and their permissions, TCP's default
 address, address parsing, and a tree whose actors talk over either transport."""
 from __future__ import annotations
 
-import functools
 import os
 import socket
 import stat
@@ -22,16 +21,7 @@ from notebook_actors._channel import Channel, handshake_as_acceptor, handshake_a
 from notebook_actors._exceptions import FrameError, HandshakeError, TransportClosed
 from notebook_actors._transport._uds import runtime_dir, sweep_stale
 from notebook_actors.msg import Error, Ident, Return, Start, Stop, encoder
-
-def trio_test(fn):
-    """Run an async test function under trio.run (fixtures still injected)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return trio.run(functools.partial(fn, *args, **kwargs))
-
-    return wrapper
-
+from notebook_actors.testing import trio_test
 
 SECRET = b"conformance-secret-0123456789abcdef"
 KINDS = ["uds", "tcp", "memory"]

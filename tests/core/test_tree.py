@@ -1,7 +1,6 @@
 """Tests of the live tree view (notebook_actors._tree): real actors, real feeds."""
 from __future__ import annotations
 
-import functools
 import os
 import signal
 
@@ -10,7 +9,7 @@ import trio
 
 import notebook_actors as na
 from notebook_actors import _tree
-from notebook_actors.testing import private_registry_addr
+from notebook_actors.testing import private_registry_addr, trio_test
 
 # Functions below travel by name ("test_tree:..."): every actor imports this module.
 MOD = __name__
@@ -54,14 +53,6 @@ async def wait_until(watch: _tree.TreeWatch, predicate, timeout: float = 30):
             await watch.__anext__()
             snap = watch.snapshot()
         return snap
-
-
-def trio_test(fn):
-    """Run an async test function under trio.run (we do not depend on pytest-trio)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return trio.run(functools.partial(fn, *args, **kwargs))
-    return wrapper
 
 
 def by_name(nodes: dict, name: str) -> dict | None:
