@@ -64,6 +64,12 @@ def send(child: pexpect.spawn, name: str, command: str) -> None:
     child.sendline(command)
 
 
+def ask(child: pexpect.spawn, name: str, command: str, answer: str) -> None:
+    """Type ``command`` at ``name``'s prompt, then wait for ``answer`` (a regex)."""
+    send(child, name, command)
+    child.expect(answer)
+
+
 def finish(child: pexpect.spawn) -> tuple[int | None, str]:
     """Wait for the script to end; return its exit status and its last output."""
     child.expect(pexpect.EOF)
@@ -72,29 +78,31 @@ def finish(child: pexpect.spawn) -> tuple[int | None, str]:
     return child.exitstatus, output
 
 
+def finish_ok(child: pexpect.spawn) -> str:
+    """Wait for the script to end, check it exited 0 and return its last output."""
+    status, output = finish(child)
+    assert status == 0, output
+    return output
+
+
 def test_breakpoint_in_child(spawn):
     """Test that a child's breakpoint opens at the caller's frame on the root's terminal,
     shows its values and source, and that `c` resumes it."""
     child = spawn("subactor_breakpoint.py")
     child.expect(r"breakpoint in actor 'compute' compute\[\w+\] pid \d+")
     child.expect(r"subactor_breakpoint\.py\(13\)compute\(\)")
-    send(child, "compute", "p answer")
-    child.expect("42")
-    send(child, "compute", "ll")
-    child.expect(r"answer = 6 \* 7")
-    send(child, "compute", "where")
-    child.expect(r"compute\(\)")
-    send(child, "compute", "pp {'answer': answer, 'halves': [answer / 2] * 2}")
-    child.expect(r"\{'answer': 42, 'halves': \[21\.0, 21\.0\]\}")
+    ask(child, "compute", "p answer", "42")
+    ask(child, "compute", "ll", r"answer = 6 \* 7")
+    ask(child, "compute", "where", r"compute\(\)")
+    ask(child, "compute", "pp {'answer': answer, 'halves': [answer / 2] * 2}",
+        r"\{'answer': 42, 'halves': \[21\.0, 21\.0\]\}")
     send(child, "compute", "interact")  # through the session, not the child's stdio
     child.expect(">>> ")
     child.sendline("answer + 1")
     child.expect(r"\r\n43\r\n>>> ")
     child.sendline("exit()")
-    send(child, "compute", "c")
-    child.expect("result: 42")
-    status, output = finish(child)
-    assert status == 0, output
+    ask(child, "compute", "c", "result: 42")
+    finish_ok(child)
     assert "\x1b[" not in child.logfile_read.getvalue()  # no sticky screen clearing, no colours
 
 
@@ -104,8 +112,7 @@ def test_colours_follow_the_root_terminal(spawn):
     send(child, "compute", "ll")
     child.expect(r"\x1b\[[\d;]+m")  # pygments' highlighting of the child's source
     send(child, "compute", "c")
-    status, output = finish(child)
-    assert status == 0, output
+    finish_ok(child)
 
 
 def test_breakpoint_forever_reenters_until_quit(spawn):
@@ -113,12 +120,10 @@ def test_breakpoint_forever_reenters_until_quit(spawn):
     cancels the child's task cleanly (its caller sees ContextCancelled naming it)."""
     child = spawn("subactor_bp_forever.py")
     for turn in (1, 2, 3):
-        send(child, "breakpoint_forever", "p turn")
-        child.expect(rf"\r\n{turn}\r\n")
+        ask(child, "breakpoint_forever", "p turn", rf"\r\n{turn}\r\n")
         send(child, "breakpoint_forever", "c" if turn < 3 else "q")
     child.expect("cancelled from the debugger: canceller=breakpoint_forever")
-    status, output = finish(child)
-    assert status == 0, output
+    output = finish_ok(child)
     assert "(Pdb++" not in output  # no post-mortem for a quit
 
 
@@ -129,10 +134,8 @@ def test_error_in_child_opens_post_mortems_up_to_the_root(spawn):
     child.expect(r"post-mortem in actor 'divider'")
     child.expect("ZeroDivisionError: division by zero")
     child.expect(r"-> return numerator / denominator")
-    send(child, "divider", "p denominator, numerator")
-    child.expect(r"\(0, 10\)")
-    send(child, "divider", "c")
-    child.expect(r"post-mortem in actor 'root'")
+    ask(child, "divider", "p denominator, numerator", r"\(0, 10\)")
+    ask(child, "divider", "c", r"post-mortem in actor 'root'")
     child.expect(r"RemoteActorError: \('divider', '\w+'\) raised ZeroDivisionError")
     child.expect(r"subactor_error\.py\(\d+\)main\(\)")
     send(child, "root", "c")
@@ -157,12 +160,10 @@ def test_errors_in_several_children_queue_on_the_lock(spawn):
     child.expect(r"REPL held by (\w+)\[\w+\]; waiting: (\w+)\[\w+\]")
     holder, waiter = child.match.group(1), child.match.group(2)
     assert {holder, waiter} == {"name_error", "value_error"}
-    send(child, holder, "c")
-    child.expect(rf"post-mortem in actor '{waiter}'")
+    ask(child, holder, "c", rf"post-mortem in actor '{waiter}'")
     error = "NameError: name 'doggypants'" if waiter == "name_error" else "ValueError: bad value 13"
     child.expect(re.escape(error))
-    send(child, waiter, "c")
-    child.expect(r"post-mortem in actor 'root'")
+    ask(child, waiter, "c", r"post-mortem in actor 'root'")
     child.expect(r"MultiError: 2 actors failed")
     child.expect(prompt("root"))
     assert "raised NameError" in child.before and "raised ValueError" in child.before
@@ -177,14 +178,11 @@ def test_error_three_levels_deep(spawn):
     child = spawn("three_level_error.py")
     child.expect(r"post-mortem in actor 'crasher'")
     child.expect(r"RuntimeError: crash at depth 3 \(deep\)")
-    send(child, "crasher", "p secret")
-    child.expect("'deep'")
-    send(child, "crasher", "c")
-    child.expect(r"post-mortem in actor 'spawner'")
+    ask(child, "crasher", "p secret", "'deep'")
+    ask(child, "crasher", "c", r"post-mortem in actor 'spawner'")
     child.expect(r"\('crasher', '\w+'\) raised RuntimeError")
     child.expect(r"three_level_error\.py\(\d+\)spawner\(\)")
-    send(child, "spawner", "c")
-    child.expect(r"post-mortem in actor 'root'")
+    ask(child, "spawner", "c", r"post-mortem in actor 'root'")
     child.expect(r"relayed \('crasher', '\w+'\) -> \('spawner', '\w+'\)")
     send(child, "root", "c")
     status, output = finish(child)
@@ -230,16 +228,12 @@ def test_breakpoint_in_context_endpoint_and_in_root(spawn):
     after `c`), then one in the root actor itself."""
     child = spawn("context_breakpoint.py")
     child.expect(r"breakpoint in actor 'counter'")
-    send(child, "counter", "p i")
-    child.expect(r"\r\n2\r\n")
-    send(child, "counter", "c")
-    child.expect(r"received: \[0, 1, 2, 3\] counted")
+    ask(child, "counter", "p i", r"\r\n2\r\n")
+    ask(child, "counter", "c", r"received: \[0, 1, 2, 3\] counted")
     child.expect(r"breakpoint in actor 'root'")
-    send(child, "root", "p received")
-    child.expect(r"\[0, 1, 2, 3\]")
+    ask(child, "root", "p received", r"\[0, 1, 2, 3\]")
     send(child, "root", "c")
-    status, output = finish(child)
-    assert status == 0, output
+    finish_ok(child)
 
 
 def test_stepping_through_a_child_task(spawn):
@@ -247,34 +241,23 @@ def test_stepping_through_a_child_task(spawn):
     coroutine, and `c` ends the session with the task resumed."""
     child = spawn("step_through.py")
     child.expect(r"step_through\.py\(15\)stepper\(\)")
-    send(child, "stepper", "next")
-    child.expect(r"step_through\.py\(16\)stepper\(\)")
-    send(child, "stepper", "next")
-    child.expect(r"step_through\.py\(17\)stepper\(\)")
-    send(child, "stepper", "step")
-    child.expect(r"step_through\.py\(8\)double\(\)")
-    send(child, "stepper", "next")
-    child.expect(r"-> doubled = x \* 2")
-    send(child, "stepper", "p x")
-    child.expect(r"\r\n21\r\n")
-    send(child, "stepper", "up")
-    child.expect(r"stepper\(\)")
-    send(child, "stepper", "p start")
-    child.expect(r"\r\n20\r\n")
-    send(child, "stepper", "down")
-    child.expect(r"double\(\)")
-    send(child, "stepper", "c")
-    child.expect("result: 42")
-    status, output = finish(child)
-    assert status == 0, output
+    ask(child, "stepper", "next", r"step_through\.py\(16\)stepper\(\)")
+    ask(child, "stepper", "next", r"step_through\.py\(17\)stepper\(\)")
+    ask(child, "stepper", "step", r"step_through\.py\(8\)double\(\)")
+    ask(child, "stepper", "next", r"-> doubled = x \* 2")
+    ask(child, "stepper", "p x", r"\r\n21\r\n")
+    ask(child, "stepper", "up", r"stepper\(\)")
+    ask(child, "stepper", "p start", r"\r\n20\r\n")
+    ask(child, "stepper", "down", r"double\(\)")
+    ask(child, "stepper", "c", "result: 42")
+    finish_ok(child)
 
 
 def test_child_killed_in_repl_releases_the_lock(spawn):
     """Test that a child killed while it holds the REPL releases the tree's lock: the
     root's own post-mortem for the crash can open."""
     child = spawn("subactor_breakpoint.py")
-    send(child, "compute", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
-    child.expect(r"post-mortem in actor 'root'")
+    ask(child, "compute", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)", r"post-mortem in actor 'root'")
     child.expect(r"\('compute', '\w+'\)")
     send(child, "root", "c")
     status, _ = finish(child)
@@ -286,12 +269,9 @@ def test_builtin_breakpoint_in_child(spawn):
     REPL at the caller's frame."""
     child = spawn("builtin_breakpoint.py")
     child.expect(r"builtin_breakpoint\.py\(9\)sync_work\(\)")
-    send(child, "sync_work", "p total")
-    child.expect(r"\r\n6\r\n")
-    send(child, "sync_work", "c")
-    child.expect("total: 6")
-    status, output = finish(child)
-    assert status == 0, output
+    ask(child, "sync_work", "p total", r"\r\n6\r\n")
+    ask(child, "sync_work", "c", "total: 6")
+    finish_ok(child)
 
 
 def test_ctrl_c_while_repl_open_keeps_the_tree(spawn):
@@ -303,10 +283,8 @@ def test_ctrl_c_while_repl_open_keeps_the_tree(spawn):
     child.expect("Ctrl-C: the REPL stays open")
     child.sendline("p answer")
     child.expect("42")
-    send(child, "compute", "c")
-    child.expect("result: 42")
-    status, output = finish(child)
-    assert status == 0, output
+    ask(child, "compute", "c", "result: 42")
+    finish_ok(child)
 
 
 def test_ctrl_c_without_repl_cancels_the_tree(spawn):
