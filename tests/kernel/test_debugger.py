@@ -87,6 +87,29 @@ class Session:
             self.run.reply = self.kernel.kc.get_shell_msg(timeout=CELL_TIMEOUT)
         return self.run
 
+    def first_lines_at_stops(self, line: str, at: Callable[[str], bool] = lambda prompt: True) -> list[str]:
+        """At each stop whose prompt ``at`` accepts, ask ``line`` and keep the first line
+        of its answer; continue every stop with ``c`` until the cell ends."""
+        seen = []
+        while (prompt := self.next_prompt()) is not None:
+            if at(prompt):
+                seen.append(self.ask(line).strip().splitlines()[0])
+            self.answer("c")
+        self.finish()
+        return seen
+
+
+def wait_parked(kernel) -> list[str]:
+    """Wait (in the kernel, woken by polling its front end) until an actor's session is
+    parked; return the names of the parked actors."""
+    return kernel.value(
+        "import trio\nfrom notebook_actors.kernel_ext import _debugger\n"
+        "with trio.fail_after(60):\n"
+        "    while not _debugger.front_end().parked:\n"
+        "        await trio.sleep(0.05)\n"
+        "[p.name for p in _debugger.front_end().parked]"
+    )
+
 
 NESTED_CRASH = (
     "%%actor outer --debug\n"
@@ -141,12 +164,8 @@ BREAKPOINT_LOOP = (
 def test_breakpoint_in_a_loop_stops_three_times_and_output_keeps_flowing(kernel):
     """Test that await na.breakpoint() in a loop stops on each visit; continuing resumes; output follows."""
     s = Session(kernel, BREAKPOINT_LOOP)
-    seen = []
-    while (prompt := s.next_prompt()) is not None:
-        assert "looper" in prompt
-        seen.append(s.ask("p i, total").strip().splitlines()[0])
-        s.answer("c")
-    s.finish()
+    seen = s.first_lines_at_stops("p i, total")
+    assert all("looper" in prompt for prompt in s.prompts), s.prompts
     assert seen == ["(0, 0)", "(1, 1)", "(2, 3)"]
     out = s.text()
     assert out.index("after stop 0") < out.index("after stop 1") < out.index("after stop 2")
@@ -176,12 +195,7 @@ TWO_CRASHES = (
 def test_two_actors_crashing_together_are_debugged_one_after_the_other(kernel):
     """Test that two crashing actors queue on the lock: one session at a time, the cell says who waits."""
     s = Session(kernel, TWO_CRASHES)
-    tags = []
-    while (prompt := s.next_prompt()) is not None:
-        if "first" in prompt or "second" in prompt:
-            tags.append(s.ask("p tag").strip().splitlines()[0])
-        s.answer("c")
-    s.finish()
+    tags = s.first_lines_at_stops("p tag", at=lambda prompt: "first" in prompt or "second" in prompt)
     assert sorted(tags) == ["'one'", "'two'"]
     assert "waiting:" in s.text()  # the second crash was shown waiting for the first session
 
@@ -205,13 +219,7 @@ def test_parked_session_is_opened_from_a_later_cell(kernel, tmp_path):
     )
     assert run.status == "ok"
     # the crash parks; wait for it through the tree data (a message, not a sleep)
-    assert kernel.value(
-        "import trio\nfrom notebook_actors.kernel_ext import _debugger\n"
-        "with trio.fail_after(60):\n"
-        "    while not _debugger.front_end().parked:\n"
-        "        await trio.sleep(0.05)\n"
-        "[p.name for p in _debugger.front_end().parked]"
-    ) == ["bgcrash"]
+    assert wait_parked(kernel) == ["bgcrash"]
     tree = (  # the tree widget's data lists it as parked
         "from notebook_actors import _tree\n"
         "async with _tree.open_tree_watch(0.1) as watch:\n"
@@ -283,13 +291,7 @@ def test_example_notebook_runs_headless_without_hanging():
 def test_killing_a_parked_actor_ends_its_session(kernel):
     """Test that %actor kill stops an actor parked in its debugger instead of waiting for the session."""
     assert kernel.run("%%actor doomed --debug --bg\nimport trio\nawait trio.sleep(0)\n1 / 0\n").status == "ok"
-    assert kernel.value(
-        "import trio\nfrom notebook_actors.kernel_ext import _debugger\n"
-        "with trio.fail_after(60):\n"
-        "    while not _debugger.front_end().parked:\n"
-        "        await trio.sleep(0.05)\n"
-        "[p.name for p in _debugger.front_end().parked]"
-    ) == ["doomed"]
+    assert wait_parked(kernel) == ["doomed"]
     assert kernel.run("%actor kill doomed").status == "ok"
     assert kernel.value("from notebook_actors.kernel_ext import _debugger\nlen(_debugger.front_end().parked)") == 0
     assert kernel.descendants() == []
