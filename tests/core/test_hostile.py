@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
 
 import msgspec
 import pytest
@@ -115,34 +117,43 @@ async def assert_unharmed(portal: na.Portal, baseline: dict) -> None:
     assert after == baseline, f"leaked: before {baseline}, after {after}"
 
 
+@asynccontextmanager
+async def attacked_target(tree_kw: dict, bind) -> AsyncIterator[tuple[na.ActorNursery, na.Portal, str]]:
+    """A target actor to attack in the block (yields its nursery, portal and address);
+    after the block it must still serve and hold what it held before, then it stops."""
+    with trio.fail_after(TIMEOUT):
+        async with na.open_nursery(**tree_kw) as n:
+            portal, addr, baseline = await target_and_baseline(n, bind)
+            yield n, portal, addr
+            await assert_unharmed(portal, baseline)
+            await portal.cancel_actor()
+
+
+async def dropped_after(addr: str, payload: bytes = b"") -> bytes:
+    """Connect, send ``payload`` (if any), and return all the actor sent before it
+    dropped the connection."""
+    stream = await raw_connect(addr)
+    if payload:
+        await stream.send_all(payload)
+    got = await read_until_eof(stream)
+    await stream.aclose()
+    return got
+
+
 class TestBeforeHandshake:
     @trio_test
     async def test_garbage_is_dropped(self, tree_kw, target_bind):
         """Test that garbage instead of a handshake is dropped (after the actor's own
         challenge, and nothing else) and leaks nothing."""
-        with trio.fail_after(TIMEOUT):
-            async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n, target_bind)
-                stream = await raw_connect(addr)
-                await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + os.urandom(512))
-                got = await read_until_eof(stream)
-                assert len(got) < 100  # only the Hello challenge
-                await stream.aclose()
-                await assert_unharmed(portal, baseline)
-                await portal.cancel_actor()
+        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
+            got = await dropped_after(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + os.urandom(512))
+            assert len(got) < 100  # only the Hello challenge
 
     @trio_test
     async def test_four_gib_header_is_dropped(self, tree_kw, target_bind):
         """Test that a 4 GiB frame header in place of the handshake is dropped at once."""
-        with trio.fail_after(TIMEOUT):
-            async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n, target_bind)
-                stream = await raw_connect(addr)
-                await stream.send_all(b"\xff\xff\xff\xff")
-                await read_until_eof(stream)
-                await stream.aclose()
-                await assert_unharmed(portal, baseline)
-                await portal.cancel_actor()
+        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
+            await dropped_after(addr, b"\xff\xff\xff\xff")
 
     @trio_test
     async def test_rpc_without_handshake_is_not_run(self, tree_kw, tmp_path, target_bind):
@@ -183,66 +194,45 @@ class TestBeforeHandshake:
             async def aclose(self):
                 await self.inner.aclose()
 
-        with trio.fail_after(TIMEOUT):
-            async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n, target_bind)
-                secret = n._actor.secret
-                legit = Recording(await raw_connect(addr))
-                await handshake_as_dialer(legit, secret, ident("legit"), addr)
-                await legit.aclose()
-                replay = await raw_connect(addr)
-                await replay.send_all(bytes(legit.sent))
-                await read_until_eof(replay)  # dropped
-                await replay.aclose()
-                await assert_unharmed(portal, baseline)
-                await portal.cancel_actor()
+        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
+            secret = n._actor.secret
+            legit = Recording(await raw_connect(addr))
+            await handshake_as_dialer(legit, secret, ident("legit"), addr)
+            await legit.aclose()
+            replay = await raw_connect(addr)
+            await replay.send_all(bytes(legit.sent))
+            await read_until_eof(replay)  # dropped
+            await replay.aclose()
 
     @trio_test
     async def test_stalled_peer_is_dropped(self, tree_kw, target_bind):
         """Test that a peer that connects and never answers the challenge is dropped
         after the handshake timeout."""
-        with trio.fail_after(TIMEOUT):
-            async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n, target_bind)
-                stream = await raw_connect(addr)
-                await read_until_eof(stream)  # Hello, then EOF once the timeout hits
-                await stream.aclose()
-                await assert_unharmed(portal, baseline)
-                await portal.cancel_actor()
+        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
+            await dropped_after(addr)  # Hello, then EOF once the timeout hits
 
     @trio_test
     async def test_wrong_secret_cannot_call(self, tree_kw, target_bind):
         """Test that a peer with the wrong secret gets HandshakeError and no channel."""
-        with trio.fail_after(TIMEOUT):
-            async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n, target_bind)
-                with pytest.raises(HandshakeError):
-                    await connect(addr, b"a-guess-at-the-secret-0123456789", ident())
-                await assert_unharmed(portal, baseline)
-                await portal.cancel_actor()
+        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
+            with pytest.raises(HandshakeError):
+                await connect(addr, b"a-guess-at-the-secret-0123456789", ident())
 
     @trio_test
     async def test_crowd_of_intruders(self, tree_kw, target_bind):
         """Test that 40 concurrent hostile connections (garbage, huge headers, silence)
         are all dropped while the real peer keeps calling, and nothing leaks."""
         payloads = [b"\x00garbage", b"\xff\xff\xff\xff", b""]
-        with trio.fail_after(TIMEOUT):
-            async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n, target_bind)
+        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
 
-                async def intruder(i):
-                    stream = await raw_connect(addr)
-                    await stream.send_all(payloads[i % len(payloads)])
-                    await read_until_eof(stream)
-                    await stream.aclose()
+            async def intruder(i):
+                await dropped_after(addr, payloads[i % len(payloads)])
 
-                async with trio.open_nursery() as crowd:
-                    for i in range(40):
-                        crowd.start_soon(intruder, i)
-                    for i in range(20):
-                        assert await portal.run(echo, x=i) == i
-                await assert_unharmed(portal, baseline)
-                await portal.cancel_actor()
+            async with trio.open_nursery() as crowd:
+                for i in range(40):
+                    crowd.start_soon(intruder, i)
+                for i in range(20):
+                    assert await portal.run(echo, x=i) == i
 
 
 class TestAfterHandshake:
@@ -250,67 +240,55 @@ class TestAfterHandshake:
     async def test_oversized_frame_closes_only_that_channel(self, tree_kw, target_bind):
         """Test that an authenticated peer announcing a 4 GiB frame loses its channel,
         and only that one."""
-        with trio.fail_after(TIMEOUT):
-            async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n, target_bind)
-                stream, _ = await authenticated(addr, n._actor.secret)
-                await stream.send_all(b"\xff\xff\xff\xff" + b"\x00" * 64)
-                await read_until_eof(stream)
-                await stream.aclose()
-                await assert_unharmed(portal, baseline)
-                await portal.cancel_actor()
+        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
+            stream, _ = await authenticated(addr, n._actor.secret)
+            await stream.send_all(b"\xff\xff\xff\xff" + b"\x00" * 64)
+            await read_until_eof(stream)
+            await stream.aclose()
 
     @trio_test
     async def test_unknown_type_and_bad_fields_answered(self, tree_kw, target_bind):
         """Test that a well-formed message of an unknown type, and a call with a field
         of the wrong type, get clear errors and the channel keeps working."""
-        with trio.fail_after(TIMEOUT):
-            async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n, target_bind)
-                stream, rest = await authenticated(addr, n._actor.secret)
-                frames = [
-                    encoder.encode(["teleport", 2, {"to": "mars"}]),
-                    encoder.encode(["start", 4, __name__, "echo", ["not", "a", "dict"], "call", 0, None]),
-                ]
-                await stream.send_all(b"".join(len(f).to_bytes(4, "big") + f for f in frames))
-                await stream.send_all(encode_frame(Start(6, __name__, "echo", {"x": "ok"})))
-                unknown, bad_call, good = await read_frames(stream, 3, rest)
-                assert isinstance(unknown, Error) and unknown.cid is None
-                assert "teleport" in unknown.err.message
-                assert isinstance(bad_call, Error) and bad_call.cid == 4
-                assert bad_call.err.type_name == "MsgTypeError" and "$[4]" in bad_call.err.message
-                assert isinstance(good, Return) and msgspec.msgpack.decode(good.pld) == "ok"
-                await stream.aclose()
-                await assert_unharmed(portal, baseline)
-                await portal.cancel_actor()
+        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
+            stream, rest = await authenticated(addr, n._actor.secret)
+            frames = [
+                encoder.encode(["teleport", 2, {"to": "mars"}]),
+                encoder.encode(["start", 4, __name__, "echo", ["not", "a", "dict"], "call", 0, None]),
+            ]
+            await stream.send_all(b"".join(len(f).to_bytes(4, "big") + f for f in frames))
+            await stream.send_all(encode_frame(Start(6, __name__, "echo", {"x": "ok"})))
+            unknown, bad_call, good = await read_frames(stream, 3, rest)
+            assert isinstance(unknown, Error) and unknown.cid is None
+            assert "teleport" in unknown.err.message
+            assert isinstance(bad_call, Error) and bad_call.cid == 4
+            assert bad_call.err.type_name == "MsgTypeError" and "$[4]" in bad_call.err.message
+            assert isinstance(good, Return) and msgspec.msgpack.decode(good.pld) == "ok"
+            await stream.aclose()
 
     @trio_test
     async def test_unexposed_functions_refused(self, tree_kw, target_bind):
         """Test that calls to a module that is not enabled, to an Actor method not
         offered over RPC, and with a call id of the wrong parity are refused with
         errors that say so, and run nothing."""
-        with trio.fail_after(TIMEOUT):
-            async with na.open_nursery(**tree_kw) as n:
-                portal, addr, baseline = await target_and_baseline(n, target_bind)
-                stream, rest = await authenticated(addr, n._actor.secret)
-                calls = [
-                    Start(0, "os", "system", {"command": "true"}),
-                    Start(2, "self", "_resolve", {"ns": "os", "func": "system", "code": None}),
-                    Start(3, __name__, "echo", {"x": 1}),  # odd ids belong to the acceptor
-                    Start(4, __name__, "os.system", {"command": "true"}),  # through an import
-                ]
-                await stream.send_all(b"".join(encode_frame(c) for c in calls))
-                replies = {m.cid: m for m in await read_frames(stream, 4, rest)}
-                assert replies[4].err.type_name == "ModuleNotExposed"
-                assert "reaches into module 'os'" in replies[4].err.message
-                assert replies[0].err.type_name == "ModuleNotExposed"
-                assert "enable_modules=['os']" in replies[0].err.message
-                assert replies[2].err.type_name == "ModuleNotExposed"
-                assert "no RPC method '_resolve'" in replies[2].err.message
-                assert "invalid" in replies[3].err.message
-                await stream.aclose()
-                await assert_unharmed(portal, baseline)
-                await portal.cancel_actor()
+        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
+            stream, rest = await authenticated(addr, n._actor.secret)
+            calls = [
+                Start(0, "os", "system", {"command": "true"}),
+                Start(2, "self", "_resolve", {"ns": "os", "func": "system", "code": None}),
+                Start(3, __name__, "echo", {"x": 1}),  # odd ids belong to the acceptor
+                Start(4, __name__, "os.system", {"command": "true"}),  # through an import
+            ]
+            await stream.send_all(b"".join(encode_frame(c) for c in calls))
+            replies = {m.cid: m for m in await read_frames(stream, 4, rest)}
+            assert replies[4].err.type_name == "ModuleNotExposed"
+            assert "reaches into module 'os'" in replies[4].err.message
+            assert replies[0].err.type_name == "ModuleNotExposed"
+            assert "enable_modules=['os']" in replies[0].err.message
+            assert replies[2].err.type_name == "ModuleNotExposed"
+            assert "no RPC method '_resolve'" in replies[2].err.message
+            assert "invalid" in replies[3].err.message
+            await stream.aclose()
 
 
 @trio_test
@@ -321,10 +299,7 @@ async def test_refusal_is_logged_with_peer(caplog):
     with trio.fail_after(TIMEOUT):
         with caplog.at_level(logging.WARNING, logger="notebook_actors"):
             async with na.open_root_actor(registry_addrs=[testing.private_registry_addr()]) as actor:
-                stream = await raw_connect(actor.accept_addr)
-                await stream.send_all(b"\x00\x00\x00\x01\xc1")
-                await read_until_eof(stream)
-                await stream.aclose()
+                await dropped_after(actor.accept_addr, b"\x00\x00\x00\x01\xc1")
     assert "dropped an unauthenticated peer" in caplog.text
     assert f"pid {os.getpid()} (user id {os.getuid()})" in caplog.text
 
