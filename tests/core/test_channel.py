@@ -7,6 +7,8 @@ import os
 import stat
 import tempfile
 import uuid
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
 
 import pytest
 import trio
@@ -61,6 +63,16 @@ async def accept_expecting_refusal(server: trio.abc.Stream, match: str) -> None:
         await handshake_as_acceptor(server, SECRET, ident("acceptor"), "test acceptor")
 
 
+@asynccontextmanager
+async def refused_dialer(match: str) -> AsyncIterator[trio.abc.Stream]:
+    """The dialing end of an in-memory connection whose acceptor, running beside the
+    block, must refuse it with a HandshakeError matching ``match``."""
+    client, server = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as n:
+        n.start_soon(accept_expecting_refusal, server, match)
+        yield client
+
+
 async def read_hello(client: trio.abc.Stream) -> Hello:
     data = b""
     while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
@@ -81,9 +93,7 @@ class TestHandshake:
         captured = bytes(recording.sent)
         assert captured  # the Proof frame
 
-        client2, server2 = trio.testing.memory_stream_pair()
-        async with trio.open_nursery() as n:
-            n.start_soon(accept_expecting_refusal, server2, "failed the handshake")
+        async with refused_dialer("failed the handshake") as client2:
             await read_hello(client2)
             await client2.send_all(captured)
 
@@ -91,9 +101,7 @@ class TestHandshake:
     async def test_proof_is_bound_to_identity(self):
         """Test that a valid answer to the challenge, sent with another identity (what a
         relaying man in the middle would do), is refused."""
-        client, server = trio.testing.memory_stream_pair()
-        async with trio.open_nursery() as n:
-            n.start_soon(accept_expecting_refusal, server, "failed the handshake")
+        async with refused_dialer("failed the handshake") as client:
             hello = await read_hello(client)
             honest, forged = ident("honest"), ident("forged")
             nonce = os.urandom(32)
@@ -103,9 +111,7 @@ class TestHandshake:
     @trio_test
     async def test_accept_role_answer_is_not_a_dial_proof(self):
         """Test that an HMAC made for the acceptor role cannot be reflected as a dialer's proof."""
-        client, server = trio.testing.memory_stream_pair()
-        async with trio.open_nursery() as n:
-            n.start_soon(accept_expecting_refusal, server, "failed the handshake")
+        async with refused_dialer("failed the handshake") as client:
             hello = await read_hello(client)
             me, nonce = ident("reflector"), os.urandom(32)
             mac = _mac(SECRET, b"accept", hello.nonce, nonce, _ident_bytes(me))
@@ -115,26 +121,20 @@ class TestHandshake:
     async def test_message_before_handshake_is_refused(self):
         """Test that a runtime message sent instead of the handshake (an RPC attempt
         by a peer that skips authentication) is refused, not run."""
-        client, server = trio.testing.memory_stream_pair()
-        async with trio.open_nursery() as n:
-            n.start_soon(accept_expecting_refusal, server, "invalid handshake")
+        async with refused_dialer("invalid handshake") as client:
             await client.send_all(encode_frame(Start(0, "os", "system", {"command": "true"})))
 
     @trio_test
     async def test_oversized_handshake_frame_is_refused(self):
         """Test that a handshake frame over the small handshake limit is refused from
         its header alone."""
-        client, server = trio.testing.memory_stream_pair()
-        async with trio.open_nursery() as n:
-            n.start_soon(accept_expecting_refusal, server, f"limit {HANDSHAKE_MAX_FRAME}")
+        async with refused_dialer(f"limit {HANDSHAKE_MAX_FRAME}") as client:
             await client.send_all(b"\xff\xff\xff\xff")
 
     @trio_test
     async def test_short_nonce_is_refused(self):
         """Test that a dialer choosing a short (guessable) counter-challenge is refused."""
-        client, server = trio.testing.memory_stream_pair()
-        async with trio.open_nursery() as n:
-            n.start_soon(accept_expecting_refusal, server, "failed the handshake")
+        async with refused_dialer("failed the handshake") as client:
             hello = await read_hello(client)
             me, nonce = ident("lazy"), b"\x00"
             mac = _mac(SECRET, b"dial", hello.nonce, nonce, _ident_bytes(me))
@@ -276,9 +276,7 @@ def test_any_handshake_bytes_only_handshake_error(data):
     another exception and never a channel."""
 
     async def main():
-        client, server = trio.testing.memory_stream_pair()
-        async with trio.open_nursery() as n:
-            n.start_soon(accept_expecting_refusal, server, "handshake")
+        async with refused_dialer("handshake") as client:
             await read_hello(client)
             await client.send_all(data)
             await client.aclose()  # EOF: an incomplete frame must not hang the acceptor
