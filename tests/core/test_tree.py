@@ -10,29 +10,10 @@ import trio
 import notebook_actors as na
 from notebook_actors import _tree
 from notebook_actors.testing import private_registry_addr, trio_test
+from notebook_actors.testing._tree_actors import TREE_ACTORS, relay_from
 
 # Functions below travel by name ("test_tree:..."): every actor imports this module.
 MOD = __name__
-
-
-@na.context
-async def pump(ctx, n: int = 1_000_000):
-    """Stream numbers to the caller until cancelled."""
-    await ctx.started()
-    async with ctx.open_stream() as stream:
-        for i in range(n):
-            await stream.send(i)
-            await trio.sleep(0.005)
-
-
-async def relay_from_leaf(name: str) -> None:
-    """Spawn a leaf actor and consume its stream forever (a nested tree with a stream)."""
-    async with na.open_nursery() as n:
-        leaf = await n.start_actor(name, enable_modules=[MOD])
-        async with leaf.open_context(pump) as (ctx, _):
-            async with ctx.open_stream() as stream:
-                async for _ in stream:
-                    pass
 
 
 def boom() -> None:
@@ -65,9 +46,9 @@ async def test_nested_tree_with_a_stream_reaches_the_root():
     """Test that a grandchild and its stream show up at the root with parent links,
     states and growing message counts."""
     async with na.open_nursery(registry_addrs=[private_registry_addr()]) as n:
-        mid = await n.start_actor("mid", enable_modules=[MOD])
+        mid = await n.start_actor("mid", enable_modules=[MOD, TREE_ACTORS])
         async with trio.open_nursery() as tn:
-            tn.start_soon(lambda: mid.run(relay_from_leaf, name="leaf"))
+            tn.start_soon(lambda: mid.run(relay_from, name="leaf", interval=0.005))
             async with na.open_tree_watch(interval=0.1) as watch:
 
                 def streaming_with_counts(nodes):
@@ -85,9 +66,9 @@ async def test_nested_tree_with_a_stream_reaches_the_root():
                 assert mid_node["state"] == "streaming"
                 assert leaf["pid"] != mid_node["pid"] != root["pid"]
                 assert leaf["rss"] > 0
-                [call] = [c for c in leaf["calls"] if c["fn"] == f"{MOD}:pump"]
+                [call] = [c for c in leaf["calls"] if c["fn"] == f"{TREE_ACTORS}:pump"]
                 assert call["side"] == "callee" and call["peer"] == mid_node["key"] and call["stream"]
-                [back] = [c for c in mid_node["calls"] if c["fn"] == f"{MOD}:pump"]
+                [back] = [c for c in mid_node["calls"] if c["fn"] == f"{TREE_ACTORS}:pump"]
                 assert back["side"] == "caller" and back["peer"] == leaf["key"]
             tn.cancel_scope.cancel()
         await n.cancel()

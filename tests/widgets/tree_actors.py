@@ -5,26 +5,7 @@ from __future__ import annotations
 import trio
 
 import notebook_actors as na
-
-
-@na.context
-async def pump(ctx, n: int = 1_000_000):
-    """Stream numbers to the caller until cancelled."""
-    await ctx.started()
-    async with ctx.open_stream() as stream:
-        for i in range(n):
-            await stream.send(i)
-            await trio.sleep(0.01)
-
-
-async def consume_from(name: str) -> None:
-    """Spawn a child ``name`` and read its stream until cancelled."""
-    async with na.open_nursery() as n:
-        leaf = await n.start_actor(name, enable_modules=[__name__])
-        async with leaf.open_context(pump) as (ctx, _):
-            async with ctx.open_stream() as stream:
-                async for _ in stream:
-                    pass
+from notebook_actors.testing._tree_actors import TREE_ACTORS, relay_from
 
 
 def boom() -> None:
@@ -37,9 +18,9 @@ async def keep_tree(task_status=trio.TASK_STATUS_IGNORED) -> None:
     try:
         async with na.open_nursery() as n:
             worker = await n.start_actor("worker", enable_modules=[__name__])
-            relay = await n.start_actor("relay", enable_modules=[__name__])
+            relay = await n.start_actor("relay", enable_modules=[__name__, TREE_ACTORS])
             async with trio.open_nursery() as tn:
-                tn.start_soon(lambda: relay.run(consume_from, name="leaf"))
+                tn.start_soon(lambda: relay.run(relay_from, name="leaf"))
                 task_status.started(worker)
                 await trio.sleep_forever()
     except (na.RemoteActorError, na.MultiError, BaseExceptionGroup):
