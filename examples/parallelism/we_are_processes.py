@@ -14,9 +14,18 @@ import trio
 import notebook_actors as na
 
 
+_working = trio.Event()  # one per actor process: set once its worker has reported
+
+
 async def work_forever(worker: int) -> None:
     print(f"worker {worker} runs in pid {os.getpid()}", flush=True)
+    _working.set()
     await trio.sleep_forever()
+
+
+async def wait_working() -> None:
+    """Return once this actor's worker has printed its line."""
+    await _working.wait()
 
 
 def self_destruct() -> None:
@@ -27,8 +36,8 @@ async def main() -> None:
     workers = os.cpu_count() or 1
     async with na.open_nursery() as nursery:
         portals = [await nursery.run_in_actor(work_forever, name=f"worker-{i}", worker=i) for i in range(workers)]
-        for portal in portals:  # every worker is up once it answers
-            await portal.run_from_ns("self", "ping")
+        for portal in portals:  # every worker is up once it says it works
+            await portal.run(wait_working)
         print(f"{workers} workers up: now one more actor fails", flush=True)
         await nursery.run_in_actor(self_destruct)
 
