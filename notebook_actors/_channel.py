@@ -385,19 +385,7 @@ class Channel:
         self._check_open()
         out = self._out
         lone = not out and self._eager_ok and not self._writing
-        start = len(out)
-        out += b"\0\0\0\0"
-        out += head
-        try:
-            encoder.encode_into(value, out, len(out))
-        except BaseException:
-            del out[start:]
-            raise
-        size = len(out) - start - HEADER
-        if size > MAX_FRAME:
-            del out[start:]
-            raise ValueError(f"message of {size} bytes exceeds the frame limit of {MAX_FRAME} bytes")
-        out[start : start + HEADER] = size.to_bytes(HEADER, "big")
+        append_frame(out, value, head)
         self.msgs_sent += 1
         if lone and self._write_now():
             return

@@ -26,8 +26,9 @@ HEADER = 4
 MAX_FRAME = int(os.environ.get("NOTEBOOK_ACTORS_MAX_FRAME", 64 * 1024 * 1024))
 
 
-def append_frame(out: bytearray, msg: Any) -> None:
-    """Encode ``msg`` as one frame at the end of ``out``.
+def append_frame(out: bytearray, msg: Any, head: bytes = b"") -> None:
+    """Encode ``msg`` as one frame at the end of ``out``; ``head``, if given, is
+    already encoded msgpack that goes first in the frame (a message's fixed prefix).
 
     Raises:
         TypeError: ``msg`` holds a value msgpack cannot encode (``out`` is unchanged).
@@ -35,8 +36,9 @@ def append_frame(out: bytearray, msg: Any) -> None:
     """
     start = len(out)
     out += b"\0\0\0\0"
+    out += head
     try:
-        encoder.encode_into(msg, out, start + HEADER)
+        encoder.encode_into(msg, out, len(out))
     except BaseException:
         del out[start:]
         raise
