@@ -22,7 +22,6 @@ from . import _state, _transport
 from ._channel import Channel, connect, handshake_as_acceptor
 from ._context import Context, DEFAULT_WINDOW, MsgStream, encode_pld
 from ._exceptions import (
-    ContextCancelled,
     FrameError,
     HandshakeError,
     ModuleNotExposed,
@@ -30,7 +29,7 @@ from ._exceptions import (
     RemoteActorError,
     TransportClosed,
 )
-from .msg import Cancel, Error, ErrorInfo, Ident, Return, Start, Stop
+from .msg import Cancel, Error, ErrorInfo, Ident, Return, Start
 
 log = logging.getLogger("notebook_actors.runtime")
 

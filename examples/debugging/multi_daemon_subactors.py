@@ -14,7 +14,7 @@ async def breakpoint_forever():
 
 async def name_error():
     """Raise a ``NameError``."""
-    getattr(doggypants)  # noqa: F821
+    getattr(no_such_name)  # noqa: F821
 
 
 async def main():

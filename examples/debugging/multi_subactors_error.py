@@ -5,7 +5,7 @@ import notebook_actors as na
 
 
 async def name_error() -> None:
-    getattr(doggypants)  # noqa: F821
+    getattr(no_such_name)  # noqa: F821
 
 
 async def value_error(bad: int) -> None:

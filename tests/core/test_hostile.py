@@ -17,7 +17,7 @@ import trio.testing
 
 import notebook_actors as na
 from notebook_actors import _transport, testing
-from notebook_actors._channel import Channel, connect, handshake_as_dialer
+from notebook_actors._channel import connect, handshake_as_dialer
 from notebook_actors._codec import encode_frame
 from notebook_actors._exceptions import HandshakeError
 from notebook_actors.msg import Error, Ident, Return, Start, encoder
@@ -175,8 +175,6 @@ class TestBeforeHandshake:
     @trio_test
     async def test_replayed_handshake_is_dropped(self, tree_kw, target_bind):
         """Test that replaying the bytes of another peer's successful handshake fails."""
-        secret = na.current_actor_or_none() if False else None
-
         class Recording(trio.abc.Stream):
             def __init__(self, inner):
                 self.inner, self.sent = inner, bytearray()
@@ -312,7 +310,7 @@ async def test_unauthorised_call_is_logged(caplog):
 
     with trio.fail_after(TIMEOUT):
         with caplog.at_level(logging.WARNING, logger="notebook_actors"):
-            async with na.open_root_actor(registry_addrs=[testing.private_registry_addr()]) as actor:
+            async with na.open_root_actor(registry_addrs=[testing.private_registry_addr()]):
                 async with na.get_registry() as me:  # an in-process portal to ourselves
                     with pytest.raises(na.ModuleNotExposed):
                         await me.run_from_ns("shutil", "rmtree", path="/nonexistent")

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 
-from notebook_actors.testing import descendants, kill_all, private_registry_addr, run_script, start_script
+from notebook_actors.testing import descendants, kill_all, private_registry_addr, start_script
 
 PROGRAM = '''
 import sys, trio, notebook_actors as na

@@ -20,7 +20,7 @@ from notebook_actors import _transport, testing
 from notebook_actors._channel import Channel, handshake_as_acceptor, handshake_as_dialer
 from notebook_actors._exceptions import FrameError, HandshakeError, TransportClosed
 from notebook_actors._transport._uds import runtime_dir, sweep_stale
-from notebook_actors.msg import Error, Ident, Return, Start, Stop, encoder
+from notebook_actors.msg import Error, Ident, Return, Stop, encoder
 from notebook_actors.testing import trio_test
 
 SECRET = b"conformance-secret-0123456789abcdef"

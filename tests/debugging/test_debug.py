@@ -161,7 +161,7 @@ def test_errors_in_several_children_queue_on_the_lock(spawn):
     holder, waiter = child.match.group(1), child.match.group(2)
     assert {holder, waiter} == {"name_error", "value_error"}
     ask(child, holder, "c", rf"post-mortem in actor '{waiter}'")
-    error = "NameError: name 'doggypants'" if waiter == "name_error" else "ValueError: bad value 13"
+    error = "NameError: name 'no_such_name'" if waiter == "name_error" else "ValueError: bad value 13"
     child.expect(re.escape(error))
     ask(child, waiter, "c", r"post-mortem in actor 'root'")
     child.expect(r"MultiError: 2 actors failed")
@@ -211,7 +211,7 @@ def test_multi_daemon_subactors(spawn):
                 # is reading our answer, so it shows the prompt again under the notice)
                 child.expect(r"waiting: name_error\[\w+\]\r\n" + prompt("bp_forever"))
         elif name == "name_error":
-            assert "NameError: name 'doggypants' is not defined" in child.before
+            assert "NameError: name 'no_such_name' is not defined" in child.before
         else:
             assert name == "root" and "raised NameError" in child.before
         # the loop may re-enter until the root's cancel reaches it (a loaded machine
