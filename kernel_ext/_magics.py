@@ -488,7 +488,29 @@ def load(shell: Any) -> None:
     from . import _debugger
 
     _debugger.install()
+    _register_restart_action()
     _hook_kernel_shutdown(shell)
+
+
+def _register_restart_action() -> None:
+    """The tree widget's restart button respawns a notebook actor, like `%actor restart`."""
+    try:
+        from notebook_actors.widgets import register_action
+    except ImportError:  # the widget's optional dependencies are missing
+        return
+    register_action("restart", _restart_from_widget)
+
+
+async def _restart_from_widget(node: dict[str, Any]) -> str:
+    actors = _notebook_actors()
+    uid = tuple(node.get("uid") or ())
+    path = next((p for p, h in actors.handles.items() if tuple(h.info.get("uid") or ()) == uid), None)
+    if path is None:
+        path = next((p for p, h in actors.handles.items() if h.pid and h.pid == node.get("pid")), None)
+    if path is None:
+        raise RuntimeError(f"{node.get('name')!r} was not started by a %%actor cell: only those can be restarted here")
+    await actors.ensure(path, actors.handles[path].opts, new=True)
+    return f"restarted actor {path} (a fresh process and namespace)"
 
 
 def _detach(shell: Any) -> None:

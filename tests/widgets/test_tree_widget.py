@@ -225,6 +225,15 @@ def test_actor_tree_magic_shows_actor_cells(tmp_path):
         worker = node_named(ks.states[comm], "worker")
         root = ks.states[comm]["tree"]["nodes"][worker["parent"]]
         assert root["parent"] is None and root["pid"] != worker["pid"]
+
+        # The restart button respawns the notebook actor: a new process, a fresh namespace.
+        ks.run("%%actor worker\nmarker = 1")
+        ks.send_to_widget(comm, {"type": "action", "action": "restart", "key": worker["key"], "id": 1})
+        ks.pump_until(lambda: ks.states[comm].get("last_action", {}).get("id") == 1)
+        assert "restarted actor worker" in ks.states[comm]["last_action"]["message"]
+        _, out = ks.run("%%actor worker\nimport os\nprint(os.getpid(), 'marker' in dir())")
+        new_pid, has_old_name = out[0].split()
+        assert int(new_pid) != worker["pid"] and has_old_name == "False"
     finally:
         try:
             ks.run("%actor stop", timeout=60)
