@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import trio
 
 from . import _transport
-from ._codec import HEADER, MAX_FRAME, FrameDecoder, InvalidFrame, append_frame
+from ._codec import HEADER, MAX_FRAME, FrameDecoder, InvalidFrame, append_frame, encode_frame
 from ._exceptions import FrameError, HandshakeError, PeerLeft, TransportClosed
 from .msg import Error, ErrorInfo, Hello, Ident, Proof, Welcome, encoder, handshake_decoder, msg_decoder
 
@@ -199,12 +199,6 @@ async def _recv_frame(stream: trio.abc.Stream, rest: bytes, peer: str) -> tuple[
         buf += data
 
 
-def _frame(msg: Any) -> bytes:
-    out = bytearray()
-    append_frame(out, msg)
-    return bytes(out)
-
-
 async def handshake_as_dialer(stream: trio.abc.Stream, secret: bytes, me: Ident, peer: str) -> tuple[Ident, bytes]:
     """Prove our knowledge of ``secret`` to the acceptor, and check its proof.
 
@@ -218,7 +212,7 @@ async def handshake_as_dialer(stream: trio.abc.Stream, secret: bytes, me: Ident,
             raise HandshakeError(f"{peer} does not speak notebook_actors protocol {PROTOCOL_VERSION}")
         my_nonce = os.urandom(NONCE_SIZE)
         mac = _mac(secret, b"dial", hello.nonce, my_nonce, _ident_bytes(me))
-        await stream.send_all(_frame(Proof(mac, my_nonce, me)))
+        await stream.send_all(encode_frame(Proof(mac, my_nonce, me)))
         try:
             welcome, rest = await _recv_frame(stream, rest, peer)
         except PeerLeft:  # hanging up on our proof is how an acceptor refuses it
@@ -243,7 +237,7 @@ async def handshake_as_acceptor(stream: trio.abc.Stream, secret: bytes, me: Iden
     peer = f"{peer} from {describe_peer(stream)}"
     with _handshake_deadline(peer):
         nonce = os.urandom(NONCE_SIZE)
-        await stream.send_all(_frame(Hello(PROTOCOL_VERSION, nonce)))
+        await stream.send_all(encode_frame(Hello(PROTOCOL_VERSION, nonce)))
         proof, rest = await _recv_frame(stream, b"", peer)
         if (
             not isinstance(proof, Proof)
@@ -252,7 +246,7 @@ async def handshake_as_acceptor(stream: trio.abc.Stream, secret: bytes, me: Iden
         ):
             raise HandshakeError(f"{peer} failed the handshake (wrong secret, or not an actor)")
         mac = _mac(secret, b"accept", nonce, proof.nonce, _ident_bytes(me))
-        await stream.send_all(_frame(Welcome(mac, me)))
+        await stream.send_all(encode_frame(Welcome(mac, me)))
         return proof.ident, rest
 
 

@@ -341,6 +341,7 @@ def test_a_peer_dying_mid_handshake_is_a_handshake_error(tmp_path):
     died) gives the dialer a HandshakeError (an OSError, as documented), not a bare
     trio.BrokenResourceError."""
     from notebook_actors import _channel
+    from notebook_actors._codec import encode_frame
     from notebook_actors._exceptions import HandshakeError
 
     path = str(tmp_path / "dying.sock")
@@ -352,7 +353,7 @@ def test_a_peer_dying_mid_handshake_is_a_handshake_error(tmp_path):
 
         async def dying_peer() -> None:
             conn, _ = await listener.accept()
-            await conn.send(_channel._frame(_channel.Hello(_channel.PROTOCOL_VERSION, os.urandom(16))))
+            await conn.send(encode_frame(_channel.Hello(_channel.PROTOCOL_VERSION, os.urandom(16))))
             await trio.lowlevel.wait_readable(conn)
             conn.close()  # the dialer's proof unread: its next read is reset
 
