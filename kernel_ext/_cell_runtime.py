@@ -27,6 +27,7 @@ from typing import Any
 import trio
 
 import notebook_actors as na
+from notebook_actors import _tree
 from notebook_actors._context import encode_pld
 
 #: Name of the cells' namespace module; not in ``sys.modules``, so functions and
@@ -310,9 +311,11 @@ async def run_cell(ctx: na.Context, code: str, label: str) -> dict[str, Any]:
     async with ctx.open_stream() as stream, trio.open_nursery() as n:
         n.start_soon(sink.pump, stream)
         token = _current_sink.set(sink)
+        _tree.set_activity(f"cell [{_cell_counter}]")  # shown beside the actor in the tree widget
         try:
             outcome = await _execute(code_obj, has_value)
         finally:
+            _tree.set_activity(None)
             _current_sink.reset(token)
             sink.close()
     return outcome

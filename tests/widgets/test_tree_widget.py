@@ -234,6 +234,10 @@ def test_actor_tree_magic_shows_actor_cells(tmp_path):
         _, out = ks.run("%%actor worker\nimport os\nprint(os.getpid(), 'marker' in dir())")
         new_pid, has_old_name = out[0].split()
         assert int(new_pid) != worker["pid"] and has_old_name == "False"
+
+        # A running cell shows as the actor's activity while it runs.
+        ks.run("%%actor --bg worker\nimport trio\nawait trio.sleep(60)")
+        ks.pump_until(lambda: ((node_named(ks.states[comm], "worker") or {}).get("activity") or "").startswith("cell ["))
     finally:
         try:
             ks.run("%actor stop", timeout=60)
