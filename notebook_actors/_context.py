@@ -669,13 +669,9 @@ class MsgStream(trio.abc.Channel[Any]):
     async def aclose(self) -> None:
         """Close this side: the other side's iteration ends. Idempotent."""
         if not self._closed:
-            self._closed = True
             ctx = self._ctx
+            self._close_quietly()
             ctx._stop_nowait()
-            # unread messages will never be read: free them now
-            kept = [m for m in ctx._inbox if type(m) is not Yield]
-            ctx._inbox.clear()
-            ctx._inbox.extend(kept)
             ctx._arrived.unpark_all()
             ctx._credit_lot.unpark_all()
         await trio.lowlevel.checkpoint()
