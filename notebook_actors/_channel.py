@@ -287,8 +287,6 @@ class Channel:
         self._close_reason: BaseException | None = None
         self._closed_event = trio.Event()
         self.on_close: list[Callable[[Channel], None]] = []
-        self.msgs_sent = 0
-        self.msgs_received = 0
         self.frames_refused = 0
         self._frame_error: FrameError | None = None
         # Eager writes (see _write_now): the writer is mid-write; one eager write is
@@ -339,7 +337,6 @@ class Channel:
         self._check_open()
         lone = not self._out and self._eager_ok and not self._writing
         append_frame(self._out, msg)
-        self.msgs_sent += 1
         if lone and self._write_now():
             return
         self._writer_wakeup.set()
@@ -380,7 +377,6 @@ class Channel:
         out = self._out
         lone = not out and self._eager_ok and not self._writing
         append_frame(out, value, head)
-        self.msgs_sent += 1
         if lone and self._write_now():
             return
         self._writer_wakeup.set()
@@ -462,7 +458,6 @@ class Channel:
             self._frame_error = exc
         if any(type(m) is InvalidFrame for m in msgs):
             msgs = [m for m in msgs if type(m) is not InvalidFrame or self._refuse(m)]
-        self.msgs_received += len(msgs)
         return msgs
 
     def _refuse(self, bad: InvalidFrame) -> bool:
