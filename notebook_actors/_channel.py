@@ -334,12 +334,7 @@ class Channel:
 
     def send_nowait(self, msg: Any) -> None:
         """Queue ``msg`` for the writer. Raises TypeError if it cannot be encoded."""
-        self._check_open()
-        lone = not self._out and self._eager_ok and not self._writing
-        append_frame(self._out, msg)
-        if lone and self._write_now():
-            return
-        self._writer_wakeup.set()
+        self.send_prefixed_nowait(b"", msg)
 
     def _write_now(self) -> bool:
         """Write a lone message from the sending task itself; True if it all left.
