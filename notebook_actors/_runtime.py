@@ -131,7 +131,6 @@ class Actor:
         self.is_arbiter = False
         self.pid = os.getpid()
         self.parent_chan: Channel | None = None
-        self.started_at = 0.0
         # connections
         self._peers: dict[tuple[str, str], list[Channel]] = {}
         self._chans_by_addr: dict[str, Channel] = {}
@@ -165,7 +164,6 @@ class Actor:
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled. ``task_status.started()`` once reachable."""
-        self.started_at = trio.current_time()
         undo_debug = lambda: None  # noqa: E731
         if self.debug_mode:  # the builtin breakpoint() goes to the tree's REPL
             from . import _debug
@@ -630,11 +628,6 @@ class Actor:
         return mod
 
     # -- registry ----------------------------------------------------------------------
-    def _registry_portal(self) -> Any:
-        from ._portal import LocalPortal
-
-        return LocalPortal(self) if self.is_arbiter else None
-
     async def _register_self(self) -> None:
         if self.is_arbiter:
             return
