@@ -187,10 +187,6 @@ class Context:
 
     # -- public API --
     @property
-    def side_is_caller(self) -> bool:
-        return self.side == "caller"
-
-    @property
     def canceller(self) -> tuple[str, str] | None:
         """The uid of the actor that cancelled this context, or None."""
         if self.side == "callee":
