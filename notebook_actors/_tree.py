@@ -34,6 +34,7 @@ import logging
 import os
 import sys
 import time
+import weakref
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -86,7 +87,10 @@ class _LocalInfo:
             self.started = time.time()
         self.cpu = 0.0
         self.cpu_at = time.monotonic()
-        self.rates: dict[int, tuple[int, float, float]] = {}  # id(ctx) -> (count, t, rate)
+        # ctx -> (count, t, rate); weak, so an ended call's entry goes with its context
+        # (keyed by id() it would stay forever, and a new context reusing the id would
+        # inherit its count)
+        self.rates: weakref.WeakKeyDictionary[Any, tuple[int, float, float]] = weakref.WeakKeyDictionary()
         self.state_override: str | None = None
         self.activity: str | None = None
         self.output: collections.deque[str] = collections.deque(maxlen=OUTPUT_TAIL)
@@ -119,14 +123,14 @@ class _LocalInfo:
 
     def rate(self, ctx: Any, count: int) -> float:
         now = time.monotonic()
-        prev = self.rates.get(id(ctx))
+        prev = self.rates.get(ctx)
         if prev is None:
-            self.rates[id(ctx)] = (count, now, 0.0)
+            self.rates[ctx] = (count, now, 0.0)
             return 0.0
         n0, t0, rate = prev
         if now - t0 >= 0.25:
             rate = round((count - n0) / (now - t0), 1)
-            self.rates[id(ctx)] = (count, now, rate)
+            self.rates[ctx] = (count, now, rate)
         return rate
 
 
