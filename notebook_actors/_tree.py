@@ -379,7 +379,7 @@ class _Subtree:
         self.interval = interval
         self.key = key_of(actor.uid)
         self.nodes: dict[str, Any] = {}
-        self.debug: dict[str, Any] = {"holder": None, "waiting": []}
+        self.debug: dict[str, Any] = {"holder": None, "waiting": [], "parked": []}
         self.version = 0
         self._changed = trio.lowlevel.ParkingLot()
         self._remote: dict[tuple[str, str], dict[str, Any]] = {}
