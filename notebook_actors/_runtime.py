@@ -442,10 +442,14 @@ class Actor:
                 chan.send_nowait(Return(msg.cid, pld))
         return _DONE
 
-    def _reply_error(self, chan: Channel, cid: int | None, exc: BaseException, **kw: Any) -> None:
+    def _reply_error(self, chan: Channel, cid: int | None, exc: BaseException) -> None:
+        self._send_error(chan, cid, box_error(exc, self.uid))
+
+    def _send_error(self, chan: Channel, cid: int | None, info: ErrorInfo) -> None:
+        """Answer a call with an error, unless its caller is gone already."""
         if not chan.closed:
             try:
-                chan.send_nowait(Error(cid, box_error(exc, self.uid, **kw)))
+                chan.send_nowait(Error(cid, info))
             except TransportClosed:
                 pass
 
@@ -483,11 +487,7 @@ class Actor:
         info = box_error(exc, self.uid, canceller=canceller)
         info.message = f"{ctx.fn_name} in actor {self.uid} was cancelled by actor {canceller}"
         info.tb_str = "".join(traceback.format_stack(limit=4))
-        if not ctx.chan.closed:
-            try:
-                ctx.chan.send_nowait(Error(ctx.cid, info))
-            except TransportClosed:
-                pass
+        self._send_error(ctx.chan, ctx.cid, info)
 
     async def _maybe_post_mortem(self, exc: BaseException) -> None:
         if self.debug_mode:
