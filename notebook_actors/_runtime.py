@@ -581,7 +581,7 @@ class Actor:
 
     def _import(self, ns: str) -> Any:
         # a grandchild is asked for "__mp_main__": its parent loaded the script under that name
-        if ns in ("__main__", "__mp_main__"):
+        if ns in _SCRIPT_NAMES:
             return self._main_module()
         import importlib
 
