@@ -175,13 +175,12 @@ class Actor:
                 await self._listen()
                 async with trio.open_nursery() as rpc_n:
                     self._rpc_n = rpc_n
-                    if self.parent_addr is not None:
-                        await self._connect_parent()
                     if self.parent_addr is None:
                         # a root is registered once it is up (other programs look for it
                         # right away); a child registers concurrently with its start-up
                         await self._register_self()
                     else:
+                        await self._connect_parent()
                         transport_n.start_soon(self._register_self)
                     task_status.started()
                     await self._cancel_requested.wait()
