@@ -720,12 +720,15 @@ async def open_context_from(portal: Any, fn: Any, kwargs: dict[str, Any]) -> Asy
         )
     ctx = portal._start(fn, (), kwargs, "context")
     ctx._payload_type = getattr(fn, "_notebook_actors_payload_type", None)
+    # Made before Started arrives: the far end's Error may come in the same batch,
+    # and a scope cancelled before it is entered is cancelled on entry.
+    ctx._body_scope = trio.CancelScope()
     try:
         first = await ctx._wait_started()
     except BaseException:
+        ctx._body_scope = None
         await ctx._cancel_and_wait()
         raise
-    ctx._body_scope = trio.CancelScope()
     try:
         with ctx._body_scope:
             yield ctx, first
