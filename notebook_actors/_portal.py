@@ -161,9 +161,8 @@ class Portal:
         ns, name, code = _split_target(fn, args)
         ctx = self._new_ctx(f"{ns}:{name}")
         try:
-            kw = {k: v for k, v in kwargs.items()}
-            encode_pld(kw, f"the arguments of {name}")  # fail here, in the caller, with a clear error
-            self.channel.send_nowait(Start(ctx.cid, ns, name, kw, kind, credit, code))
+            encode_pld(kwargs, f"the arguments of {name}")  # fail here, in the caller, with a clear error
+            self.channel.send_nowait(Start(ctx.cid, ns, name, kwargs, kind, credit, code))
         except BaseException:
             self.channel.ctxs.pop(ctx.cid, None)
             raise
