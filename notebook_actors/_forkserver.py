@@ -20,8 +20,8 @@ Traps:
 - Forked actors are children of the template, not of the actor that spawned them,
   and ``ps`` shows them with the template's command line.
   Their exit status travels back over the request's connection; zombie safety holds:
-  a forked actor exits when its parent's channel closes, and dies with the template
-  (``PR_SET_PDEATHSIG``), which dies with its owner.
+  a forked actor exits when its parent's channel closes, and dies with the template,
+  which dies with its owner (both watch their parent: ``_child._die_with_parent``).
 """
 from __future__ import annotations
 
@@ -375,8 +375,11 @@ async def _stop_with_actor(server: ForkServer) -> None:
 
 
 async def stop() -> None:
-    """Stop the fork server this process owns, if any (the runtime calls this when the
-    actor that started it ends)."""
+    """Stop the fork server this process owns, if any.
+
+    One started inside a runtime stops by itself when the actor that started it ends;
+    call this for one started outside any runtime.
+    """
     global _server
     server, _server = _server, None
     if server is not None:

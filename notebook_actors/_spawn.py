@@ -10,8 +10,8 @@ Backends (``start_method``):
 - ``"mp_spawn"`` / ``"mp_forkserver"``: the same child main through multiprocessing.
 
 Every child starts in its own session (a terminal's or kernel's SIGINT reaches it only
-through the runtime), asks the kernel to kill it when its parent dies
-(``PR_SET_PDEATHSIG``), and exits by itself when its parent's channel closes.
+through the runtime), dies with its parent process (``_child._die_with_parent``), and
+exits by itself when its parent's channel closes.
 """
 from __future__ import annotations
 
