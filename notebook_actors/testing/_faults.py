@@ -10,10 +10,8 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import time
 from typing import Any, AsyncIterator
 
-import psutil
 import trio
 
 import notebook_actors as na
@@ -26,7 +24,6 @@ __all__ = [
     "exit_now",
     "getpid",
     "hang_in_c",
-    "kill_soon",
     "open_fds",
     "raise_system_exit",
     "segfault",
@@ -48,10 +45,6 @@ def open_fds(pid: int | None = None) -> dict[int, str]:
         except OSError:  # the listing's own fd, closed meanwhile
             pass
     return fds
-
-
-def fd_count(pid: int) -> int:
-    return psutil.Process(pid).num_fds()
 
 
 def fd_targets() -> list[str]:
@@ -91,21 +84,6 @@ def hang_in_c(ready_path: str, ignore_sigterm: bool = False) -> None:
     libc = ctypes.CDLL(None)
     while True:
         libc.pause()
-
-
-def kill_soon(pid: int, delay: float, sig: int = signal.SIGKILL) -> None:
-    """Send ``sig`` to ``pid`` after ``delay`` seconds (from a thread: the fault's
-    moment is random on purpose; nothing is ordered by it)."""
-    import threading
-
-    def later() -> None:
-        time.sleep(delay)
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-    threading.Thread(target=later, daemon=True).start()
 
 
 # -- trees and streams --------------------------------------------------------------------
