@@ -72,11 +72,11 @@ def run_child(boot) -> None:
             registry_addrs=boot.registry_addrs,
             parent_addr=boot.parent_addr,
             parent_main_path=boot.parent_main_path,
+            parent_main_module=boot.parent_main_module,
             infect_asyncio=boot.infect_asyncio,
             start_method=boot.start_method,
             bind_addr=boot.bind_addr,
         )
-        actor.parent_main_module = boot.parent_main_module
         _state.set_actor(actor)
         await actor.run()
 

@@ -110,6 +110,7 @@ class Actor:
         registry_addrs: list[str] | None = None,
         parent_addr: str | None = None,
         parent_main_path: str | None = None,
+        parent_main_module: str | None = None,
         bind_addr: str | None = None,
         infect_asyncio: bool = False,
         start_method: str | None = None,
@@ -123,7 +124,7 @@ class Actor:
         self.registry_addrs = list(registry_addrs or [])
         self.parent_addr = parent_addr
         self.parent_main_path = parent_main_path
-        self.parent_main_module: str | None = None  # set by the child's boot
+        self.parent_main_module = parent_main_module
         self.bind_addr = bind_addr
         self.start_method = start_method
         self._infected_aio = infect_asyncio
