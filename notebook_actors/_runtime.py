@@ -343,8 +343,6 @@ class Actor:
             pass
         except FrameError as exc:
             log.error("actor %s closes its channel to %s: %s", self.uid, uid, exc)
-        except trio.Cancelled:
-            raise
         finally:
             chan._mark_closed(None)
             with trio.CancelScope(shield=True):
