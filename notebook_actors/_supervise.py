@@ -35,8 +35,7 @@ DRAIN_TIMEOUT = 2.0
 class _Child:
     """The parent's record of one child actor."""
 
-    def __init__(self, name: str, uid: tuple[str, str], chan: Channel, portal: Portal) -> None:
-        self.name = name
+    def __init__(self, uid: tuple[str, str], chan: Channel, portal: Portal) -> None:
         self.uid = uid
         self.chan = chan
         self.portal = portal
@@ -170,7 +169,7 @@ class ActorNursery:
         uid = (name, uuid.uuid4().hex)
         chan = Channel(dialer=False, uid=uid)
         portal = Portal(chan, actor)
-        child = _Child(name, uid, chan, portal)
+        child = _Child(uid, chan, portal)
         main_mod = sys.modules.get("__main__")
         boot = _spawn.ChildBoot(
             name=name,
