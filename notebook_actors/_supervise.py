@@ -282,7 +282,7 @@ class ActorNursery:
                     await debug.wait_while_repl_via(child.uid)
                 if child.hard_kill:
                     child.proc.kill()
-                child.exitcode = await _spawn.reap(child.proc, self.cancel_grace)
+                await _spawn.reap(child.proc, self.cancel_grace)
             child.exitcode = child.proc.returncode if child.proc is not None else child.exitcode
             # only now: a child still starting up connects to this very channel, where
             # its cancel request waits for it
