@@ -1,17 +1,20 @@
 # The two set-up commands a new user runs: `make demo` and `make test`.
+# Installs are pinned by constraints.txt (regenerate with `make constraints`), so a
+# fresh clone gets the set CI was green with; `make test-latest` tries the newest releases.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PIP_INSTALL = $(BIN)/python -m pip install -q -c constraints.txt
 
-.PHONY: demo test lab bench fuzz soak clean
+.PHONY: demo test lint lab bench fuzz soak clean constraints test-latest
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[test,bench]"
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP_INSTALL) -e ".[test,bench,dev]"
 	$(BIN)/python -m notebook_actors._debug --disable-pdb-hijack
 	touch $(STAMP)
 
@@ -22,15 +25,21 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-lab: $(STAMP)
-	$(BIN)/pip install -q jupyterlab
+# ruff (lint and format); mypy on the core and import-linter's layer contracts join
+# as the architecture work makes them pass (issue 14)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+lab: $(BIN)/python
+	$(PIP_INSTALL) -e ".[notebook]" jupyterlab
 	$(BIN)/jupyter lab examples/notebooks
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 fuzz: $(STAMP)
-	$(BIN)/pip install -q -e ".[fuzz]"
+	$(PIP_INSTALL) -e ".[fuzz]"
 	mkdir -p .fuzz-corpus && cp -n fuzz/regressions/* .fuzz-corpus/
 	$(BIN)/python fuzz/fuzz_codec.py -max_total_time=$${FUZZ_SECONDS:-300} -rss_limit_mb=2048 -artifact_prefix=fuzz/ .fuzz-corpus
 
@@ -38,5 +47,21 @@ fuzz: $(STAMP)
 soak: $(STAMP)
 	NOTEBOOK_ACTORS_SOAK_SECONDS=$${SOAK_SECONDS:-600} $(BIN)/python -m pytest -q -s --timeout=$$(( $${SOAK_SECONDS:-600} + 300 )) tests/reliability/test_random_faults.py
 
+# regenerate the pinned set from the newest releases (then run `make test` and commit it)
+constraints:
+	rm -rf .venv-constraints && $(PY) -m venv .venv-constraints
+	.venv-constraints/bin/python -m pip install -q --upgrade pip
+	.venv-constraints/bin/python -m pip install -q -e ".[test,bench,dev]"
+	.venv-constraints/bin/python -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+	rm -rf .venv-constraints
+
+# the suite against the newest releases, so that drift is seen before it reaches CI
+test-latest:
+	rm -rf .venv-latest && $(PY) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install -q --upgrade pip
+	.venv-latest/bin/python -m pip install -q -e ".[test,bench,dev]"
+	.venv-latest/bin/python -m notebook_actors._debug --disable-pdb-hijack
+	.venv-latest/bin/python -m pytest -q $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-latest .venv-constraints build *.egg-info

@@ -5,6 +5,7 @@ that interleave the peers (the order rotates each round); prints one table
 (figure × peer), the cost ratios against the floor and against each peer, and the
 issue's targets; writes everything as JSON to ``bench/results/``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -127,9 +128,19 @@ def setup_tractor() -> None:
 
     venv.create(TRACTOR_VENV, with_pip=True)
     pip = [str(TRACTOR_VENV / "bin" / "python"), "-m", "pip", "install", "-q"]
-    deps = ["trio==0.22.2", "async_generator", "trio_typing", "tricycle", "colorlog", "wrapt", "msgspec", "pdbpp", "psutil"]
+    deps = [
+        "trio==0.22.2",
+        "async_generator",
+        "trio_typing",
+        "tricycle",
+        "colorlog",
+        "wrapt",
+        "msgspec",
+        "pdbpp",
+        "psutil",
+    ]
     subprocess.run(pip + deps, check=True)
-    subprocess.run(pip + ["--no-deps", "tractor==0.1.0a5"], check=True)
+    subprocess.run([*pip, "--no-deps", "tractor==0.1.0a5"], check=True)
     print(f"tractor installed in {TRACTOR_VENV}")
 
 
@@ -187,7 +198,9 @@ def main() -> None:
     ap.add_argument("--peers", help=f"comma-separated subset of: {', '.join(PEER_MODULES)}")
     ap.add_argument("--no-kernel", action="store_true", help="skip the Jupyter kernel figures")
     ap.add_argument("--setup-tractor", action="store_true", help="install tractor into a side venv, then exit")
-    ap.add_argument("--markdown", metavar="JSON", help="print a saved report (e.g. bench/results/latest.json) as Markdown")
+    ap.add_argument(
+        "--markdown", metavar="JSON", help="print a saved report (e.g. bench/results/latest.json) as Markdown"
+    )
     args = ap.parse_args()
     if args.setup_tractor:
         setup_tractor()

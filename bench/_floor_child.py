@@ -5,6 +5,7 @@ a Unix socket, with nothing of any actor runtime in between.
 frame), ``oneway`` (one send per message), ``batched`` (many frames per send) or
 ``idle`` (say ready, then wait).
 """
+
 from __future__ import annotations
 
 import sys

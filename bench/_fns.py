@@ -1,4 +1,5 @@
 """Functions the benchmarks run inside other processes (importable by name)."""
+
 from __future__ import annotations
 
 import os

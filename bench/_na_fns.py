@@ -1,5 +1,6 @@
 """notebook_actors endpoints for the benchmarks (kept apart from ``_fns`` so that
 multiprocessing children never import the runtime)."""
+
 from __future__ import annotations
 
 import notebook_actors as na

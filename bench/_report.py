@@ -1,4 +1,5 @@
 """Turn the samples into the report: medians, cost ratios, targets; print it."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -78,12 +79,24 @@ def targets(m: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
         return None if a is None or b is None else a / b
 
     rows = [
-        ("spawn → first result ≤ 1.2× bare interpreter", ratio(na.get("spawn1_ms"), fl.get("spawn1_ms")), "≤", 1.2, "×"),
+        (
+            "spawn → first result ≤ 1.2× bare interpreter",
+            ratio(na.get("spawn1_ms"), fl.get("spawn1_ms")),
+            "≤",
+            1.2,
+            "×",
+        ),
         ("fork-server spawn → first result < 30 ms", fs.get("spawn1_ms"), "<", 30, "ms"),
         ("fork-server ten actors < 150 ms", fs.get("spawn10_ms"), "<", 150, "ms"),
         ("RPC median ≤ 1.3× raw ping-pong", ratio(na.get("rpc_med_us"), fl.get("rpc_med_us")), "≤", 1.3, "×"),
         ("one-way stream ≥ 150,000 msg/s", na.get("stream_msgs_s"), "≥", 150_000, "msg/s"),
-        ("one-way stream ≥ ¼ of batched raw floor", ratio(na.get("stream_msgs_s"), fl.get("stream_batched_msgs_s")), "≥", 0.25, "×"),
+        (
+            "one-way stream ≥ ¼ of batched raw floor",
+            ratio(na.get("stream_msgs_s"), fl.get("stream_batched_msgs_s")),
+            "≥",
+            0.25,
+            "×",
+        ),
         ("echo round trip ≤ 1.3× raw ping-pong", ratio(na.get("echo_med_us"), fl.get("echo_med_us")), "≤", 1.3, "×"),
         ("idle actor < 25 MB RSS", na.get("rss_mb"), "<", 25, "MB"),
         ("idle fork-server actor < 25 MB RSS", fs.get("rss_mb"), "<", 25, "MB"),
@@ -132,21 +145,24 @@ def render(report: dict[str, Any]) -> list[str]:
     peers = [p for p in med if p != "kernel"]
     lines: list[str] = []
     value_rows = []
-    for key, (label, unit, hib, _) in METRICS.items():
+    for key, (label, unit, _hib, _) in METRICS.items():
         if any(key in med[p] for p in peers):
             value_rows.append((f"{label} [{unit}]", [fmt(med[p].get(key), unit) for p in peers]))
     lines += _table("Medians (n_a = notebook_actors)", peers, value_rows)
     ratio_rows = []
-    for key, (label, unit, hib, _) in METRICS.items():
+    for key, (label, _unit, _hib, _) in METRICS.items():
         if any(key in med[p] for p in peers):
             ratio_rows.append((label, [fmt(report["cost_vs_floor"][p].get(key)) for p in peers]))
-    lines += [""] + _table("Cost vs the floor (× floor; >1 = slower or bigger)", peers, ratio_rows)
+    lines += ["", *_table("Cost vs the floor (× floor; >1 = slower or bigger)", peers, ratio_rows)]
     others = [p for p in peers if p != NA]
     vs_rows = []
-    for key, (label, unit, hib, _) in METRICS.items():
+    for key, (label, _unit, _hib, _) in METRICS.items():
         if key in med.get(NA, {}):
             vs_rows.append((label, [fmt(report["notebook_actors_cost_vs_peer"][p].get(key)) for p in others]))
-    lines += [""] + _table("notebook_actors cost vs each peer (<1 = notebook_actors is faster/smaller)", others, vs_rows)
+    lines += [
+        "",
+        *_table("notebook_actors cost vs each peer (<1 = notebook_actors is faster/smaller)", others, vs_rows),
+    ]
     k = med.get("kernel", {})
     if k or "kernel" in report["notes"]:
         lines += ["", "In a Jupyter kernel (execute_request → execute_reply)"]

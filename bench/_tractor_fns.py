@@ -1,4 +1,5 @@
 """tractor endpoints for the benchmarks (run by tractor's own interpreter)."""
+
 from __future__ import annotations
 
 import tractor

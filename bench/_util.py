@@ -1,11 +1,12 @@
 """Small helpers shared by the peers: statistics, timers, memory, sockets."""
+
 from __future__ import annotations
 
 import os
 import statistics
 import tempfile
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 now = time.perf_counter
 
@@ -22,7 +23,7 @@ def median(values: Sequence[float]) -> float:
 
 def p99(values: Sequence[float]) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
 def round_trip_summary(per_call_s: Sequence[float], prefix: str) -> dict[str, list[float]]:

@@ -1,6 +1,7 @@
 """Run one sample: ``python -m bench._worker PEER FIGURE [--quick]``, or list a
 peer's figures (or why it cannot run) with ``--check``. The result is the last line
 of stdout, a JSON object after ``RESULT_TAG``."""
+
 from __future__ import annotations
 
 import importlib

@@ -7,6 +7,7 @@ actors. Prints one table: wall time and the peak RSS of the whole tree, plus eac
 scenario's own figures. Figures, not pass/fail: the correctness versions of these
 run in ``tests/reliability/test_load.py``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,10 @@ def _fmt(value: object) -> str:
 
 
 def print_table(results: list[_load.Figures], start_method: str) -> None:
-    print(f"notebook_actors load figures ({platform.python_version()}, {start_method}, "
-          f"{platform.machine()}, {__import__('os').cpu_count()} CPUs)")
+    print(
+        f"notebook_actors load figures ({platform.python_version()}, {start_method}, "
+        f"{platform.machine()}, {__import__('os').cpu_count()} CPUs)"
+    )
     print(f"{'scenario':<44} {'time s':>8} {'peak RSS MB':>12}  details")
     for f in results:
         details = ", ".join(f"{k}={_fmt(v)}" for k, v in f.notes.items())
@@ -50,9 +53,7 @@ def main() -> None:
     parser.add_argument("--start-method", default="trio", choices=["trio", "forkserver", "mp_spawn", "mp_forkserver"])
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
-    results = na.run(
-        _all, sizes, registry_addrs=[testing.private_registry_addr()], start_method=args.start_method
-    )
+    results = na.run(_all, sizes, registry_addrs=[testing.private_registry_addr()], start_method=args.start_method)
     print_table(results, args.start_method)
 
 

@@ -4,6 +4,7 @@ the kernel and of the whole tree, and count the update bytes the front end recei
 
 Run: python -m bench.tree_widget_cost   (about a minute; spawns 100 processes)
 """
+
 from __future__ import annotations
 
 import json
@@ -101,15 +102,19 @@ def main() -> None:
         dt = time.monotonic() - w0
         k, t = cpu([kernel]) - k0, cpu(tree) - t0
         ups = update_bytes[n0:]
-        print(f"{label}: kernel CPU {100 * k / dt:.1f}%  whole tree CPU {100 * t / dt:.1f}% "
-              f"({len(tree)} processes)  updates {len(ups) / dt:.1f}/s, "
-              f"{(sum(ups) / len(ups) / 1024) if ups else 0:.1f} KiB each")
+        print(
+            f"{label}: kernel CPU {100 * k / dt:.1f}%  whole tree CPU {100 * t / dt:.1f}% "
+            f"({len(tree)} processes)  updates {len(ups) / dt:.1f}/s, "
+            f"{(sum(ups) / len(ups) / 1024) if ups else 0:.1f} KiB each"
+        )
 
     try:
         print("actors:", run(SETUP)[-1])
         measure("no widget  ")
-        run("from notebook_actors.widgets import ActorTreeWidget\nw = ActorTreeWidget()\ndisplay(w)\n"
-            "while len(w.tree.get('nodes', {})) < 100:\n    await asyncio.sleep(0.2)")
+        run(
+            "from notebook_actors.widgets import ActorTreeWidget\nw = ActorTreeWidget()\ndisplay(w)\n"
+            "while len(w.tree.get('nodes', {})) < 100:\n    await asyncio.sleep(0.2)"
+        )
         measure("with widget")
         print("widget statistics:", run("print(w.statistics())")[-1])
         run("w.close()")

@@ -3,6 +3,7 @@
 It spawns actors, calls them, streams between them, shows an error crossing two
 processes, tears the tree down and checks that no process is left.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,7 @@ import notebook_actors as na
 
 
 def cube(x: int) -> int:
-    return x ** 3
+    return x**3
 
 
 async def countdown(n: int):

@@ -5,6 +5,7 @@
 Exits non-zero if a cell fails (cells tagged ``raises-exception`` may fail).
 This is what ``make demo`` runs for the notebooks.
 """
+
 from __future__ import annotations
 
 import re

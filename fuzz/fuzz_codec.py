@@ -15,6 +15,7 @@ hypothesis run. Run::
 A crash input found by atheris is written as ``crash-<sha1>``; copy it into
 ``fuzz/regressions/`` and ``tests/core/test_codec.py`` replays it on every test run.
 """
+
 from __future__ import annotations
 
 import sys
@@ -61,8 +62,7 @@ def _hypothesis_main(examples: int) -> None:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(st.binary(max_size=4096))
     def run(data: bytes) -> None:
         check_one(data)

@@ -4,6 +4,7 @@ Loading it runs this kernel's root actor as a trio guest on the kernel's asyncio
 and adds the ``%%actor`` cell magic and the ``%actor`` line magic. See
 ``docs/notebook.md``.
 """
+
 from __future__ import annotations
 
 from typing import Any

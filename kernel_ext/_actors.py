@@ -7,13 +7,15 @@ never the kernel's runtime or its siblings.
 
 Everything here runs in trio (the kernel's guest run).
 """
+
 from __future__ import annotations
 
 import os
 import signal
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import psutil
 import trio
@@ -224,13 +226,15 @@ class NotebookActors:
         now = time.time()
         for path in sorted(self.handles):
             h = self.handles[path]
-            rows.append({
-                "path": path,
-                "pid": h.pid,
-                "ppid": h.info.get("ppid"),
-                "state": h.state,
-                "uptime": now - h.started_at,
-            })
+            rows.append(
+                {
+                    "path": path,
+                    "pid": h.pid,
+                    "ppid": h.info.get("ppid"),
+                    "state": h.state,
+                    "uptime": now - h.started_at,
+                }
+            )
         return rows
 
     # -- running a cell -------------------------------------------------------------

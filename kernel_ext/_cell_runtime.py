@@ -10,6 +10,7 @@ goes, in order, over the context's stream to the kernel, which shows it live in 
 cell. Output written after the cell ended (by a task it left running elsewhere) is
 kept in a bounded buffer and shown, labelled, at the top of the actor's next cell.
 """
+
 from __future__ import annotations
 
 import ast
@@ -195,7 +196,9 @@ def _safe_repr(obj: Any) -> str:
         return f"<{type(obj).__name__} object; repr() raised {exc!r}>"
 
 
-def display(*objs: Any, raw: bool = False, metadata: dict[str, Any] | None = None, clear: bool = False, **_: Any) -> None:
+def display(
+    *objs: Any, raw: bool = False, metadata: dict[str, Any] | None = None, clear: bool = False, **_: Any
+) -> None:
     """Show objects in the notebook cell running this actor's code (like IPython's).
 
     ``raw=True`` takes each object as a ready mime bundle ``{mime: data}``.
@@ -238,7 +241,8 @@ def _compile(code: str, filename: str) -> tuple[Any, bool]:
     if has_value:
         last = tree.body[-1]
         tree.body[-1] = ast.copy_location(
-            ast.Assign(targets=[ast.Name("__na_last__", ast.Store())], value=last.value), last  # type: ignore[attr-defined]
+            ast.Assign(targets=[ast.Name("__na_last__", ast.Store())], value=last.value),
+            last,  # type: ignore[attr-defined]
         )
         ast.fix_missing_locations(tree)
     flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
@@ -344,7 +348,9 @@ def pull(names: list[str]) -> dict[str, Any]:
     ns = namespace()
     missing = [n for n in names if n not in ns]
     if missing:
-        raise KeyError(f"actor {na.current_actor().name!r} has no variable(s) {', '.join(missing)} in its cell namespace")
+        raise KeyError(
+            f"actor {na.current_actor().name!r} has no variable(s) {', '.join(missing)} in its cell namespace"
+        )
     values = {n: ns[n] for n in names}
     for name, value in values.items():
         encode_pld(value, f"variable {name!r}")  # say which one cannot travel

@@ -22,6 +22,7 @@ a copy of its cell's context and writes inside it. A frontend without stdin
 (nbclient, ``allow_stdin=False``) cannot answer: the view shows where the actor
 stopped and continues, so nothing hangs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,7 +30,8 @@ import contextvars
 import logging
 import sys
 from collections import deque
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import trio
 
@@ -161,7 +163,9 @@ class NotebookFrontEnd(_debug.ReplFrontEnd):
         self.parked.append(parked)
         self.parked_changed.unpark_all()
         self._publish()
-        log.warning("%s of actor %s parked: open it with `%%actor debug %s`", parked.kind, _fmt(parked.uid), parked.name)
+        log.warning(
+            "%s of actor %s parked: open it with `%%actor debug %s`", parked.kind, _fmt(parked.uid), parked.name
+        )
         try:
             with parked.scope:
                 await parked.event.wait()

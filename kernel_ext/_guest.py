@@ -13,12 +13,14 @@ Two traps, both handled here: ipykernel picks the output's target cell from
 contextvars, so every trio task starts from a copy of the calling cell's context; and
 a *blocking* cell (``time.sleep``) freezes trio along with the loop.
 """
+
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import signal
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 

@@ -10,6 +10,7 @@ cells can ``await`` trio code and ``async with notebook_actors.open_nursery()``.
 The registered magics are real too: they carry the help text (``%%actor?``) and, where
 the transformer is not active (a terminal IPython), say clearly what is missing.
 """
+
 from __future__ import annotations
 
 import ast
@@ -40,7 +41,11 @@ NOT_LOADED = "the notebook_actors runtime is not running in this kernel: run `%l
 # -- the magics (help text, and the sync fallback) -------------------------------------
 @magic_arguments()
 @argument("path", help="the actor to run in: `NAME`, or `parent/child` for an actor spawned by (and inside) `parent`")
-@argument("--bg", action="store_true", help="return at once; the cell keeps running in the actor (its output still comes here)")
+@argument(
+    "--bg",
+    action="store_true",
+    help="return at once; the cell keeps running in the actor (its output still comes here)",
+)
 @argument("--timeout", type=float, default=None, metavar="S", help="interrupt the cell after S seconds (TimeoutError)")
 @argument("--new", action="store_true", help="restart the actor first: a fresh process and an empty namespace")
 @argument("--asyncio", action="store_true", help="spawn the actor infected with asyncio (trio as a guest on asyncio)")
@@ -60,7 +65,11 @@ def _actor_cell_args(line: str, cell: str) -> None:
 
 
 @magic_arguments()
-@argument("command", choices=["ls", "kill", "killall", "restart", "push", "pull", "tree", "stop", "autoawait", "debug"], help="what to do")
+@argument(
+    "command",
+    choices=["ls", "kill", "killall", "restart", "push", "pull", "tree", "stop", "autoawait", "debug"],
+    help="what to do",
+)
 @argument("args", nargs="*", help="NAME (kill/restart/debug); NAME var ... (push/pull)")
 def _actor_line_args(line: str) -> None:
     """Manage the notebook's actors.
@@ -100,7 +109,11 @@ ActorMagics.actor_line.__doc__ = _actor_line_args.__doc__
 ActorMagics.actors_line.__doc__ = _actor_line_args.__doc__
 _actor_cell_args.parser.prog = "%%actor"
 _actor_line_args.parser.prog = "%actor"
-for _fn, _spec in ((ActorMagics.actor, _actor_cell_args), (ActorMagics.actor_line, _actor_line_args), (ActorMagics.actors_line, _actor_line_args)):
+for _fn, _spec in (
+    (ActorMagics.actor, _actor_cell_args),
+    (ActorMagics.actor_line, _actor_line_args),
+    (ActorMagics.actors_line, _actor_line_args),
+):
     _fn.parser = _spec.parser  # type: ignore[attr-defined]
     _fn.__doc__ = _spec.__doc__ + "\n" + _spec.parser.format_help()  # shown by %%actor?
 
@@ -124,7 +137,7 @@ def transform_actor_cells(lines: list[str]) -> list[str]:
     head = lines[first].rstrip("\n")
     match = _CELL_RE.match(head)
     if match and not head.rstrip().endswith("?"):
-        body = "".join(lines[first + 1:])
+        body = "".join(lines[first + 1 :])
         return [_call("actor_cell", match.group("line") or "", body) + "\n"]
     out = []
     for line in lines:
@@ -178,6 +191,7 @@ async def actor_cell(line: str, cell: str) -> Any:
     cell_run = _guest.current_cell()
     timed_out = False
     if args.timeout is not None and cell_run is not None:
+
         async def watchdog() -> None:
             nonlocal timed_out
             await trio.sleep(args.timeout)
@@ -196,7 +210,9 @@ async def actor_cell(line: str, cell: str) -> Any:
                 emit.flush()
                 n.cancel_scope.cancel()
     if timed_out:
-        raise CellTimeout(f"the cell in actor {handle.path!r} ran longer than --timeout {args.timeout:g} s and was interrupted")
+        raise CellTimeout(
+            f"the cell in actor {handle.path!r} ran longer than --timeout {args.timeout:g} s and was interrupted"
+        )
     status = outcome.get("status")
     if status == "interrupted":
         raise CellInterrupted(f"the cell in actor {handle.path!r} was interrupted; the actor is still alive")
@@ -315,7 +331,9 @@ async def actor_line(line: str) -> Any:
     if cmd == "push":
         missing = [n for n in names if n not in shell.user_ns]
         if missing or not names:
-            raise UsageError(f"%actor push {path} needs variable names defined here; missing: {', '.join(missing) or '(none given)'}")
+            raise UsageError(
+                f"%actor push {path} needs variable names defined here; missing: {', '.join(missing) or '(none given)'}"
+            )
         values = {n: shell.user_ns[n] for n in names}
         from notebook_actors._context import encode_pld
 
@@ -368,7 +386,9 @@ class _ActorTable:
             return "no actors yet: a `%%actor NAME` cell spawns one"
         lines = [f"{'PATH':20} {'PID':>7} {'PARENT':>7} {'UPTIME':>9}  STATE"]
         for r in self.rows:
-            lines.append(f"{r['path']:20} {r['pid'] or '-':>7} {r['ppid'] or '-':>7} {r['uptime']:>8.1f}s  {r['state']}")
+            lines.append(
+                f"{r['path']:20} {r['pid'] or '-':>7} {r['ppid'] or '-':>7} {r['uptime']:>8.1f}s  {r['state']}"
+            )
         return "\n".join(lines)
 
 
@@ -424,7 +444,7 @@ async def _wait_stopping() -> None:
     if rt is not None:
         try:
             await rt.stop()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             print("[notebook_actors] the actor tree did not stop in time", file=sys.stderr)
     if reload:
         shell = _shell()

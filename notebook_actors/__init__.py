@@ -7,6 +7,7 @@ tractor scripts. Everything here is importable from the top level; ``msg``,
 In IPython/Jupyter, ``%load_ext notebook_actors`` runs the runtime inside the kernel
 and adds the ``%%actor`` cell magic.
 """
+
 from __future__ import annotations
 
 from . import log as log
@@ -48,7 +49,7 @@ from ._tree import open_tree_watch as open_tree_watch
 __version__ = "0.1.0"
 
 
-async def breakpoint() -> None:  # noqa: A001 - tractor's name
+async def breakpoint() -> None:
     """Enter pdb++ in the calling actor; the REPL is routed to the root's terminal."""
     from ._debug import breakpoint as _bp
 
@@ -80,10 +81,42 @@ def unload_ipython_extension(ipython) -> None:
 
 
 __all__ = [
-    "Actor", "ActorCrashed", "AsyncioCancelled", "ActorNursery", "Context", "ContextCancelled", "ModuleNotExposed",
-    "MsgStream", "MsgTypeError", "MultiError", "NoResult", "NoRuntime", "Portal", "RemoteActorError",
-    "StreamOverrun", "TransportClosed", "breakpoint", "context", "current_actor", "find_actor",
-    "find_actors", "get_arbiter", "get_registry", "is_root_process", "log", "msg", "open_nursery",
-    "open_root_actor", "pause", "post_mortem", "query_actor", "run", "run_daemon", "stream",
-    "try_set_start_method", "wait_for_actor", "TreeWatch", "open_tree_watch",
+    "Actor",
+    "ActorCrashed",
+    "ActorNursery",
+    "AsyncioCancelled",
+    "Context",
+    "ContextCancelled",
+    "ModuleNotExposed",
+    "MsgStream",
+    "MsgTypeError",
+    "MultiError",
+    "NoResult",
+    "NoRuntime",
+    "Portal",
+    "RemoteActorError",
+    "StreamOverrun",
+    "TransportClosed",
+    "TreeWatch",
+    "breakpoint",
+    "context",
+    "current_actor",
+    "find_actor",
+    "find_actors",
+    "get_arbiter",
+    "get_registry",
+    "is_root_process",
+    "log",
+    "msg",
+    "open_nursery",
+    "open_root_actor",
+    "open_tree_watch",
+    "pause",
+    "post_mortem",
+    "query_actor",
+    "run",
+    "run_daemon",
+    "stream",
+    "try_set_start_method",
+    "wait_for_actor",
 ]

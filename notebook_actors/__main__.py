@@ -4,6 +4,7 @@
 ``$NOTEBOOK_ACTORS_REGISTRY``) with this user's tree secret, asks every registered
 actor to describe itself, and prints the actors as a tree, like ``pstree``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("ps", help="print the actor tree of a running program, like pstree")
     p.add_argument(
-        "--registry", default=None,
+        "--registry",
+        default=None,
         help="registry address: host:port, a socket path, or uds:/tcp: form "
         "(default $NOTEBOOK_ACTORS_REGISTRY or 127.0.0.1:1616)",
     )

@@ -13,6 +13,7 @@ able to make us buffer at most HANDSHAKE_MAX_FRAME bytes. What the handshake doe
 not give: secrecy (bytes travel in the clear; use TCP across hosts only on trusted
 networks or through a tunnel) or integrity after it (see docs/security.md).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,9 +23,10 @@ import os
 import secrets as _secrets
 import socket
 import struct
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -75,6 +77,7 @@ class Wakeup:
 
 
 # --- secrets -------------------------------------------------------------------------
+
 
 def default_secret_path() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
@@ -262,6 +265,7 @@ def _handshake_deadline(peer: str) -> Iterator[None]:
 
 
 # --- the channel ---------------------------------------------------------------------
+
 
 class Channel:
     """A message pipe to one peer actor (see module docs).

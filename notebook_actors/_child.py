@@ -3,6 +3,7 @@
 It reads its boot spec from stdin (so the tree's secret never shows on a command
 line), arranges to die with its parent, connects back and serves until cancelled.
 """
+
 from __future__ import annotations
 
 import os

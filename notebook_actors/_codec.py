@@ -11,6 +11,7 @@ copying of a large frame), and every way a body can fail to decode ends in
 :class:`FrameError` (or, for a well-formed frame of the wrong shape, an
 :class:`InvalidFrame` the channel answers and skips).
 """
+
 from __future__ import annotations
 
 import os
@@ -168,7 +169,9 @@ class FrameDecoder:
         except RecursionError:
             raise self._error(f"frame of {size} bytes from {self.peer} is nested too deeply to decode", out) from None
         except MemoryError:
-            raise self._error(f"frame of {size} bytes from {self.peer} decodes to more than fits in memory", out) from None
+            raise self._error(
+                f"frame of {size} bytes from {self.peer} decodes to more than fits in memory", out
+            ) from None
         except Exception as exc:  # msgspec lets some errors through, e.g. UnicodeDecodeError for a bad tag
             raise self._error(
                 f"undecodable frame of {size} bytes from {self.peer}: {type(exc).__name__}: {exc}", out

@@ -21,14 +21,16 @@ Ends of a stream (see ``docs/streaming.md``):
   loop simply stops when the receiver goes away.
 - The context's final result (or error) still travels after both streams ended.
 """
+
 from __future__ import annotations
 
 import functools
 import inspect
 import logging
 from collections import deque
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import trio
@@ -241,9 +243,7 @@ class Context:
             RuntimeError: the context was not started yet, or a stream is already open.
         """
         if self.side == "callee" and not self._started:
-            raise RuntimeError(
-                f"open_stream() before started() in {self.fn_name!r}: call `await ctx.started()` first"
-            )
+            raise RuntimeError(f"open_stream() before started() in {self.fn_name!r}: call `await ctx.started()` first")
         if self._stream_opened:
             if self._stream is None:
                 raise RuntimeError(
@@ -386,8 +386,9 @@ class Context:
         err = MsgTypeError(f"{what} from actor {self.chan.uid} on {self.fn_name!r} {problem}: {exc}")
         if not self.chan.closed:
             uid = self._my_uid()
-            info = ErrorInfo("MsgTypeError", MsgTypeError.__module__, f"{what} {problem}: {exc}",
-                             "", uid, [uid] if uid else [])
+            info = ErrorInfo(
+                "MsgTypeError", MsgTypeError.__module__, f"{what} {problem}: {exc}", "", uid, [uid] if uid else []
+            )
             try:
                 self.chan.send_nowait(Reject(self.cid, info))
             except TransportClosed:
@@ -710,6 +711,7 @@ class MsgStream(trio.abc.Channel[Any]):
 
 # -- opening contexts (the caller side of Portal.open_context) ------------------------
 
+
 @asynccontextmanager
 async def open_context_from(portal: Any, fn: Any, kwargs: dict[str, Any]) -> AsyncIterator[tuple[Context, Any]]:
     """The body of :meth:`Portal.open_context` (see there)."""
@@ -758,14 +760,13 @@ def _note_far_end_error(ctx: Context, exc: BaseException) -> None:
 
 # -- decorators ------------------------------------------------------------------------
 
+
 def _has_ctx_param(fn: Callable[..., Any]) -> bool:
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
-    return "ctx" in params or any(
-        p.annotation in (Context, "Context") for p in params.values()
-    )
+    return "ctx" in params or any(p.annotation in (Context, "Context") for p in params.values())
 
 
 def context(fn: Callable[..., Any] | None = None, *, payload_type: Any = None) -> Any:
@@ -777,6 +778,7 @@ def context(fn: Callable[..., Any] | None = None, *, payload_type: Any = None) -
     and is reported to the sender). Call it with ``portal.open_context(fn, **kw)``,
     not ``portal.run``.
     """
+
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:
         if not inspect.iscoroutinefunction(f):
             raise TypeError(f"@context needs an `async def`; {f.__qualname__} is not one")
@@ -787,6 +789,7 @@ def context(fn: Callable[..., Any] | None = None, *, payload_type: Any = None) -
             )
         endpoint = f
         if payload_type is not None:
+
             @functools.wraps(f)
             async def endpoint(ctx: Context, *args: Any, **kwargs: Any) -> Any:
                 ctx._payload_type = payload_type

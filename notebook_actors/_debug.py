@@ -19,6 +19,7 @@ How a session is routed:
 
 pdb++ is imported only when a debugger actually opens.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,7 +31,8 @@ import sys
 import threading
 import traceback
 from collections import deque
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import trio
 
@@ -57,6 +59,7 @@ def _fmt(uid: Any) -> str:
 
 
 # -- the root's front end ------------------------------------------------------------
+
 
 class ReplFrontEnd:
     """Where the root shows REPL sessions. The terminal by default; a notebook kernel
@@ -198,6 +201,7 @@ def get_front_end() -> ReplFrontEnd:
 
 # -- the tree-wide lock (lives in the root) -------------------------------------------
 
+
 class _TreeLock:
     """FIFO: one REPL at a time across the tree. ``release`` is sync so a session that
     ends inside pdb (no trio available) can still hand the lock on."""
@@ -284,6 +288,7 @@ def _sigint_guard(front_end: ReplFrontEnd, handler: Any) -> Iterator[None]:
 
 # -- the relay endpoint (every actor serves it; the root ends the chain) ---------------
 
+
 @context
 async def _repl_relay(ctx: Any, requester: list[str], kind: str, via: list[Any] = ()) -> None:  # type: ignore[assignment]
     """A descendant asks for the REPL: grant it at the root, relay it elsewhere.
@@ -337,6 +342,7 @@ async def _relay_up(actor: Any, ctx: Any, requester: list[str], kind: str, via: 
 
 
 # -- the debugged actor's end of a session --------------------------------------------
+
 
 class _Wire:
     """The dedicated REPL connection, spoken with plain socket calls: async (trio) while
@@ -725,7 +731,16 @@ def _wraps_our_generator(frame: Any) -> bool:
 
 
 #: Stepping (``s``) never stops inside the runtime or trio.
-_SKIP_MODULES = ["trio", "trio.*", "outcome", "sniffio", "sniffio.*", "notebook_actors", "notebook_actors._*", "contextlib"]
+_SKIP_MODULES = [
+    "trio",
+    "trio.*",
+    "outcome",
+    "sniffio",
+    "sniffio.*",
+    "notebook_actors",
+    "notebook_actors._*",
+    "contextlib",
+]
 
 
 def _make_pdb(io: _SessionIO, info: dict[str, Any], name: str) -> Any:
@@ -863,6 +878,7 @@ def _quit_task() -> None:
 
 # -- public entry points -------------------------------------------------------------
 
+
 def _caller_frame(depth: int) -> Any:
     """The first frame outside this package, ``depth`` frames up or more."""
     package_dir = os.path.dirname(os.path.abspath(__file__))
@@ -872,7 +888,7 @@ def _caller_frame(depth: int) -> Any:
     return frame
 
 
-async def breakpoint() -> None:  # noqa: A001 - tractor's name
+async def breakpoint() -> None:
     """Pause the calling task in pdb++; the REPL shows on the root actor's terminal.
 
     Waits (cancellably) while another actor holds the tree's REPL. ``c`` resumes the
@@ -942,7 +958,7 @@ def _breakpointhook(*args: Any, **kwargs: Any) -> None:
     from ._state import current_actor_or_none
 
     if current_actor_or_none() is None:
-        return sys.__breakpointhook__(*args, **kwargs)
+        return sys.__breakpointhook__(*args, **kwargs)  # noqa: T100 - outside an actor, Python's own hook
     frame = _caller_frame(1)
     session = _open_session_blocking("breakpoint")
     if session is not None and _interact(session, frame=frame) == "quit":

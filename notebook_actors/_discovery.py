@@ -11,10 +11,12 @@ registry's actor as it connects back; deeper children register concurrently with
 their start-up, so code that needs an actor that may still be starting uses
 :func:`wait_for_actor`, which waits for the registration.
 """
+
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 from . import _transport
 from ._portal import LocalPortal, Portal
@@ -32,7 +34,7 @@ def _registry_target(
         if given is not None:
             return _transport.normalize_addr(given)
     if registry_addrs:
-        return _transport.normalize_addr(list(registry_addrs)[0])
+        return _transport.normalize_addr(next(iter(registry_addrs)))
     return None
 
 

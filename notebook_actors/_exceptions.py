@@ -5,6 +5,7 @@ and are rebuilt on the other side as a :class:`RemoteActorError` (or a subclass)
 keeps the original type's name, the remote traceback text and the chain of actors the
 error crossed.
 """
+
 from __future__ import annotations
 
 import sys

@@ -23,6 +23,7 @@ Traps:
   a forked actor exits when its parent's channel closes, and dies with the template,
   which dies with its owner (both watch their parent: ``_child._die_with_parent``).
 """
+
 from __future__ import annotations
 
 import os
@@ -47,6 +48,7 @@ REQUEST_TIMEOUT = 10.0
 
 
 # --- framing (tiny, blocking on the template side) ---------------------------------
+
 
 def _pack(obj: Any) -> bytes:
     import msgspec
@@ -75,6 +77,7 @@ def _recv_obj(sock: socket.socket) -> Any:
 
 
 # --- the template process ------------------------------------------------------------
+
 
 def _preload() -> None:
     """Import what every actor needs, so forked children start warm.
@@ -253,6 +256,7 @@ def template_main() -> None:
 
 # --- the owner's side (trio) -----------------------------------------------------------
 
+
 class ForkServer:
     """A running template, owned (started, stopped) by this process or inherited."""
 
@@ -314,8 +318,8 @@ async def ensure_started(*, wait_ready: bool = False) -> ForkServer:
     """
     global _server
     if _server is None or not _server.alive():
-        inherited = os.environ.get(ENV_VAR)
-        if inherited and os.path.exists(inherited) and (_server is None or _server.path != inherited):
+        inherited = os.environ.get(ENV_VAR)  # a template inherited from an ancestor
+        if inherited and os.path.exists(inherited) and (_server is None or _server.path != inherited):  # noqa: ASYNC240
             _server = ForkServer(inherited)
         else:
             _server = await _start_template()
@@ -386,7 +390,7 @@ async def stop() -> None:
         await server.aclose()
 
 
-async def start_process(boot: Any) -> "ForkedChild":
+async def start_process(boot: Any) -> ForkedChild:
     """Fork an actor for ``boot`` from the template; the ``_spawn`` backend entry."""
     import trio
 

@@ -5,12 +5,14 @@ far side. Code that is not importable by name there — defined in a notebook ce
 an interactive ``__main__`` or inside another function — travels by value
 (cloudpickle), which actors accept only over the tree's authenticated channels.
 """
+
 from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -119,8 +121,7 @@ def _split_target(fn: Any, args: tuple[Any, ...]) -> tuple[str, str, bytes | Non
     if isinstance(fn, str):
         if len(args) != 1 or not isinstance(args[0], str):
             raise TypeError(
-                "the string form takes a module and a function name: "
-                "portal.run('pkg.mod', 'fname', **kwargs)"
+                "the string form takes a module and a function name: portal.run('pkg.mod', 'fname', **kwargs)"
             )
         return fn, args[0], None
     if args:

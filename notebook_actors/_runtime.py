@@ -5,6 +5,7 @@ Shutdown order matters: RPC tasks (and the child nurseries they hold) are cancel
 and awaited first, so their last messages are queued; then channels are flushed and
 closed; then listeners stop and socket files are removed.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -13,14 +14,15 @@ import os
 import sys
 import traceback
 import uuid
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import trio
 
 from . import _state, _transport
 from ._channel import Channel, connect, handshake_as_acceptor
-from ._context import Context, DEFAULT_WINDOW, MsgStream, encode_pld
+from ._context import DEFAULT_WINDOW, Context, MsgStream, encode_pld
 from ._exceptions import (
     FrameError,
     HandshakeError,
@@ -46,17 +48,19 @@ _ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_GE
 RUNTIME_MODULES = frozenset({"notebook_actors._debug", "notebook_actors._tree"})
 
 #: ``Actor`` methods other actors may call through namespace ``'self'``.
-SELF_RPC = frozenset({
-    "cancel",
-    "get_registry",
-    "find_actor",
-    "find_actors",
-    "wait_for_actor",
-    "register_actor",
-    "unregister_actor",
-    "ping",
-    "tree_snapshot",
-})
+SELF_RPC = frozenset(
+    {
+        "cancel",
+        "get_registry",
+        "find_actor",
+        "find_actors",
+        "wait_for_actor",
+        "register_actor",
+        "unregister_actor",
+        "ping",
+        "tree_snapshot",
+    }
+)
 
 
 def box_error(exc: BaseException, uid: Any, *, canceller: Any = None, exitcode: int | None = None) -> ErrorInfo:
@@ -68,8 +72,14 @@ def box_error(exc: BaseException, uid: Any, *, canceller: Any = None, exitcode: 
         if not path or list(path[-1]) != list(uid):
             path.append(uid)
         return ErrorInfo(
-            info.type_name, info.type_module, info.message, info.tb_str, info.src_uid,
-            path, info.canceller, info.exitcode,
+            info.type_name,
+            info.type_module,
+            info.message,
+            info.tb_str,
+            info.src_uid,
+            path,
+            info.canceller,
+            info.exitcode,
         )
     try:
         message = str(exc)
@@ -271,7 +281,8 @@ class Actor:
         if self._handshaking >= MAX_PENDING_HANDSHAKES:
             log.warning(
                 "actor %s refused a connection: %d others are still in their handshake (a flood?)",
-                self.uid, self._handshaking,
+                self.uid,
+                self._handshaking,
             )
             with trio.CancelScope(shield=True):
                 await stream.aclose()
@@ -283,7 +294,12 @@ class Actor:
             # A peer that just hung up proved nothing wrong (a liveness probe, a program
             # cancelled while connecting): only a failed or garbled handshake is a warning.
             hung_up = isinstance(exc, (PeerLeft, trio.BrokenResourceError, trio.ClosedResourceError))
-            log.log(logging.DEBUG if hung_up else logging.WARNING, "actor %s dropped an unauthenticated peer: %s", self.uid, exc)
+            log.log(
+                logging.DEBUG if hung_up else logging.WARNING,
+                "actor %s dropped an unauthenticated peer: %s",
+                self.uid,
+                exc,
+            )
             with trio.CancelScope(shield=True):
                 await stream.aclose()
             return
@@ -553,9 +569,7 @@ class Actor:
             # one script, two names: a child loaded its parent's __main__ as __mp_main__
             ns = "__main__"
         elif ns not in self.enable_modules and ns not in RUNTIME_MODULES:
-            raise self._refused(
-                f"module {ns!r} is not enabled in actor {self.uid}; pass enable_modules=[{ns!r}]"
-            )
+            raise self._refused(f"module {ns!r} is not enabled in actor {self.uid}; pass enable_modules=[{ns!r}]")
         module = self._import(ns)
         obj: Any = module
         for part in func.split("."):
@@ -693,6 +707,7 @@ class Actor:
 
 
 # -- the root actor ---------------------------------------------------------------------
+
 
 def _default_registry_addrs(arbiter_addr: Any, registry_addrs: Any) -> list[str]:
     if registry_addrs:

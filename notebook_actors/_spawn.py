@@ -13,6 +13,7 @@ Every child starts in its own session (a terminal's or kernel's SIGINT reaches i
 through the runtime), dies with its parent process (``_child._die_with_parent``), and
 exits by itself when its parent's channel closes.
 """
+
 from __future__ import annotations
 
 import os

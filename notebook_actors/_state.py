@@ -1,4 +1,5 @@
 """Process-wide runtime state: the one actor this process runs."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

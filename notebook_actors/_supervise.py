@@ -6,12 +6,14 @@ period) SIGTERM, then SIGKILL. A child's error (a ``run_in_actor`` failure or an
 unexpected death) cancels the nursery's body and the other children, and is raised
 from the ``async with`` block: one error as itself, several as a MultiError.
 """
+
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import trio
 
@@ -79,7 +81,9 @@ class _Child:
 class ActorNursery:
     """Spawns and supervises child actors. Get one from :func:`open_nursery`."""
 
-    def __init__(self, actor: Any, supervisor_n: trio.Nursery, errors: list[BaseException], start_method: str | None) -> None:
+    def __init__(
+        self, actor: Any, supervisor_n: trio.Nursery, errors: list[BaseException], start_method: str | None
+    ) -> None:
         self._actor = actor
         self._sup_n = supervisor_n
         self._errors = errors
@@ -143,7 +147,13 @@ class ActorNursery:
         if code is None:
             modules.append(ns)
         child = await self._spawn(
-            name or getattr(fn, "__name__", "actor"), modules, loglevel, debug_mode, infect_asyncio, None, start_method,
+            name or getattr(fn, "__name__", "actor"),
+            modules,
+            loglevel,
+            debug_mode,
+            infect_asyncio,
+            None,
+            start_method,
             main=(fn, fn_kwargs),
         )
         return child.portal
@@ -177,7 +187,9 @@ class ActorNursery:
             loglevel=loglevel or actor.loglevel,
             debug_mode=actor.debug_mode if debug_mode is None else debug_mode,
             registry_addrs=[actor.accept_addr] if actor.is_arbiter else actor.registry_addrs,
-            parent_main_path=getattr(main_mod, "__file__", None) if actor.parent_main_path is None else actor.parent_main_path,
+            parent_main_path=getattr(main_mod, "__file__", None)
+            if actor.parent_main_path is None
+            else actor.parent_main_path,
             uid=uid[1],
             parent_addr=actor.accept_addr,
             secret=actor.secret,
@@ -196,7 +208,9 @@ class ActorNursery:
         await self._sup_n.start(self._supervise, child, boot)
         return child
 
-    async def _supervise(self, child: _Child, boot: _spawn.ChildBoot, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def _supervise(
+        self, child: _Child, boot: _spawn.ChildBoot, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
         try:
             child.proc = await _spawn.start_process(boot)
         except BaseException:
@@ -232,7 +246,9 @@ class ActorNursery:
         why = f"actor {child.uid} (pid {pid}) did not connect back within {SPAWN_TIMEOUT}s: killed it"
         log.error("%s", why)
         child.request_cancel(hard=True)
-        self._child_failed(child, trio.TooSlowError(f"{why}; is the machine overloaded, or the child stuck at start-up?"))
+        self._child_failed(
+            child, trio.TooSlowError(f"{why}; is the machine overloaded, or the child stuck at start-up?")
+        )
 
     async def _collect_main_result(self, child: _Child) -> None:
         try:
@@ -369,7 +385,9 @@ def _caused_by_crash(body_exc: BaseException, errors: list[BaseException]) -> bo
 
 
 @asynccontextmanager
-async def _open_actor_nursery(actor: Any, start_method: str | None, cancel_grace: float | None = None) -> AsyncIterator[ActorNursery]:
+async def _open_actor_nursery(
+    actor: Any, start_method: str | None, cancel_grace: float | None = None
+) -> AsyncIterator[ActorNursery]:
     errors: list[BaseException] = []
     body_exc: BaseException | None = None
     async with trio.open_nursery() as sup_n:
@@ -433,7 +451,9 @@ class _AsyncOnly:
 
 
 @asynccontextmanager
-async def _open_nursery(start_method: str | None, cancel_grace: float | None, root_kwargs: dict[str, Any]) -> AsyncIterator[ActorNursery]:
+async def _open_nursery(
+    start_method: str | None, cancel_grace: float | None, root_kwargs: dict[str, Any]
+) -> AsyncIterator[ActorNursery]:
     actor = _state.current_actor_or_none()
     if actor is None:
         async with open_root_actor(start_method=start_method, **root_kwargs) as actor:

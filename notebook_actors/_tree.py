@@ -26,6 +26,7 @@ A node (one actor) is a dict::
 A tree is ``{"root": key, "nodes": {key: node}, "debug": {"holder": key | None,
 "waiting": [key], "parked": [key]}}``; a delta is ``{"set": {key: node}, "del": [key], "debug": ...}``.
 """
+
 from __future__ import annotations
 
 import collections
@@ -35,8 +36,9 @@ import os
 import sys
 import time
 import weakref
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 import trio
 
@@ -60,10 +62,19 @@ OUTPUT_TAIL = 20
 
 #: Runtime-internal calls that are not the actor's own work.
 FEED_CALL = "notebook_actors._tree:tree_feed"
-_INTERNAL_CALLS = frozenset({
-    FEED_CALL, "self:tree_snapshot", "self:register_actor", "self:unregister_actor",
-    "self:ping", "self:cancel", "self:get_registry", "self:find_actor", "self:find_actors",
-})
+_INTERNAL_CALLS = frozenset(
+    {
+        FEED_CALL,
+        "self:tree_snapshot",
+        "self:register_actor",
+        "self:unregister_actor",
+        "self:ping",
+        "self:cancel",
+        "self:get_registry",
+        "self:find_actor",
+        "self:find_actors",
+    }
+)
 
 
 def key_of(uid: Any) -> str:
@@ -72,6 +83,7 @@ def key_of(uid: Any) -> str:
 
 
 # -- what an actor knows about itself ----------------------------------------------------
+
 
 class _LocalInfo:
     """Per-process facts the runtime does not keep: psutil handle, rates, hooks' state."""
@@ -234,15 +246,17 @@ def _calls(actor: Any, info: _LocalInfo) -> list[dict[str, Any]]:
             stream = ctx._stream
             sent = stream.sent if stream is not None else 0
             recv = stream.received if stream is not None else 0
-            calls.append({
-                "fn": ctx.fn_name,
-                "side": ctx.side,
-                "peer": key_of(chan.uid) if chan.uid else None,
-                "stream": stream is not None and not stream._closed,
-                "sent": sent,
-                "recv": recv,
-                "rate": info.rate(ctx, sent + recv),
-            })
+            calls.append(
+                {
+                    "fn": ctx.fn_name,
+                    "side": ctx.side,
+                    "peer": key_of(chan.uid) if chan.uid else None,
+                    "stream": stream is not None and not stream._closed,
+                    "sent": sent,
+                    "recv": recv,
+                    "rate": info.rate(ctx, sent + recv),
+                }
+            )
     calls.sort(key=lambda c: (c["fn"], c["side"], c["peer"] or ""))
     return calls
 
@@ -261,9 +275,21 @@ def _node(uid: Any, parent: str | None, state: str, **known: Any) -> dict[str, A
     """A tree node with every key present: what the describer does not know (a parent
     knows little about a child) stays empty."""
     node = {
-        "key": key_of(uid), "name": uid[0], "uid": list(uid), "pid": None, "parent": parent,
-        "state": state, "exitcode": None, "error": None, "started": None, "cpu": 0.0, "rss": 0,
-        "addr": None, "activity": None, "calls": [], "output": [],
+        "key": key_of(uid),
+        "name": uid[0],
+        "uid": list(uid),
+        "pid": None,
+        "parent": parent,
+        "state": state,
+        "exitcode": None,
+        "error": None,
+        "started": None,
+        "cpu": 0.0,
+        "rss": 0,
+        "addr": None,
+        "activity": None,
+        "calls": [],
+        "output": [],
     }
     node.update(known)
     return node
@@ -340,6 +366,7 @@ def _record_node(child: Any, parent_key: str) -> dict[str, Any]:
 
 
 # -- merging children's subtrees -------------------------------------------------------
+
 
 @context
 async def tree_feed(ctx: Any, interval: float = DEFAULT_INTERVAL) -> None:
@@ -549,6 +576,7 @@ async def serve_feed(actor: Any, ctx: Any, interval: float) -> None:
 
 # -- printing (``python -m notebook_actors ps``) -----------------------------------------
 
+
 def _fmt_bytes(n: int | None) -> str:
     if not n:
         return "-"
@@ -622,6 +650,17 @@ def format_tree(tree: dict[str, Any], now: float | None = None) -> str:
 
 
 __all__ = [
-    "DEFAULT_INTERVAL", "TreeWatch", "apply_delta", "describe_actor", "diff", "format_tree",
-    "key_of", "open_tree_watch", "record_output", "set_activity", "set_debug_lock", "set_debug_parked", "set_state",
+    "DEFAULT_INTERVAL",
+    "TreeWatch",
+    "apply_delta",
+    "describe_actor",
+    "diff",
+    "format_tree",
+    "key_of",
+    "open_tree_watch",
+    "record_output",
+    "set_activity",
+    "set_debug_lock",
+    "set_debug_parked",
+    "set_state",
 ]

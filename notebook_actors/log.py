@@ -3,6 +3,7 @@
 Quiet by default (warnings and errors only reach stderr through Python's last-resort
 handler); ``get_console_log(level)`` or ``loglevel=`` on an actor turns on more.
 """
+
 from __future__ import annotations
 
 import logging

@@ -8,9 +8,10 @@ Payloads (``pld``) travel as :class:`msgspec.Raw`: the channel decodes only the
 envelope, and the receiving context decodes the payload with its own (possibly typed)
 decoder, so a payload that does not decode fails that context, never the channel.
 """
+
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 from msgspec import Raw, Struct
@@ -18,13 +19,13 @@ from msgspec import Raw, Struct
 __all__ = [
     "Cancel",
     "Credit",
-    "Reject",
-    "ErrorInfo",
     "Error",
+    "ErrorInfo",
     "Handshake",
     "Ident",
     "Msg",
     "NamespacePath",
+    "Reject",
     "Return",
     "SpawnSpec",
     "Start",
@@ -40,7 +41,7 @@ class NamespacePath(str):
     """A function's address: ``'package.module:function'``."""
 
     @classmethod
-    def from_ref(cls, fn: Any) -> "NamespacePath":
+    def from_ref(cls, fn: Any) -> NamespacePath:
         return cls(f"{fn.__module__}:{fn.__qualname__}")
 
     def to_tuple(self) -> tuple[str, str]:
@@ -145,7 +146,7 @@ class SpawnSpec(Msg, tag="spawnspec"):
     parent_main_path: str | None = None
 
 
-AnyMsg = Union[Start, Started, Yield, Stop, Return, Error, Cancel, Credit, SpawnSpec, Reject]
+AnyMsg = Start | Started | Yield | Stop | Return | Error | Cancel | Credit | SpawnSpec | Reject
 
 
 class Hello(Struct, array_like=True, tag="hello"):
@@ -170,7 +171,7 @@ class Welcome(Struct, array_like=True, tag="welcome"):
     ident: Ident
 
 
-Handshake = Union[Hello, Proof, Welcome]
+Handshake = Hello | Proof | Welcome
 
 # Reused codec objects: building them per message costs more than encoding.
 encoder = msgspec.msgpack.Encoder()

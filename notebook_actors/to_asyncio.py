@@ -14,13 +14,15 @@ Two directions live here:
 Everything runs on one thread: trio's tasks step inside callbacks of the asyncio
 loop, so a blocking call on either side freezes both.
 """
+
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
 
 import outcome
 import trio
@@ -28,10 +30,10 @@ import trio
 from ._exceptions import AsyncioCancelled
 
 __all__ = [
+    "HOST_TASK_NAME",
     "AsyncioCancelled",
     "GuestActor",
     "GuestRun",
-    "HOST_TASK_NAME",
     "LinkedTaskChannel",
     "host_loop",
     "is_guest_mode",
@@ -393,12 +395,15 @@ def _value_or_raise(result: outcome.Outcome[Any]) -> Any:
 
 # -- asyncio from trio --------------------------------------------------------------------
 
+
 def _start_asyncio_task(async_fn: Callable[..., Coroutine[Any, Any, Any]], kwargs: dict[str, Any]) -> asyncio.Task[Any]:
     loop = host_loop()
     coro = async_fn(**kwargs)
     if not asyncio.iscoroutine(coro):
         name = getattr(async_fn, "__qualname__", repr(async_fn))
-        raise TypeError(f"{name}(**kwargs) returned {type(coro).__name__}, not a coroutine: pass an `async def` function")
+        raise TypeError(
+            f"{name}(**kwargs) returned {type(coro).__name__}, not a coroutine: pass an `async def` function"
+        )
     return loop.create_task(coro, name=f"notebook_actors.to_asyncio:{getattr(async_fn, '__qualname__', 'task')}")
 
 
@@ -485,7 +490,13 @@ class LinkedTaskChannel(trio.abc.Channel[Any]):
     sent; if it failed, receiving raises its error.
     """
 
-    def __init__(self, task: asyncio.Task[Any], done: trio.Event, from_aio: trio.MemoryReceiveChannel[Any], to_aio: asyncio.Queue[Any]) -> None:
+    def __init__(
+        self,
+        task: asyncio.Task[Any],
+        done: trio.Event,
+        from_aio: trio.MemoryReceiveChannel[Any],
+        to_aio: asyncio.Queue[Any],
+    ) -> None:
         self._task = task
         self._done = done
         self._from_aio = from_aio
@@ -512,7 +523,9 @@ class LinkedTaskChannel(trio.abc.Channel[Any]):
         if self._closed:
             raise trio.ClosedResourceError("this LinkedTaskChannel was closed")
         if self._task.done():
-            raise trio.BrokenResourceError(f"asyncio task {self._task.get_name()!r} has finished: nobody reads what trio sends")
+            raise trio.BrokenResourceError(
+                f"asyncio task {self._task.get_name()!r} has finished: nobody reads what trio sends"
+            )
         await trio.lowlevel.checkpoint()
         self._to_aio.put_nowait(value)
 

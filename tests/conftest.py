@@ -1,5 +1,6 @@
 """Test-wide fixtures: a private registry per test, and the guard that every test
 leaves no actor process behind."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,6 @@ import psutil
 import pytest
 
 from notebook_actors import testing
-
 
 # Marks the processes this pytest run starts (children inherit the environment), so
 # the scan below never blames, or kills, actors of another test run on the same host.
@@ -46,7 +46,12 @@ def _leftovers(since: float, before: set[int]) -> list[psutil.Process]:
     me = psutil.Process()
     found = {p.pid: p for p in me.children(recursive=True) if not _mp_helper_of(p, me)}
     for p in psutil.process_iter(["create_time"]):
-        if p.pid != me.pid and (p.info["create_time"] or 0) >= since - 0.05 and _actor_like(p) and not _mp_helper_of(p, me):
+        if (
+            p.pid != me.pid
+            and (p.info["create_time"] or 0) >= since - 0.05
+            and _actor_like(p)
+            and not _mp_helper_of(p, me)
+        ):
             found.setdefault(p.pid, p)
     alive = []
     for pid, p in found.items():

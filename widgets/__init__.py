@@ -2,6 +2,7 @@
 
 Needs the ``notebook`` extra (``pip install notebook_actors[notebook]``).
 """
+
 from __future__ import annotations
 
 from ._tree_widget import ActorTreeWidget as ActorTreeWidget

@@ -9,14 +9,16 @@ JSON, and are set only from that trio task (the kernel's main thread).
 Buttons in the front end send ``{"type": "action", ...}`` messages; they are handled in
 trio and answered through the ``last_action`` trait.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import anywidget
 import traitlets
@@ -221,8 +223,12 @@ class _Hub:
 
 def _answer(content: dict[str, Any], ok: bool, message: str) -> dict[str, Any]:
     return {
-        "id": content.get("id"), "action": content.get("action"), "key": content.get("key"),
-        "ok": ok, "message": message, "at": time.time(),
+        "id": content.get("id"),
+        "action": content.get("action"),
+        "key": content.get("key"),
+        "ok": ok,
+        "message": message,
+        "at": time.time(),
     }
 
 

@@ -4,6 +4,7 @@ Spawn: a bare ``python -c "import trio, msgspec"``, from start until it has impo
 (it writes one byte then; its exit is not counted). IPC: a raw
 trio Unix socket pair between two processes, msgspec frames with a 4-byte length.
 """
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Spawn-to-first-result includes starting the controller, as a user does with
 ``ipp.Cluster(n=1).start_and_connect_sync()``. It has no streams.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ and the kernel's idle CPU with the extension loaded and 10 idle actors.
 
 Latency is execute_request sent → execute_reply received, as a frontend sees it.
 """
+
 from __future__ import annotations
 
 import os
@@ -94,7 +95,10 @@ def _cells(quick: bool, start_method: str | None) -> dict:
     try:
         try:
             if start_method is not None:
-                k.must(f"import notebook_actors; notebook_actors.try_set_start_method({start_method!r})", "select start method")
+                k.must(
+                    f"import notebook_actors; notebook_actors.try_set_start_method({start_method!r})",
+                    "select start method",
+                )
             k.must("%load_ext notebook_actors", "%load_ext notebook_actors")
             k.must(f"%%actor bench\n{CELL}", "%%actor (the first cell, which spawns the actor)")
         except Pending as exc:
@@ -107,11 +111,13 @@ def _cells(quick: bool, start_method: str | None) -> dict:
             for _ in range(REPEATS[quick]):
                 local.append(k.must(CELL, "a local cell") * 1e3)
                 actor.append(k.must(f"%%actor bench\n{CELL}", "%%actor") * 1e3)
-            out.update({
-                "cell_local_ms": [median(local)],
-                "cell_actor_ms": [median(actor)],
-                "cell_actor_overhead_ms": [median(actor) - median(local)],
-            })
+            out.update(
+                {
+                    "cell_local_ms": [median(local)],
+                    "cell_actor_ms": [median(actor)],
+                    "cell_actor_overhead_ms": [median(actor) - median(local)],
+                }
+            )
         return out
     finally:
         k.close()

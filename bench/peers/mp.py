@@ -3,6 +3,7 @@
 The forkserver is warmed (one throwaway process) before timing: like our fork
 server it starts once per program.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp

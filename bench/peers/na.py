@@ -1,4 +1,5 @@
 """notebook_actors itself, per spawn backend (``start_method``)."""
+
 from __future__ import annotations
 
 import os
@@ -16,9 +17,7 @@ from .._util import RPC_N, SPAWN_REPS, STREAM_N, now, round_trip_summary, rss_of
 def _root(start_method: str, registry_dir: str):
     # A private registry, so a registry that someone else runs at the default
     # address never joins in.
-    return na.open_root_actor(
-        start_method=start_method, registry_addrs=[os.path.join(registry_dir, "registry.sock")]
-    )
+    return na.open_root_actor(start_method=start_method, registry_addrs=[os.path.join(registry_dir, "registry.sock")])
 
 
 def _run(async_fn, *args):

@@ -2,6 +2,7 @@
 
 It has no streams: only spawn, call round trip and memory apply.
 """
+
 from __future__ import annotations
 
 import trio

@@ -5,6 +5,7 @@ tractor 0.1.0a5, the last release on PyPI, does not install with pip on Python 3
 without dependencies into a side venv with the trio it supports, and this peer runs
 there.
 """
+
 from __future__ import annotations
 
 import socket

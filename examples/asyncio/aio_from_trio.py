@@ -4,6 +4,7 @@
 - an asyncio error arrives in the parent as a ``RemoteActorError`` keeping its type;
 - cancelling the trio side cancels the asyncio task (here by a trio timeout).
 """
+
 import asyncio
 
 import trio

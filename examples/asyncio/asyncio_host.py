@@ -5,6 +5,7 @@ loop (the same way the Jupyter kernel extension does). asyncio code hands trio w
 to it with ``await ga.run(trio_fn, ...)``; leaving the block cancels the whole tree
 and waits until every child process is gone, before the loop closes.
 """
+
 import asyncio
 
 import notebook_actors as tractor
@@ -12,7 +13,7 @@ from notebook_actors import to_asyncio
 
 
 def cube(x: int) -> int:
-    return x ** 3
+    return x**3
 
 
 async def cubes_in_actors(xs: list[int]) -> list[int]:

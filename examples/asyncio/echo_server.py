@@ -4,6 +4,7 @@ The child actor's main loop is asyncio (``infect_asyncio=True``); trio runs as a
 on it. ``open_channel_from`` links a trio task to an asyncio task: what the parent
 streams in goes to the asyncio side, what it echoes comes back.
 """
+
 import asyncio
 
 import trio

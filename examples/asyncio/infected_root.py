@@ -1,5 +1,6 @@
 """An infected root actor: ``run(main, infect_asyncio=True)`` makes the program's own
 main loop asyncio, so trio code in it can use asyncio libraries directly."""
+
 import asyncio
 
 import notebook_actors as tractor

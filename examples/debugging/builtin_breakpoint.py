@@ -1,4 +1,5 @@
 """Python's builtin breakpoint() in a child actor goes to the routed REPL in debug mode."""
+
 import trio
 
 import notebook_actors as na

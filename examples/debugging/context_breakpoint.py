@@ -1,4 +1,5 @@
 """A breakpoint inside a @context endpoint while it streams, then one in the root."""
+
 import trio
 
 import notebook_actors as na
@@ -18,7 +19,7 @@ async def counter(ctx, limit: int) -> str:
 async def main() -> None:
     async with na.open_nursery(debug_mode=True) as n:
         portal = await n.start_actor("counter", enable_modules=[__name__])
-        async with portal.open_context(counter, limit=4) as (ctx, first):
+        async with portal.open_context(counter, limit=4) as (ctx, _first):
             async with ctx.open_stream() as stream:
                 received = [value async for value in stream]
         print("received:", received, await ctx.result())

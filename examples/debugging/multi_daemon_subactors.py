@@ -1,5 +1,6 @@
 """Two daemon actors: one streams and re-enters its breakpoint forever, the other
 crashes with a NameError. Both share the one routed REPL; the crash waits its turn."""
+
 import trio
 
 import notebook_actors as na

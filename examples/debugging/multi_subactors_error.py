@@ -1,4 +1,5 @@
 """Two children crash at once: their post-mortems queue on the tree's REPL lock."""
+
 import trio
 
 import notebook_actors as na

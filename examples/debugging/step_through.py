@@ -1,6 +1,8 @@
 """Step through a child's task with `n`, `s` and `r`: the session stays open while the
 task runs (across awaits) to the next stop; `c` ends it."""
+
 import trio
+import trio.lowlevel
 
 import notebook_actors as na
 
@@ -13,7 +15,7 @@ async def double(x: int) -> int:
 async def stepper() -> int:
     start = 20
     await na.breakpoint()
-    await trio.sleep(0)
+    await trio.lowlevel.checkpoint()
     value = await double(start + 1)
     return value
 

@@ -1,4 +1,5 @@
 """A child that re-enters the debugger on every turn of its loop; `q` ends it."""
+
 import trio
 
 import notebook_actors as na

@@ -3,6 +3,7 @@
 Try: `p answer`, `ll`, `where`, then `c` (the child returns) or `q` (its task is
 cancelled and the root sees ContextCancelled).
 """
+
 import trio
 
 import notebook_actors as na

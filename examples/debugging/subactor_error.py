@@ -1,5 +1,6 @@
 """A crash in a child (debug mode): its post-mortem opens at the crashing frame, then
 the root's post-mortem for the boxed error. With --no-debug the error just propagates."""
+
 import sys
 
 import trio

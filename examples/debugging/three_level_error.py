@@ -1,4 +1,5 @@
 """root -> spawner -> crasher: each level shows its post-mortem, deepest first."""
+
 import trio
 
 import notebook_actors as na

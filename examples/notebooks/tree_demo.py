@@ -3,6 +3,7 @@
 They live in a module (not in a notebook cell) so every actor of the tree, however
 deep, can import them by name.
 """
+
 from __future__ import annotations
 
 import trio

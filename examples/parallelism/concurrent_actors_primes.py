@@ -6,6 +6,7 @@ A pool of one daemon actor per CPU; a trio channel hands out the numbers; each w
 task asks its actor over RPC. Results are printed in input order, like
 ``executor.map`` does.
 """
+
 import math
 import os
 import time
@@ -31,7 +32,7 @@ def is_prime(n: int) -> bool:
         return True
     if n % 2 == 0:
         return False
-    sqrt_n = int(math.floor(math.sqrt(n)))
+    sqrt_n = math.floor(math.sqrt(n))
     for i in range(3, sqrt_n + 1, 2):
         if n % i == 0:
             return False

@@ -7,6 +7,7 @@ the nursery block waits for it. The function lives in this script: the child loa
 the script as ``__mp_main__`` (the way multiprocessing does), which is why the
 ``if __name__ == "__main__":`` guard at the bottom matters.
 """
+
 import os
 
 import trio

@@ -6,13 +6,13 @@ Supervision is one-cancels-all: the failure cancels every worker, each process i
 reaped (cancel request, then SIGTERM, then SIGKILL), and the error comes out of the
 nursery block. Nothing is left running: the script checks, then says so.
 """
+
 import os
 
 import psutil
 import trio
 
 import notebook_actors as na
-
 
 _working = trio.Event()  # one per actor process: set once its worker has reported
 

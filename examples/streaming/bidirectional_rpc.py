@@ -5,6 +5,7 @@ sender task and a receiver task), the callee answers each as it comes. Typed pay
 (``msg_type``) make the callee reject a malformed request with the field path, and
 the caller learns about it without the actor dying.
 """
+
 import msgspec
 import trio
 

@@ -5,6 +5,7 @@ once and fans it out with ``stream.subscribe()``: every local consumer task sees
 tick, and the feed still sends each tick only once. One of those tasks relays the ticks
 to a consumer in another actor over a second stream.
 """
+
 import msgspec
 import trio
 

@@ -4,6 +4,7 @@ One worker actor, one channel: two async-generator streams, a legacy ``@stream``
 function and a two-way context stream all run concurrently. Each call has its own
 id and its own flow-control window, so a slow stream never stalls the others.
 """
+
 import trio
 
 import notebook_actors as tractor

@@ -7,6 +7,7 @@ It uses tractor's calls as a tractor user writes them: ``open_nursery``,
 ``portal.run`` (a daemon serving calls), a child that opens its own nursery, and
 one-cancels-all supervision turning a child's crash into a ``RemoteActorError``.
 """
+
 import os
 
 import trio
@@ -15,7 +16,7 @@ import notebook_actors as tractor
 
 
 def cube(x: int) -> int:
-    return x ** 3
+    return x**3
 
 
 async def whoami() -> str:

@@ -6,6 +6,7 @@ Every actor registers with the root's registry. A child looks its sibling up wit
 ``wait_for_actor`` and calls it; ``find_actor`` yields ``None`` for a name nobody
 has; ``get_arbiter`` is a portal to the registry itself.
 """
+
 import trio
 
 import notebook_actors as tractor

@@ -6,6 +6,7 @@
 ``portal.open_context`` plus ``ctx.open_stream`` gives a two-way stream with a
 handshake value (``ctx.started``) and a final result (``ctx.result``).
 """
+
 import trio
 
 import notebook_actors as tractor

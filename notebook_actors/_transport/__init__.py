@@ -3,6 +3,7 @@
 Backends are imported by name on first use; user-facing ``(host, port)`` tuples are
 normalised with :func:`normalize_addr`.
 """
+
 from __future__ import annotations
 
 import importlib

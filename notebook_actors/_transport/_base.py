@@ -3,6 +3,7 @@
 A transport only moves bytes (``trio.abc.Stream``); framing, the handshake and
 message dispatch live in :mod:`notebook_actors._channel`, the same for every transport.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -31,5 +32,5 @@ class Transport(ABC):
             OSError: the location cannot be bound (in use, no permission).
         """
 
-    def cleanup(self, location: str) -> None:
+    def cleanup(self, location: str) -> None:  # noqa: B027 - an optional hook, not abstract
         """Remove what listening left behind (a socket file); default: nothing."""

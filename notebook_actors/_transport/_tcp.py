@@ -1,4 +1,5 @@
 """TCP: for actors on other hosts, and for the well-known registry address."""
+
 from __future__ import annotations
 
 import socket

@@ -4,6 +4,7 @@ Socket files live in a private per-user directory (mode 0700), are named after t
 actor and its pid, and are removed on exit; files left by killed actors are swept
 the next time a socket is bound.
 """
+
 from __future__ import annotations
 
 import errno

@@ -4,6 +4,7 @@ back what an actor recorded (``record`` / ``wait_recorded``).
 They poll the process table with a bound (never an unbounded wait), so a test that
 checks "nothing is left" fails with the list of survivors instead of hanging.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial, wraps
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 
 import psutil
 import trio
@@ -104,7 +106,9 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def run_script(path: str, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_script(
+    path: str, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run a script to completion (``timeout`` is a hang guard); return its result."""
     proc = start_script(path, *args, env=env)
     try:
@@ -116,7 +120,9 @@ def run_script(path: str, *args: str, timeout: float = 60.0, env: dict[str, str]
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def run_example(path: str, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_example(
+    path: str, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run an example script alone on this host and check it exited 0; return its result.
 
     The script's root gets a fresh private registry (``$NOTEBOOK_ACTORS_REGISTRY``,

@@ -5,12 +5,14 @@ The functions below run *inside* actors, so this module must be enabled there:
 ``start_actor(name, enable_modules=[FAULTS])``. None of them fakes the runtime: a
 crash is a real crash (``os._exit``, a segfault, SIGKILL) of a real process.
 """
+
 from __future__ import annotations
 
 import ctypes
 import os
 import signal
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import trio
 

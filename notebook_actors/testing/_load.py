@@ -5,12 +5,14 @@ Each scenario runs inside an already open root actor, checks its own results and
 returns a :class:`Figures` record: wall time and the peak RSS of the whole tree
 (this process plus every descendant), sampled while it runs.
 """
+
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import psutil
 import trio

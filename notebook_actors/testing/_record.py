@@ -9,6 +9,7 @@ actor, so the actor must have it enabled:
 ``start_actor(name, enable_modules=[__name__, RECORDER])``. Calling ``record()`` from
 your own module's function needs nothing extra.
 """
+
 from __future__ import annotations
 
 import trio

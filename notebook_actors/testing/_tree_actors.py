@@ -4,6 +4,7 @@ Tests of the tree view (``tests/core/test_tree.py``) and of the tree widget
 (``tests/widgets``) both need one. They run *inside* actors, so the actor that calls
 ``relay_from`` must have this module enabled: ``enable_modules=[TREE_ACTORS]``.
 """
+
 from __future__ import annotations
 
 import trio

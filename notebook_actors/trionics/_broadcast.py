@@ -7,11 +7,13 @@ subscriber: one that falls more than ``max_buffer_size`` values behind gets
 :class:`Lagged` once and goes on from the oldest value still kept. Memory is bounded
 by the ring buffer, whatever the subscribers do.
 """
+
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import trio
 

@@ -1,9 +1,11 @@
 """A pool of daemon actors serving the same modules: ``open_actor_cluster``."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Iterable
+from typing import Any
 
 __all__ = ["open_actor_cluster"]
 
@@ -17,8 +19,7 @@ def _cluster_names(count: int | None, names: Iterable[str] | None) -> list[str]:
     names = list(names)
     if count is not None and count != len(names):
         raise ValueError(
-            f"open_actor_cluster got count={count} but {len(names)} names: pass one of them, "
-            "or as many names as count"
+            f"open_actor_cluster got count={count} but {len(names)} names: pass one of them, or as many names as count"
         )
     if len(set(names)) != len(names):
         raise ValueError(f"open_actor_cluster names must be unique (they key the result): {names}")

@@ -5,10 +5,13 @@ context manager's cancel scopes and nurseries to be exited by the very task that
 entered them: a resource shared by several tasks, or entered concurrently, must live
 in a task that outlives each of its users.
 """
+
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from contextlib import asynccontextmanager
-from typing import Any, AsyncContextManager, AsyncIterator, Callable, Hashable, Iterable
+from typing import Any
 
 import trio
 
@@ -55,6 +58,7 @@ class _Holder:
 
 
 # -- maybe_open_context ----------------------------------------------------------------------
+
 
 class _Shared:
     """A cached resource and how many tasks use it."""
@@ -168,6 +172,7 @@ async def maybe_open_context(
 
 
 # -- gather_contexts ---------------------------------------------------------------------------
+
 
 @asynccontextmanager
 async def gather_contexts(managers: Iterable[AsyncContextManager[Any]]) -> AsyncIterator[tuple[Any, ...]]:

@@ -1,4 +1,5 @@
 """The benchmark report (bench/_report.py): cost ratios, targets, tables."""
+
 from __future__ import annotations
 
 import pytest
@@ -42,7 +43,14 @@ def test_targets_say_met_missed_or_pending():
 
 def _report_for(medians, notes=None):
     samples = {p: {k: [v] for k, v in m.items()} for p, m in medians.items()}
-    facts = {"cpu": "test cpu", "cores": 2, "memory_gb": 1.0, "os": "Linux", "python": "3.11", "load_avg_at_start": (0.0, 0.0, 0.0)}
+    facts = {
+        "cpu": "test cpu",
+        "cores": 2,
+        "memory_gb": 1.0,
+        "os": "Linux",
+        "python": "3.11",
+        "load_avg_at_start": (0.0, 0.0, 0.0),
+    }
     return _report.build_report(samples, {"tractor": "does not import here"}, notes or {}, facts, 1, True, 1.0)
 
 

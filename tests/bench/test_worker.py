@@ -1,4 +1,5 @@
 """The benchmark worker (bench/_worker.py): one real sample in a fresh process."""
+
 from __future__ import annotations
 
 import json

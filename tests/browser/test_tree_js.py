@@ -1,5 +1,6 @@
 """The widget's ES module (widgets/tree.js) in Chromium with a fake model (no kernel):
 keyed DOM updates for 100 actors, state words, buttons, cleanup."""
+
 from __future__ import annotations
 
 import os
@@ -11,11 +12,18 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 TREE_JS = Path(__file__).resolve().parents[2] / "widgets" / "tree.js"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (apt-get install chromium)"
+)
 
 # A model with anywidget's surface: get/set/on/off/send.
 FAKE_MODEL = """
@@ -35,9 +43,23 @@ window.nextFrame = () => new Promise((r) => requestAnimationFrame(() => setTimeo
 
 
 def node(key: str, name: str, parent: str | None, **kw):
-    base = {"key": key, "name": name, "uid": [name, key], "pid": 1000, "parent": parent, "state": "idle",
-            "exitcode": None, "error": None, "started": time.time() - 65, "cpu": 1.0, "rss": 30 << 20,
-            "addr": None, "activity": None, "calls": [], "output": []}
+    base = {
+        "key": key,
+        "name": name,
+        "uid": [name, key],
+        "pid": 1000,
+        "parent": parent,
+        "state": "idle",
+        "exitcode": None,
+        "error": None,
+        "started": time.time() - 65,
+        "cpu": 1.0,
+        "rss": 30 << 20,
+        "addr": None,
+        "activity": None,
+        "calls": [],
+        "output": [],
+    }
     return {**base, **kw}
 
 
@@ -123,7 +145,9 @@ def test_buttons_send_actions_and_answers_show(page):
     assert page.locator(".na-node[data-key='root'] > .na-line .na-cancel").is_disabled()
     page.locator(".na-node[data-key='m4'] > .na-line .na-kill").click()
     assert page.evaluate("model.sent") == [{"type": "action", "action": "kill", "key": "m4", "id": 1}]
-    page.evaluate("model.set('last_action', {id: 1, action: 'kill', key: 'm4', ok: false, message: 'actor m4 is gone'})")
+    page.evaluate(
+        "model.set('last_action', {id: 1, action: 'kill', key: 'm4', ok: false, message: 'actor m4 is gone'})"
+    )
     assert page.locator(".na-action").text_content() == "kill mid-4: actor m4 is gone"
     assert "na-failed" in page.locator(".na-action").get_attribute("class")
 

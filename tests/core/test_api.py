@@ -5,6 +5,7 @@ real actors.
 The detailed behaviour lives in the module test files; this file is the one place that
 says "a tractor user's call still works" for each line of the contract.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -115,8 +116,14 @@ class TestRuntimeSignatures:
         """Test that open_root_actor takes API.md's keyword arguments with their defaults."""
         got = params_of(na.open_root_actor)
         want = {
-            "name": "root", "arbiter_addr": None, "registry_addrs": None, "start_method": None,
-            "debug_mode": False, "loglevel": None, "enable_modules": None, "infect_asyncio": False,
+            "name": "root",
+            "arbiter_addr": None,
+            "registry_addrs": None,
+            "start_method": None,
+            "debug_mode": False,
+            "loglevel": None,
+            "enable_modules": None,
+            "infect_asyncio": False,
         }
         assert {k: got[k] for k in want} == want
         kinds = {p.kind for p in inspect.signature(na.open_root_actor).parameters.values()}
@@ -127,7 +134,13 @@ class TestRuntimeSignatures:
         run_in_actor passes the rest to the function."""
         start = params_of(na.ActorNursery.start_actor)
         assert list(start)[:2] == ["self", "name"]
-        want = {"enable_modules": None, "loglevel": None, "debug_mode": None, "infect_asyncio": False, "bind_addr": None}
+        want = {
+            "enable_modules": None,
+            "loglevel": None,
+            "debug_mode": None,
+            "infect_asyncio": False,
+            "bind_addr": None,
+        }
         assert {k: start[k] for k in want} == want
         run = params_of(na.ActorNursery.run_in_actor)
         assert list(run)[:2] == ["self", "fn"]
@@ -141,9 +154,11 @@ class TestRuntimeSignatures:
         **root_kwargs) have tractor's shapes."""
         run = inspect.signature(na.run).parameters
         assert [p.kind for p in run.values()] == [
-            inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.VAR_POSITIONAL,
+            inspect.Parameter.VAR_KEYWORD,
         ]
-        assert list(params_of(na.run_daemon))[0] == "enable_modules" and has_kwargs(na.run_daemon)
+        assert next(iter(params_of(na.run_daemon))) == "enable_modules" and has_kwargs(na.run_daemon)
         assert has_kwargs(na.open_nursery)
 
     def test_try_set_start_method(self):
@@ -288,7 +303,9 @@ class TestContextSignatures:
         allow_overruns=False."""
         got = params_of(na.Context.open_stream)
         assert {k: got[k] for k in ("backpressure", "msg_buffer_size", "allow_overruns")} == {
-            "backpressure": True, "msg_buffer_size": None, "allow_overruns": False,
+            "backpressure": True,
+            "msg_buffer_size": None,
+            "allow_overruns": False,
         }
         assert params_of(na.Context.started)["value"] is None
 
@@ -459,7 +476,7 @@ def test_asyncio_and_trionics_call_shapes():
     assert list(params_of(trionics.gather_contexts)) == ["managers"]
     cluster = params_of(trionics.open_actor_cluster)
     want = {"count": None, "names": None, "start_method": None, "hard_kill": False}
-    assert list(cluster)[0] == "modules" and {k: cluster[k] for k in want} == want
+    assert next(iter(cluster)) == "modules" and {k: cluster[k] for k in want} == want
 
 
 def test_error_types():

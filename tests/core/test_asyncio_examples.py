@@ -1,4 +1,5 @@
 """The scripts in examples/asyncio/ run to completion and print what they promise."""
+
 from __future__ import annotations
 
 from pathlib import Path

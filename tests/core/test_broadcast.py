@@ -1,5 +1,6 @@
 """Broadcast receivers: in-process on trio memory channels, and over a real actor stream
 with ``MsgStream.subscribe()``."""
+
 from __future__ import annotations
 
 import pytest
@@ -131,7 +132,6 @@ def test_stream_subscribe_fans_out_to_local_tasks(reg):
             seen: dict[str, list[int]] = {}
             async with portal.open_context(ticker, count=500) as (ctx, _):
                 async with ctx.open_stream(msg_buffer_size=600) as stream:
-
                     everyone_in = trio.Event()
 
                     async def subscriber(name: str, task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -1,5 +1,6 @@
 """Cancellation end to end: nursery cancel, hard kill, cancel during spawn, a body
 error while children start, escalation to SIGTERM/SIGKILL, outer cancel scopes."""
+
 from __future__ import annotations
 
 import json
@@ -223,7 +224,7 @@ def test_sigint_to_the_root_script_tears_down_the_tree(tmp_path):
         pids = json.loads(line) if line.startswith("[") else []
         assert pids, line + proc.communicate(timeout=30)[1]
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
         assert proc.returncode == -signal.SIGINT, err
         assert err.rstrip().endswith("KeyboardInterrupt"), err
         assert testing.wait_until_gone(pids, timeout=1) == []

@@ -1,5 +1,6 @@
 """Channels: the handshake (what it proves, what it refuses), the tree's secret, and
 how a channel describes its peer."""
+
 from __future__ import annotations
 
 import logging
@@ -7,8 +8,8 @@ import os
 import stat
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 import pytest
 import trio
@@ -19,8 +20,8 @@ from hypothesis import strategies as st
 from notebook_actors import _channel, _transport
 from notebook_actors._channel import (
     HANDSHAKE_MAX_FRAME,
-    _mac,
     _ident_bytes,
+    _mac,
     describe_peer,
     handshake_as_acceptor,
     handshake_as_dialer,
@@ -145,9 +146,11 @@ class TestHandshake:
         HANDSHAKE_TIMEOUT (virtual time) with a HandshakeError naming it."""
 
         async def main():
-            client, server = trio.testing.memory_stream_pair()
+            _client, server = trio.testing.memory_stream_pair()
             start = trio.current_time()
-            with pytest.raises(HandshakeError, match=r"a from an in-process stream did not complete the handshake within 5 s"):
+            with pytest.raises(
+                HandshakeError, match=r"a from an in-process stream did not complete the handshake within 5 s"
+            ):
                 await handshake_as_acceptor(server, SECRET, ident("acceptor"), "a")
             assert trio.current_time() - start == pytest.approx(_channel.HANDSHAKE_TIMEOUT)
 
@@ -262,9 +265,16 @@ class TestSecret:
 
 handshake_inputs = st.one_of(
     st.binary(max_size=600),
-    st.lists(st.one_of(st.none(), st.integers(-(2**63), 2**63), st.text(max_size=8), st.binary(max_size=40),
-                       st.lists(st.integers(-9, 9), max_size=3)), max_size=5)
-    .map(lambda fields: encoder.encode(["proof", *fields])),
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.integers(-(2**63), 2**63),
+            st.text(max_size=8),
+            st.binary(max_size=40),
+            st.lists(st.integers(-9, 9), max_size=3),
+        ),
+        max_size=5,
+    ).map(lambda fields: encoder.encode(["proof", *fields])),
 ).map(lambda body: len(body).to_bytes(4, "big") + body if body[:1] != b"\x00" else body)
 
 

@@ -1,4 +1,5 @@
 """The child entry point's parent-death watch (notebook_actors._child)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -27,7 +28,9 @@ def test_child_survives_the_exit_of_the_thread_that_spawned_it():
     procs: list[subprocess.Popen] = []
 
     def spawn() -> None:
-        child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         procs.append(child)
         assert child.stdout.readline().strip() == "ready"  # its watch is set up while we live
 
@@ -56,7 +59,9 @@ def test_child_dies_with_its_parent_process():
         "print(child.pid, flush=True)\n"
         "sys.stdin.readline()\n"
     )
-    with subprocess.Popen([sys.executable, "-c", parent_code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as parent:
+    with subprocess.Popen(
+        [sys.executable, "-c", parent_code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as parent:
         child_pid = int(parent.stdout.readline())
         parent.kill()
         parent.wait()

@@ -1,4 +1,5 @@
 """open_actor_cluster: a pool of daemon actors, one per core by default."""
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,9 @@ def test_cluster_outside_runtime_with_names():
     """Test that a named cluster opened outside any runtime starts its own root."""
 
     async def main():
-        async with open_actor_cluster([__name__], names=["a", "b"],
-                                      registry_addrs=[testing.private_registry_addr()]) as portals:
+        async with open_actor_cluster(
+            [__name__], names=["a", "b"], registry_addrs=[testing.private_registry_addr()]
+        ) as portals:
             return sorted([(await p.run(whoami))[0] for p in portals.values()])
 
     assert trio.run(main) == ["a", "b"]
@@ -49,11 +51,14 @@ def test_default_is_one_per_core():
     assert _cluster_names(2, None) == ["worker_0", "worker_1"]
 
 
-@pytest.mark.parametrize("count, names, match", [
-    (3, ["a", "b"], "count=3 but 2 names"),
-    (None, ["a", "a"], "must be unique"),
-    (0, None, "at least one"),
-])
+@pytest.mark.parametrize(
+    "count, names, match",
+    [
+        (3, ["a", "b"], "count=3 but 2 names"),
+        (None, ["a", "a"], "must be unique"),
+        (0, None, "at least one"),
+    ],
+)
 def test_bad_arguments(count, names, match):
     """Test that contradictory or empty cluster shapes are refused with a clear ValueError."""
     with pytest.raises(ValueError, match=match):

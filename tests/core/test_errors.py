@@ -1,5 +1,6 @@
 """Errors crossing actors: boxing, re-boxing hop by hop, one error vs a MultiError,
 unexpected deaths as ActorCrashed."""
+
 from __future__ import annotations
 
 import os

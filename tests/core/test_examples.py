@@ -1,5 +1,6 @@
 """The examples run as scripts (python examples/...), print what they promise and
 leave no process behind."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The public face: what ``import notebook_actors`` exports, and what it costs to import."""
+
 from __future__ import annotations
 
 import importlib
@@ -46,11 +47,37 @@ def test_public_submodules_import(name):
 def test_api_md_names_are_exported():
     """Test that every top-level name API.md promises is in __all__."""
     promised = {
-        "open_nursery", "open_root_actor", "run_daemon", "run", "current_actor", "is_root_process",
-        "Actor", "ActorNursery", "Portal", "Context", "MsgStream", "context", "stream", "find_actor",
-        "wait_for_actor", "query_actor", "get_arbiter", "get_registry", "breakpoint", "pause",
-        "post_mortem", "RemoteActorError", "ContextCancelled", "ModuleNotExposed", "StreamOverrun",
-        "NoResult", "TransportClosed", "MultiError", "msg", "log", "try_set_start_method",
+        "open_nursery",
+        "open_root_actor",
+        "run_daemon",
+        "run",
+        "current_actor",
+        "is_root_process",
+        "Actor",
+        "ActorNursery",
+        "Portal",
+        "Context",
+        "MsgStream",
+        "context",
+        "stream",
+        "find_actor",
+        "wait_for_actor",
+        "query_actor",
+        "get_arbiter",
+        "get_registry",
+        "breakpoint",
+        "pause",
+        "post_mortem",
+        "RemoteActorError",
+        "ContextCancelled",
+        "ModuleNotExposed",
+        "StreamOverrun",
+        "NoResult",
+        "TransportClosed",
+        "MultiError",
+        "msg",
+        "log",
+        "try_set_start_method",
     }
     assert promised <= set(na.__all__), promised - set(na.__all__)
 

@@ -1,5 +1,6 @@
 """Flow control between real actors: bounded buffers, backpressure, StreamOverrun,
 allow_overruns, and flat memory under a million messages."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """The "forkserver" spawn backend (notebook_actors._forkserver): a warm template
 process forks actors. Real template, real forks, real sockets."""
+
 from __future__ import annotations
 
 import os

@@ -3,12 +3,13 @@
 a stalled peer, and a crowd of them. Each ends in a clear error or a dropped
 connection; the actor keeps serving its real peers and leaks no file descriptor and
 no task."""
+
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 import msgspec
 import pytest
@@ -27,6 +28,7 @@ TIMEOUT = 60
 
 
 # --- run inside the target actor ------------------------------------------------------
+
 
 def echo(x):
     return x
@@ -49,6 +51,7 @@ async def resources() -> dict:
 
 
 # --- the hostile side -------------------------------------------------------------------
+
 
 def ident(name: str = "intruder") -> Ident:
     return Ident((name, uuid.uuid4().hex), os.getpid(), None)
@@ -145,14 +148,14 @@ class TestBeforeHandshake:
     async def test_garbage_is_dropped(self, tree_kw, target_bind):
         """Test that garbage instead of a handshake is dropped (after the actor's own
         challenge, and nothing else) and leaks nothing."""
-        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
+        async with attacked_target(tree_kw, target_bind) as (_n, _portal, addr):
             got = await dropped_after(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + os.urandom(512))
             assert len(got) < 100  # only the Hello challenge
 
     @trio_test
     async def test_four_gib_header_is_dropped(self, tree_kw, target_bind):
         """Test that a 4 GiB frame header in place of the handshake is dropped at once."""
-        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
+        async with attacked_target(tree_kw, target_bind) as (_n, _portal, addr):
             await dropped_after(addr, b"\xff\xff\xff\xff")
 
     @trio_test
@@ -175,6 +178,7 @@ class TestBeforeHandshake:
     @trio_test
     async def test_replayed_handshake_is_dropped(self, tree_kw, target_bind):
         """Test that replaying the bytes of another peer's successful handshake fails."""
+
         class Recording(trio.abc.Stream):
             def __init__(self, inner):
                 self.inner, self.sent = inner, bytearray()
@@ -192,7 +196,7 @@ class TestBeforeHandshake:
             async def aclose(self):
                 await self.inner.aclose()
 
-        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
+        async with attacked_target(tree_kw, target_bind) as (n, _portal, addr):
             secret = n._actor.secret
             legit = Recording(await raw_connect(addr))
             await handshake_as_dialer(legit, secret, ident("legit"), addr)
@@ -206,13 +210,13 @@ class TestBeforeHandshake:
     async def test_stalled_peer_is_dropped(self, tree_kw, target_bind):
         """Test that a peer that connects and never answers the challenge is dropped
         after the handshake timeout."""
-        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
+        async with attacked_target(tree_kw, target_bind) as (_n, _portal, addr):
             await dropped_after(addr)  # Hello, then EOF once the timeout hits
 
     @trio_test
     async def test_wrong_secret_cannot_call(self, tree_kw, target_bind):
         """Test that a peer with the wrong secret gets HandshakeError and no channel."""
-        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
+        async with attacked_target(tree_kw, target_bind) as (_n, _portal, addr):
             with pytest.raises(HandshakeError):
                 await connect(addr, b"a-guess-at-the-secret-0123456789", ident())
 
@@ -221,7 +225,7 @@ class TestBeforeHandshake:
         """Test that 40 concurrent hostile connections (garbage, huge headers, silence)
         are all dropped while the real peer keeps calling, and nothing leaks."""
         payloads = [b"\x00garbage", b"\xff\xff\xff\xff", b""]
-        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
+        async with attacked_target(tree_kw, target_bind) as (_n, portal, addr):
 
             async def intruder(i):
                 await dropped_after(addr, payloads[i % len(payloads)])
@@ -238,7 +242,7 @@ class TestAfterHandshake:
     async def test_oversized_frame_closes_only_that_channel(self, tree_kw, target_bind):
         """Test that an authenticated peer announcing a 4 GiB frame loses its channel,
         and only that one."""
-        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
+        async with attacked_target(tree_kw, target_bind) as (n, _portal, addr):
             stream, _ = await authenticated(addr, n._actor.secret)
             await stream.send_all(b"\xff\xff\xff\xff" + b"\x00" * 64)
             await read_until_eof(stream)
@@ -248,7 +252,7 @@ class TestAfterHandshake:
     async def test_unknown_type_and_bad_fields_answered(self, tree_kw, target_bind):
         """Test that a well-formed message of an unknown type, and a call with a field
         of the wrong type, get clear errors and the channel keeps working."""
-        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
+        async with attacked_target(tree_kw, target_bind) as (n, _portal, addr):
             stream, rest = await authenticated(addr, n._actor.secret)
             frames = [
                 encoder.encode(["teleport", 2, {"to": "mars"}]),
@@ -269,7 +273,7 @@ class TestAfterHandshake:
         """Test that calls to a module that is not enabled, to an Actor method not
         offered over RPC, and with a call id of the wrong parity are refused with
         errors that say so, and run nothing."""
-        async with attacked_target(tree_kw, target_bind) as (n, portal, addr):
+        async with attacked_target(tree_kw, target_bind) as (n, _portal, addr):
             stream, rest = await authenticated(addr, n._actor.secret)
             calls = [
                 Start(0, "os", "system", {"command": "true"}),

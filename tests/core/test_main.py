@@ -1,4 +1,5 @@
 """Tests of the command line (notebook_actors.__main__): ``ps`` against a live program."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import sys
 
 from notebook_actors.testing import descendants, kill_all, private_registry_addr, start_script
 
-PROGRAM = '''
+PROGRAM = """
 import sys, trio, notebook_actors as na
 
 async def main(reg):
@@ -24,13 +25,15 @@ if __name__ == "__main__":
         trio.run(main, sys.argv[1])
     except KeyboardInterrupt:
         pass
-'''
+"""
 
 
 def run_ps(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "notebook_actors", "ps", *args],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -58,7 +61,7 @@ def test_ps_prints_a_running_programs_tree(tmp_path):
         try:
             proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
-            kill_all(pids + [proc.pid])
+            kill_all([*pids, proc.pid])
             proc.communicate()
 
 

@@ -1,10 +1,12 @@
 """Portals: run (function and string forms), run_from_ns, result, cancel_actor."""
+
 from __future__ import annotations
 
 import os
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 import notebook_actors as na
@@ -18,7 +20,7 @@ def add(a: int, b: int) -> int:
 
 
 async def async_add(a: int, b: int) -> int:
-    await trio.sleep(0)
+    await trio.lowlevel.checkpoint()
     return a + b
 
 

@@ -1,5 +1,6 @@
 """The runtime's public face: open_root_actor, run, run_daemon, current_actor,
 is_root_process, enable_modules, logging."""
+
 from __future__ import annotations
 
 import logging
@@ -191,7 +192,7 @@ def test_run_daemon_serves_until_sigint(tmp_path, reg):
                     async with na.wait_for_actor("daemon") as portal:
                         return await portal.run("json", "dumps", obj={"a": 1})
 
-        assert testing.wait_for_path(addr[len("uds:"):], timeout=30), proc.communicate(timeout=5)
+        assert testing.wait_for_path(addr[len("uds:") :], timeout=30), proc.communicate(timeout=5)
         assert trio.run(main) == '{"a": 1}'
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
@@ -200,7 +201,7 @@ def test_run_daemon_serves_until_sigint(tmp_path, reg):
     assert proc.returncode != 0
     assert "KeyboardInterrupt" in out, err
     assert "Traceback" in err and err.rstrip().endswith("KeyboardInterrupt")
-    assert not os.path.exists(addr[len("uds:"):])
+    assert not os.path.exists(addr[len("uds:") :])
 
 
 if sys.platform != "linux":  # pragma: no cover

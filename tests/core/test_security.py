@@ -1,6 +1,7 @@
 """Security of a tree: the secret reaches children without a command line or an
 environment variable, explicit secrets make separate trees (and TCP programs) that
 cannot call each other, and programs sharing a key file meet over TCP."""
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,9 @@ async def test_secret_not_on_command_line_or_environment():
     start_method = "trio"
     secret = f"tree-secret-{uuid.uuid4().hex}".encode()
     with trio.fail_after(TIMEOUT):
-        async with na.open_nursery(registry_addrs=[testing.private_registry_addr()], secret=secret,
-                                   start_method=start_method) as n:
+        async with na.open_nursery(
+            registry_addrs=[testing.private_registry_addr()], secret=secret, start_method=start_method
+        ) as n:
             portal = await n.start_actor("holder", enable_modules=[__name__])
             assert await portal.run(my_secret) == secret
             pid = await portal.run(my_pid)
@@ -129,8 +131,11 @@ async def test_tcp_programs_share_a_key_file_and_refuse_others(tmp_path, monkeyp
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
     reg = f"tcp:127.0.0.1:{free_tcp_port()}"
     daemon = await trio.lowlevel.open_process(
-        [sys.executable, str(tmp_path / "daemon.py"), reg, str(good)], env=env, start_new_session=True,
-        stdout=-1, stderr=-1,
+        [sys.executable, str(tmp_path / "daemon.py"), reg, str(good)],
+        env=env,
+        start_new_session=True,
+        stdout=-1,
+        stderr=-1,
     )
     try:
         with trio.fail_after(TIMEOUT):
@@ -141,15 +146,19 @@ async def test_tcp_programs_share_a_key_file_and_refuse_others(tmp_path, monkeyp
                 ready += chunk
             assert ready.startswith(b"ready True")
             svc = __import__(f"svc_{tag}")
-            async with na.open_root_actor(name="insider", registry_addrs=[reg], secret=good,
-                                          bind_addr=("127.0.0.1", 0)) as me:
+            async with na.open_root_actor(
+                name="insider", registry_addrs=[reg], secret=good, bind_addr=("127.0.0.1", 0)
+            ) as me:
                 assert me.accept_addr.startswith("tcp:127.0.0.1:")
                 async with na.wait_for_actor("daemon") as d:
                     assert d.channel.raddr.startswith("tcp:127.0.0.1:")
                     assert await d.run(svc.greet, who="insider") == "hello insider from daemon"
                 out = await trio.run_process(
-                    [sys.executable, str(tmp_path / "outsider.py"), reg, str(bad)], env=env,
-                    capture_stdout=True, capture_stderr=True, check=False,
+                    [sys.executable, str(tmp_path / "outsider.py"), reg, str(bad)],
+                    env=env,
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
                 )
                 assert out.returncode == 0, out.stderr.decode()
                 assert out.stdout.decode().startswith("refused HandshakeError"), out.stdout.decode()
@@ -178,7 +187,7 @@ async def test_other_secret_cannot_reach_tree():
         async with na.open_nursery(registry_addrs=[testing.private_registry_addr()]) as n:
             portal = await n.start_actor("guarded", enable_modules=[__name__])
             addr = (await portal.run_from_ns("self", "tree_snapshot"))["addr"]
-            with pytest.raises(HandshakeError, match="failed to prove|refused our handshake"):
+            with pytest.raises(HandshakeError, match=r"failed to prove|refused our handshake"):
                 await connect(addr, b"wrong-" + os.urandom(16), Ident(("x", "y"), os.getpid(), None))
             assert await portal.run(my_pid) != os.getpid()
             await portal.cancel_actor()

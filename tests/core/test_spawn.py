@@ -1,5 +1,6 @@
 """Spawn backends: selectable per root, per nursery, per actor and globally; the key
 behaviours (result, RPC, error, cancel, crash) hold on each of them."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Message streams between real actors: both directions, multiplexing, one-way streams,
 and clean ends in every order."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ import trio.testing
 import notebook_actors as na
 from notebook_actors.testing import RECORDER, record, wait_recorded
 
-
 # -- endpoints ---------------------------------------------------------------------------
+
 
 @na.context
 async def echo(ctx) -> int:
@@ -141,6 +142,7 @@ async def legacy(ctx, count: int) -> None:
 
 
 # -- tests -------------------------------------------------------------------------------
+
 
 def test_bidirectional_stream_both_directions_at_once(reg):
     """Test that both sides can send and receive concurrently on one stream."""

@@ -1,4 +1,5 @@
 """Actor nurseries: waiting for results, nesting, spawning rules, script functions."""
+
 from __future__ import annotations
 
 import ast
@@ -163,13 +164,18 @@ def test_functions_of_a_python_dash_m_program(tmp_path):
     (pkg / "__init__.py").write_text("")
     (pkg / "helper.py").write_text("def double(x):\n    return 2 * x\n")
     (pkg / "main.py").write_text(
-        SCRIPT.replace("import notebook_actors as na\n", "import notebook_actors as na\nfrom .helper import double\n")
-        .replace('"x": x * 10', '"x": double(x)')
+        SCRIPT.replace(
+            "import notebook_actors as na\n", "import notebook_actors as na\nfrom .helper import double\n"
+        ).replace('"x": x * 10', '"x": double(x)')
     )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-m", "mypkg.main", testing.private_registry_addr()],
-        capture_output=True, text=True, timeout=100, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        env=env,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     out = ast.literal_eval(result.stdout.strip())

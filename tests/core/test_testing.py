@@ -1,5 +1,6 @@
 """The helpers in notebook_actors.testing: record / wait_recorded (inside actors),
 run_example and trio_test."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -39,7 +40,7 @@ def test_reading_records_needs_the_recorder_enabled(reg):
     async def main() -> None:
         async with na.open_nursery(**reg) as n:
             portal = await n.start_actor("closed", enable_modules=[__name__])
-            with pytest.raises(na.RemoteActorError, match="enable_modules=.'notebook_actors.testing._record'") as info:
+            with pytest.raises(na.RemoteActorError, match=r"enable_modules=.'notebook_actors.testing._record'") as info:
                 await portal.run(testing.recorded, key="who")
             assert info.value.type is na.ModuleNotExposed
             await portal.cancel_actor()

@@ -1,5 +1,6 @@
 """asyncio interop: trio as a guest on asyncio (run_as_asyncio_guest, start_guest_run,
 start_guest_actor), infected actors, run_task and open_channel_from."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,6 +10,7 @@ from collections import Counter
 
 import pytest
 import trio
+import trio.lowlevel
 
 import notebook_actors as na
 from notebook_actors import testing, to_asyncio
@@ -31,13 +33,14 @@ def whoami() -> dict:
 
 # -- guest mode on a running asyncio loop ---------------------------------------------------
 
+
 class TestRunAsAsyncioGuest:
     def test_returns_result_in_guest_mode(self):
         """Test that run_as_asyncio_guest returns trio_main's result and is_guest_mode() is
         true only while it runs."""
 
         async def main(x):
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             return x, to_asyncio.is_guest_mode(), asyncio.get_running_loop() is not None
 
         assert not to_asyncio.is_guest_mode()
@@ -48,7 +51,7 @@ class TestRunAsAsyncioGuest:
         """Test that an error in trio_main is raised from run_as_asyncio_guest."""
 
         async def main():
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             raise KeyError("from trio")
 
         with pytest.raises(KeyError, match="from trio"):
@@ -88,7 +91,7 @@ class TestStartGuestRun:
         reached = []
 
         async def main_fn():
-            await trio.sleep(0)  # the first checkpoint sees the cancel
+            await trio.lowlevel.checkpoint()  # the first checkpoint sees the cancel
             reached.append(True)
 
         async def main():
@@ -104,7 +107,7 @@ class TestStartGuestRun:
         got = []
 
         async def main_fn():
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             return "ok"
 
         async def main():
@@ -207,7 +210,7 @@ class TestStartGuestActor:
         and leaves the runtime serving."""
 
         async def fails():
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             raise ZeroDivisionError("trio side")
 
         async def main():
@@ -245,6 +248,7 @@ class TestStartGuestActor:
 
 
 # -- asyncio from trio, in one process ------------------------------------------------------
+
 
 def leftover_asyncio_tasks() -> list[str]:
     """asyncio tasks still running besides the guest host (call from trio in guest mode)."""
@@ -456,7 +460,7 @@ class TestOpenChannelFrom:
 
         async def main():
             with pytest.raises(ValueError, match="asyncio side failed"):
-                async with to_asyncio.open_channel_from(aio_fail_after_first) as (first, chan):
+                async with to_asyncio.open_channel_from(aio_fail_after_first) as (_first, chan):
                     await chan.send("go")
                     try:
                         await trio.sleep_forever()
@@ -474,11 +478,11 @@ class TestOpenChannelFrom:
         record: list[str] = []
 
         async def main():
-            async with to_asyncio.open_channel_from(aio_record_cancel, record=record) as (first, chan):
+            async with to_asyncio.open_channel_from(aio_record_cancel, record=record) as (_first, _chan):
                 pass
             record.append("block left")
             with pytest.raises(KeyError):
-                async with to_asyncio.open_channel_from(aio_record_cancel, record=record) as (first, chan):
+                async with to_asyncio.open_channel_from(aio_record_cancel, record=record) as (_first, _chan):
                     raise KeyError("trio side failed")
             record.append("block failed")
             return leftover_asyncio_tasks()
@@ -501,7 +505,7 @@ class TestOpenChannelFrom:
 
         async def main():
             with pytest.raises(na.AsyncioCancelled):
-                async with to_asyncio.open_channel_from(aio_cancel_self_after_first) as (first, chan):
+                async with to_asyncio.open_channel_from(aio_cancel_self_after_first) as (_first, chan):
                     await chan.send("go")
                     await trio.sleep_forever()
 
@@ -511,7 +515,7 @@ class TestOpenChannelFrom:
         """Test that two subscribers of a LinkedTaskChannel each receive every value."""
 
         async def main():
-            async with to_asyncio.open_channel_from(aio_produce, count=50) as (first, chan):
+            async with to_asyncio.open_channel_from(aio_produce, count=50) as (_first, chan):
                 results: dict[str, list[int]] = {}
 
                 async def consume(name: str, sub) -> None:
@@ -529,7 +533,7 @@ class TestOpenChannelFrom:
         """Test that sending to an asyncio task that has returned raises BrokenResourceError."""
 
         async def main():
-            async with to_asyncio.open_channel_from(aio_echo) as (first, chan):
+            async with to_asyncio.open_channel_from(aio_echo) as (_first, chan):
                 await chan.send(None)
                 await chan.wait_asyncio_complete()
                 with pytest.raises(trio.BrokenResourceError, match="has finished"):
@@ -586,7 +590,7 @@ async def aio_record_in_child(to_trio, from_trio) -> None:
 
 @na.context
 async def asyncio_forever(ctx: na.Context) -> None:
-    async with to_asyncio.open_channel_from(aio_record_in_child) as (first, chan):
+    async with to_asyncio.open_channel_from(aio_record_in_child) as (first, _chan):
         await ctx.started(first)
         await trio.sleep_forever()
 
@@ -717,7 +721,7 @@ class TestInfectedActors:
             async with na.open_nursery(**reg) as an:
                 portal = await an.start_actor("aio", enable_modules=[__name__], infect_asyncio=True)
                 with pytest.raises(na.RemoteActorError) as info:
-                    async with portal.open_context(stream_until_asyncio_fails) as (ctx, first):
+                    async with portal.open_context(stream_until_asyncio_fails) as (ctx, _first):
                         async with ctx.open_stream() as stream:
                             async for value in stream:
                                 got.append(value)
@@ -764,6 +768,7 @@ class TestInfectedActors:
 
     def test_run_with_infect_asyncio_root(self, reg):
         """Test that run(fn, infect_asyncio=True) makes an infected root that runs asyncio code."""
+
         async def root_main():
             return await add_via_asyncio(x=1, y=1)
 

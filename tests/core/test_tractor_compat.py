@@ -1,5 +1,6 @@
 """The scripts in examples/tractor_compat (tractor's calls, ``import notebook_actors as
 tractor``) run to completion and print what they promise."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,7 @@
 """One conformance suite for every byte transport (UDS, TCP, an in-memory stream pair),
 then what is specific to each: socket files and their permissions, TCP's default bind
 address, address parsing, and a tree whose actors talk over either transport."""
+
 from __future__ import annotations
 
 import os
@@ -117,7 +118,6 @@ class TestConformance:
             await trio.testing.check_two_way_stream(maker, None)
 
     @trio_test
-
     async def test_handshake_exchanges_identities(self, kind):
         """Test that both sides learn the other's uid and pid from the handshake."""
         async with channel_pair(kind) as (dialer, acceptor):
@@ -126,7 +126,6 @@ class TestConformance:
             assert dialer.connected() and acceptor.connected()
 
     @trio_test
-
     async def test_messages_both_ways_in_order(self, kind):
         """Test that messages arrive whole and in order in both directions."""
         async with channel_pair(kind) as (dialer, acceptor):
@@ -142,7 +141,6 @@ class TestConformance:
             assert await receive_one(dialer) == Stop(1)
 
     @trio_test
-
     async def test_large_message(self, kind):
         """Test that an 8 MiB message crosses intact (many socket reads, one frame)."""
         blob = os.urandom(8 * 1024 * 1024)
@@ -153,7 +151,6 @@ class TestConformance:
             assert msgspec.msgpack.decode(msg.pld) == blob
 
     @trio_test
-
     async def test_wrong_secret_fails_both_sides(self, kind):
         """Test that a dialer with another secret is refused, and that it sees the
         refusal too (no channel is made)."""
@@ -164,7 +161,6 @@ class TestConformance:
         assert any(isinstance(e, HandshakeError) and "failed the handshake" in str(e) for e in errors)
 
     @trio_test
-
     async def test_peer_close_is_transport_closed(self, kind):
         """Test that the peer closing its end ends the other's receive with TransportClosed."""
         async with channel_pair(kind) as (dialer, acceptor):
@@ -175,7 +171,6 @@ class TestConformance:
             assert dialer.closed
 
     @trio_test
-
     async def test_send_after_close_raises(self, kind):
         """Test that sending on a closed channel raises TransportClosed naming the peer."""
         async with channel_pair(kind) as (dialer, _):
@@ -184,7 +179,6 @@ class TestConformance:
                 dialer.send_nowait(Stop(0))
 
     @trio_test
-
     async def test_garbage_after_handshake_is_frame_error(self, kind):
         """Test that bytes that are not msgpack, after a good handshake, give FrameError."""
         async with channel_pair(kind) as (dialer, acceptor):
@@ -193,7 +187,6 @@ class TestConformance:
                 await acceptor.receive_batch()
 
     @trio_test
-
     async def test_unknown_message_is_answered_and_channel_lives(self, kind):
         """Test that a well-formed message of an unknown type is answered with an Error
         (with the call id of a malformed Start) and the channel keeps working."""
@@ -223,12 +216,11 @@ class TestUDS:
         assert stat.S_IMODE(st.st_mode) == 0o700
 
     @trio_test
-
     async def test_socket_file_mode_and_cleanup(self):
         """Test that a listening socket file has mode 0600 and cleanup removes it."""
         addr = f"uds:{short_sock_path()}"
         listeners, bound = await _transport.listen(addr)
-        path = bound[len("uds:"):]
+        path = bound[len("uds:") :]
         try:
             assert stat.S_ISSOCK(os.stat(path).st_mode)
             assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -238,7 +230,6 @@ class TestUDS:
         assert not os.path.exists(path)
 
     @trio_test
-
     async def test_stale_socket_file_taken_over(self):
         """Test that binding over a socket file nobody listens on (a killed actor's)
         works, and binding over a live one fails with EADDRINUSE."""
@@ -267,12 +258,11 @@ class TestUDS:
         assert not dead.exists() and live.exists() and other.exists()
 
     @trio_test
-
     async def test_actor_socket_removed_on_exit(self):
         """Test that an actor's socket file lives in the private directory while it
         runs and is removed when it exits."""
         async with na.open_root_actor(registry_addrs=[testing.private_registry_addr()]) as actor:
-            path = actor.accept_addr[len("uds:"):]
+            path = actor.accept_addr[len("uds:") :]
             assert os.path.dirname(path) == str(runtime_dir())
             assert os.path.exists(path)
         assert not os.path.exists(path)
@@ -290,7 +280,6 @@ class TestTCP:
             await listeners[0].aclose()
 
     @trio_test
-
     async def test_connect_to_nothing_is_oserror(self):
         """Test that dialing a port nobody listens on raises OSError."""
         listeners, bound = await _transport.listen("tcp:127.0.0.1:0")
@@ -300,14 +289,17 @@ class TestTCP:
 
 
 class TestAddresses:
-    @pytest.mark.parametrize("given, expected", [
-        (("127.0.0.1", 1616), "tcp:127.0.0.1:1616"),
-        (["10.0.0.2", "99"], "tcp:10.0.0.2:99"),
-        ("localhost:5000", "tcp:localhost:5000"),
-        ("/run/x.sock", "uds:/run/x.sock"),
-        ("uds:/a.sock", "uds:/a.sock"),
-        ("tcp:h:1", "tcp:h:1"),
-    ])
+    @pytest.mark.parametrize(
+        "given, expected",
+        [
+            (("127.0.0.1", 1616), "tcp:127.0.0.1:1616"),
+            (["10.0.0.2", "99"], "tcp:10.0.0.2:99"),
+            ("localhost:5000", "tcp:localhost:5000"),
+            ("/run/x.sock", "uds:/run/x.sock"),
+            ("uds:/a.sock", "uds:/a.sock"),
+            ("tcp:h:1", "tcp:h:1"),
+        ],
+    )
     def test_normalize(self, given, expected):
         """Test that user-facing address forms are read as the right transport."""
         assert _transport.normalize_addr(given) == expected
@@ -341,7 +333,9 @@ async def test_tree_over_transport(bind):
     with trio.fail_after(60):
         async with na.open_nursery(registry_addrs=[testing.private_registry_addr()], bind_addr=bind_addr) as n:
             assert na.current_actor().accept_addr.startswith(f"{bind}:")
-            portal = await n.start_actor("worker", enable_modules=[__name__], bind_addr=bind_addr if bind == "tcp" else None)
+            portal = await n.start_actor(
+                "worker", enable_modules=[__name__], bind_addr=bind_addr if bind == "tcp" else None
+            )
             addr = await portal.run(my_addr)
             async with na.wait_for_actor("worker") as found:
                 assert await found.run(add, a=2, b=3) == 5

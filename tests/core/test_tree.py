@@ -1,4 +1,5 @@
 """Tests of the live tree view (notebook_actors._tree): real actors, real feeds."""
+
 from __future__ import annotations
 
 import os
@@ -122,7 +123,9 @@ async def test_sigkilled_child_shows_the_signal():
             with pytest.raises(na.ActorCrashed):
                 async with na.open_nursery() as n:
                     await n.start_actor("victim", enable_modules=[MOD])
-                    snap = await wait_until(watch, lambda nodes: (by_name(nodes, "victim") or {}).get("state") == "idle")
+                    snap = await wait_until(
+                        watch, lambda nodes: (by_name(nodes, "victim") or {}).get("state") == "idle"
+                    )
                     os.kill(by_name(snap["nodes"], "victim")["pid"], signal.SIGKILL)
                     await trio.sleep_forever()
             snap = await wait_until(watch, lambda nodes: (by_name(nodes, "victim") or {}).get("state") == "crashed")
@@ -138,8 +141,12 @@ async def test_actors_holding_or_waiting_for_the_repl_show_debugger():
         await n.start_actor("queued")
         await n.start_actor("bystander")
         async with _tree.open_tree_watch(interval=0.1) as watch:
-            snap = await wait_until(watch, lambda nodes: all(
-                (by_name(nodes, x) or {}).get("state") == "idle" for x in ("holder", "queued", "bystander")))
+            snap = await wait_until(
+                watch,
+                lambda nodes: all(
+                    (by_name(nodes, x) or {}).get("state") == "idle" for x in ("holder", "queued", "bystander")
+                ),
+            )
             uid = lambda name: by_name(snap["nodes"], name)["uid"]  # noqa: E731
             _tree.set_debug_lock(uid("holder"), [uid("queued")])
             try:
@@ -172,17 +179,37 @@ async def test_debug_lock_and_state_override_are_published():
 
 def test_format_tree_draws_like_pstree():
     """Test that format_tree indents children under parents with state words."""
-    def node(key, name, parent, state="idle", **kw):
-        return {"key": key, "name": name, "pid": 1, "parent": parent, "state": state,
-                "started": 100.0, "cpu": 1.0, "rss": 2 * 1024 * 1024, "calls": [], **kw}
 
-    tree = {"root": "r", "debug": {"holder": None, "waiting": []}, "nodes": {
-        "r": node("r", "root", None, "running"),
-        "a": node("a", "a", "r", "crashed", exitcode=-9, error="died"),
-        "b": node("b", "b", "r"),
-        "c": node("c", "c", "a", "streaming",
-                  calls=[{"stream": True, "fn": "m:f", "side": "callee", "peer": "a", "sent": 1, "recv": 0}]),
-    }}
+    def node(key, name, parent, state="idle", **kw):
+        return {
+            "key": key,
+            "name": name,
+            "pid": 1,
+            "parent": parent,
+            "state": state,
+            "started": 100.0,
+            "cpu": 1.0,
+            "rss": 2 * 1024 * 1024,
+            "calls": [],
+            **kw,
+        }
+
+    tree = {
+        "root": "r",
+        "debug": {"holder": None, "waiting": []},
+        "nodes": {
+            "r": node("r", "root", None, "running"),
+            "a": node("a", "a", "r", "crashed", exitcode=-9, error="died"),
+            "b": node("b", "b", "r"),
+            "c": node(
+                "c",
+                "c",
+                "a",
+                "streaming",
+                calls=[{"stream": True, "fn": "m:f", "side": "callee", "peer": "a", "sent": 1, "recv": 0}],
+            ),
+        },
+    }
     text = _tree.format_tree(tree, now=165.0)
     assert text.splitlines() == [
         "root [1] running  up 1:05  cpu 1%  rss 2.0M",

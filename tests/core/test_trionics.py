@@ -1,11 +1,13 @@
 """trio helpers: maybe_open_context (one shared resource per key per actor) and
 gather_contexts (enter several context managers concurrently)."""
+
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 import notebook_actors as na
@@ -24,7 +26,7 @@ class Resource:
 
     @asynccontextmanager
     async def open(self, name: str = "r", fail_enter: bool = False, fail_exit: bool = False):
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         if fail_enter:
             raise ValueError(f"cannot open {name}")
         self.opened += 1

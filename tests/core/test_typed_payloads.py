@@ -1,6 +1,7 @@
 """Typed payloads: msgspec types declared on a stream or a @context are checked where
 messages arrive; a mismatch raises MsgTypeError with the field path there, is reported
 to the sender, and no actor dies of it."""
+
 from __future__ import annotations
 
 import msgspec

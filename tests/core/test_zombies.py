@@ -1,5 +1,6 @@
 """Zombie safety: kill -9 anywhere in a tree leaves no live descendants; a child
 whose parent vanished exits by itself; children run in their own session."""
+
 from __future__ import annotations
 
 import json
@@ -65,7 +66,7 @@ def tree(tmp_path, request):
         started = [pids["root"], pids["middle"], *pids["leaves"]]
         yield proc, pids
     finally:
-        testing.kill_all(started + [proc.pid])
+        testing.kill_all([*started, proc.pid])
         proc.communicate(timeout=30)
 
 
@@ -73,7 +74,7 @@ def tree(tmp_path, request):
 def test_kill_9_of_the_root_leaves_no_descendants(tree):
     """Test that SIGKILL of the root ends every descendant (no cancel message can be
     sent: the children notice their parent's death by themselves)."""
-    proc, pids = tree
+    _proc, pids = tree
     os.kill(pids["root"], signal.SIGKILL)
     survivors = testing.wait_until_gone([pids["middle"], *pids["leaves"]], timeout=GONE_WITHIN)
     assert survivors == []
@@ -86,7 +87,7 @@ def test_kill_9_of_a_middle_actor(tree):
     proc, pids = tree
     os.kill(pids["middle"], signal.SIGKILL)
     assert testing.wait_until_gone(pids["leaves"], timeout=GONE_WITHIN) == []
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert "ActorCrashed" in err and "SIGKILL" in err
 
@@ -95,7 +96,7 @@ def test_kill_9_of_a_middle_actor(tree):
 def test_children_run_in_their_own_session(tree):
     """Test that each actor leads its own session, so a terminal's (or a kernel's)
     SIGINT to the root's process group reaches children only through the runtime."""
-    proc, pids = tree
+    _proc, pids = tree
     root_sid = os.getsid(pids["root"])
     for pid in [pids["middle"], *pids["leaves"]]:
         assert os.getsid(pid) == pid != root_sid

@@ -1,4 +1,5 @@
 """Helper script for the tests: a debug-mode tree that idles with no REPL open."""
+
 import trio
 
 import notebook_actors as na

@@ -4,6 +4,7 @@ Each test runs one of our scripts in ``examples/debugging/``, answers its prompt
 checks what the root's terminal shows: the actor's name in the prompt, the frame, the
 values. The autouse fixture in ``tests/conftest.py`` checks that no process remains.
 """
+
 from __future__ import annotations
 
 import io
@@ -43,8 +44,13 @@ def spawn():
             del env["NO_COLOR"]
         env.pop("PDBPP_HIJACK_PDB", None)
         child = pexpect.spawn(
-            sys.executable, [str(path), *args], cwd=str(REPO), env=env,
-            encoding="utf-8", timeout=30, dimensions=(50, 200),
+            sys.executable,
+            [str(path), *args],
+            cwd=str(REPO),
+            env=env,
+            encoding="utf-8",
+            timeout=30,
+            dimensions=(50, 200),
         )
         child.delaybeforesend = None  # pexpect sleeps 50 ms before each send by default
         child.logfile_read = io.StringIO()  # the whole transcript, for assertions
@@ -94,8 +100,12 @@ def test_breakpoint_in_child(spawn):
     ask(child, "compute", "p answer", "42")
     ask(child, "compute", "ll", r"answer = 6 \* 7")
     ask(child, "compute", "where", r"compute\(\)")
-    ask(child, "compute", "pp {'answer': answer, 'halves': [answer / 2] * 2}",
-        r"\{'answer': 42, 'halves': \[21\.0, 21\.0\]\}")
+    ask(
+        child,
+        "compute",
+        "pp {'answer': answer, 'halves': [answer / 2] * 2}",
+        r"\{'answer': 42, 'halves': \[21\.0, 21\.0\]\}",
+    )
     send(child, "compute", "interact")  # through the session, not the child's stdio
     child.expect(">>> ")
     child.sendline("answer + 1")

@@ -1,4 +1,5 @@
 """A real Jupyter kernel from this project's environment, driven over its sockets."""
+
 from __future__ import annotations
 
 import queue
@@ -35,7 +36,8 @@ class CellRun:
 
     def stream(self, name: str | None = None) -> str:
         return "".join(
-            m["content"]["text"] for m in self.messages
+            m["content"]["text"]
+            for m in self.messages
             if m["msg_type"] == "stream" and (name is None or m["content"]["name"] == name)
         )
 

@@ -1,4 +1,5 @@
 """Kernel fixtures: one real kernel per test module, clean between tests."""
+
 from __future__ import annotations
 
 import sys
@@ -8,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _kernel import Kernel  # noqa: E402
+from _kernel import Kernel
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
 """The actor side of %%actor cells, driven from a plain trio program (no kernel)."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,7 @@ from notebook_actors.kernel_ext import _cell_runtime as cr
 
 async def run_cell(portal: na.Portal, code: str) -> tuple[list[list], dict]:
     events: list[list] = []
-    async with portal.open_context(cr.run_cell, code=code, label="unit") as (ctx, pid):
+    async with portal.open_context(cr.run_cell, code=code, label="unit") as (ctx, _pid):
         async with ctx.open_stream() as stream:
             async for event in stream:
                 events.append(event)

@@ -1,12 +1,12 @@
 """pdb++ sessions of actors shown in notebook cells, driven over jupyter_client's stdin channel."""
+
 from __future__ import annotations
 
 import queue
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
-
 from _kernel import CELL_TIMEOUT, CellRun
 
 #: Seconds one poll of a channel waits before the driver looks at the other one.

@@ -1,4 +1,5 @@
 """Loading, unloading and stopping the kernel's guest-mode runtime (a kernel per test)."""
+
 from __future__ import annotations
 
 import subprocess

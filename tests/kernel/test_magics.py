@@ -1,4 +1,5 @@
 """%%actor cells and the %actor line magic, in a real kernel over jupyter_client."""
+
 from __future__ import annotations
 
 import os
@@ -70,13 +71,21 @@ def test_output_arrives_in_order(kernel):
     seen = []
     for m in run.outputs:
         if m["msg_type"] == "stream":
-            seen.extend((m["content"]["name"], word) for word in ("one", "two", "four", "five", "six") if word in m["content"]["text"])
+            seen.extend(
+                (m["content"]["name"], word)
+                for word in ("one", "two", "four", "five", "six")
+                if word in m["content"]["text"]
+            )
         elif m["msg_type"] == "display_data":
             assert m["content"]["data"]["text/html"] == "<i>three</i>"
             seen.append(("display", "three"))
     assert seen == [
-        ("stdout", "one"), ("stderr", "two"), ("display", "three"),
-        ("stderr", "four"), ("stderr", "five"), ("stdout", "six"),
+        ("stdout", "one"),
+        ("stderr", "two"),
+        ("display", "three"),
+        ("stderr", "four"),
+        ("stderr", "five"),
+        ("stdout", "six"),
     ]
 
 
@@ -189,9 +198,7 @@ def test_interrupt_stops_a_busy_cpu_loop(kernel, tmp_path):
     """Test that interrupting the kernel stops a CPU-bound actor cell; the actors live on."""
     other = kernel.value("%%actor bystander\nimport os\nos.getpid()")
     spinning = tmp_path / "spinning"
-    msg_id = kernel.submit(
-        f"%%actor spinner\nopen({str(spinning)!r}, 'w').close()\nwhile True:\n    pass"
-    )
+    msg_id = kernel.submit(f"%%actor spinner\nopen({str(spinning)!r}, 'w').close()\nwhile True:\n    pass")
     wait_for_file(str(spinning))  # the actor is inside the loop now
     kernel.km.interrupt_kernel()
     run = kernel.collect(msg_id)

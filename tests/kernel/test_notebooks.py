@@ -1,4 +1,5 @@
 """The example notebooks execute headless in a real kernel (nbclient)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,7 +41,10 @@ def test_notebook_executes(path):
     """Test that every cell of the notebook runs (cells tagged raises-exception may fail)."""
     nb = execute(path)
     errors = [
-        o for c in nb.cells if c.cell_type == "code" and "raises-exception" not in c.metadata.get("tags", [])
-        for o in c.get("outputs", []) if o["output_type"] == "error"
+        o
+        for c in nb.cells
+        if c.cell_type == "code" and "raises-exception" not in c.metadata.get("tags", [])
+        for o in c.get("outputs", [])
+        if o["output_type"] == "error"
     ]
     assert errors == []

@@ -1,4 +1,5 @@
 """Reliability fixtures: a file-descriptor guard (``reg`` comes from tests/conftest.py)."""
+
 from __future__ import annotations
 
 import pytest

@@ -2,6 +2,7 @@
 SIGKILL of a leaf, a middle actor or the root during spawn, RPC, streaming and
 teardown. Every test ends with no actor process left (the autouse fixture) and no fd
 leaked in the root (``no_fd_leak``); survivors are checked to keep working."""
+
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ import textwrap
 import psutil
 import pytest
 import trio
+import trio.lowlevel
 
 import notebook_actors as na
 from notebook_actors import testing
@@ -134,7 +136,7 @@ def test_a_kill_from_outside_during_cancellation_is_still_a_crash(reg, tmp_path)
                 async with trio.open_nursery() as tn:
                     tn.start_soon(n.cancel)
                     while not child.cancel_requested:
-                        await trio.sleep(0)
+                        await trio.lowlevel.checkpoint()
                     assert child.proc.signals_sent == set()  # the nursery sent nothing yet
                     os.kill(child.proc.pid, signal.SIGKILL)
         assert info.value.exitcode == -signal.SIGKILL

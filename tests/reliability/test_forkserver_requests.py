@@ -1,6 +1,7 @@
 """The fork server's template survives bad spawn requests: an oversized announced
 size is refused without allocating it, a deeply nested or ill-typed request is
 refused, and the next real spawn still works."""
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,7 @@
 """The kernel itself as a fault: ``shutdown_kernel(now=True)``, ``restart_kernel(now=True)``
 and SIGKILL of the kernel process, each with a busy 3-level actor tree, leave no actor
 process; the next kernel (or the restarted one) starts a clean tree."""
+
 from __future__ import annotations
 
 import sys
@@ -12,7 +13,7 @@ import pytest
 from notebook_actors import testing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kernel"))
-from _kernel import Kernel  # noqa: E402  (the kernel engineer's driver, reused)
+from _kernel import Kernel
 
 #: a bound, not a delay
 GONE_WITHIN = 30.0

@@ -1,6 +1,7 @@
 """Light versions of the load benchmark (``bench/load.py``) as correctness tests:
 many actors alive at once, many concurrent RPCs, a long stream to a slow consumer,
 many concurrent contexts. No timing assertions: the scenarios check their results."""
+
 from __future__ import annotations
 
 import pytest

@@ -7,6 +7,7 @@ Reproduce a failure with the seed it prints: ``NOTEBOOK_ACTORS_FAULT_SEED=<seed>
 Short by default (a few rounds, part of ``make test``); the soak form runs rounds
 until ``NOTEBOOK_ACTORS_SOAK_SECONDS`` have passed.
 """
+
 from __future__ import annotations
 
 import os

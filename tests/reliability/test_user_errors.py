@@ -1,5 +1,6 @@
 """User code that misbehaves, everywhere a user can put code in an actor: each case
 gives the caller a clear error, and the actor survives (the next call works)."""
+
 from __future__ import annotations
 
 import os
@@ -7,6 +8,7 @@ import threading
 
 import pytest
 import trio
+import trio.lowlevel
 
 import notebook_actors as na
 
@@ -27,7 +29,7 @@ def return_unencodable() -> object:
 
 
 async def async_return_unencodable() -> object:
-    await trio.sleep(0)
+    await trio.lowlevel.checkpoint()
     return threading.Lock()
 
 
@@ -220,7 +222,7 @@ def test_context_with_unencodable_started_or_result(reg, fn):
 
     async def body(portal):
         with pytest.raises(na.RemoteActorError) as info:
-            async with portal.open_context(fn) as (ctx, first):
+            async with portal.open_context(fn) as (ctx, _first):
                 await ctx.result()
         assert info.value.type is TypeError
 

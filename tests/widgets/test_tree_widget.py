@@ -1,10 +1,12 @@
 """Kernel-level tests of the actor-tree widget: a real kernel through jupyter_client,
 real actors, and the widget's comm messages as the front end would receive them."""
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from jupyter_client.manager import KernelManager
@@ -237,7 +239,9 @@ def test_actor_tree_magic_shows_actor_cells(tmp_path):
 
         # A running cell shows as the actor's activity while it runs.
         ks.run("%%actor --bg worker\nimport trio\nawait trio.sleep(60)")
-        ks.pump_until(lambda: ((node_named(ks.states[comm], "worker") or {}).get("activity") or "").startswith("cell ["))
+        ks.pump_until(
+            lambda: ((node_named(ks.states[comm], "worker") or {}).get("activity") or "").startswith("cell [")
+        )
     finally:
         try:
             ks.run("%actor stop", timeout=60)

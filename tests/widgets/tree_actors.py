@@ -1,5 +1,6 @@
 """Actor functions for the widget tests: importable by name in every actor (the tests
 put this directory on the kernel's sys.path, which children inherit)."""
+
 from __future__ import annotations
 
 import trio
