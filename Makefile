@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP_INSTALL) -e ".[test,bench,dev]"
-	$(BIN)/python -m notebook_actors._debug --disable-pdb-hijack
+	$(BIN)/python -m notebook_actors._install --disable-pdb-hijack
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -60,7 +60,7 @@ test-latest:
 	rm -rf .venv-latest && $(PY) -m venv .venv-latest
 	.venv-latest/bin/python -m pip install -q --upgrade pip
 	.venv-latest/bin/python -m pip install -q -e ".[test,bench,dev]"
-	.venv-latest/bin/python -m notebook_actors._debug --disable-pdb-hijack
+	.venv-latest/bin/python -m notebook_actors._install --disable-pdb-hijack
 	.venv-latest/bin/python -m pytest -q $(PYTEST_ARGS)
 
 clean:

@@ -278,7 +278,7 @@ async def _execute(code_obj: Any, has_value: bool) -> dict[str, Any]:
         return _error(exc)
     except Exception as exc:
         if na.current_actor().debug_mode:  # the post-mortem opens in the running cell
-            from notebook_actors._debug import post_mortem_for
+            from notebook_actors.debug import post_mortem_for
 
             await post_mortem_for(exc)
         return _error(exc)

@@ -1,6 +1,6 @@
 """The notebook front end of the tree's routed pdb++ REPL.
 
-The debugger itself is the core's (:mod:`notebook_actors._debug`): a stopped actor's
+The debugger itself is the core's (:mod:`notebook_actors.debug`): a stopped actor's
 pdb++ is relayed hop by hop to the root, which holds the tree-wide FIFO lock and shows
 the session through a ``ReplFrontEnd``. In a kernel the root is the kernel, and this
 module is that front end: it shows a session in the cell that runs the actor (output
@@ -35,7 +35,7 @@ from typing import Any
 
 import trio
 
-from notebook_actors import _debug
+from notebook_actors import debug
 
 from . import _guest
 
@@ -46,7 +46,7 @@ log = logging.getLogger("notebook_actors.kernel.debugger")
 _STDIN_RECHECK = 0.5
 
 
-_fmt = _debug._fmt  # one way to show a uid in every debugger message
+_fmt = debug.fmt_uid  # one way to show a uid in every debugger message
 
 
 def _kernel() -> Any:
@@ -126,7 +126,7 @@ class Parked:
         return str(self.uid[0])
 
 
-class NotebookFrontEnd(_debug.ReplFrontEnd):
+class NotebookFrontEnd(debug.ReplFrontEnd):
     """Shows the tree's REPL sessions in notebook cells (see the module doc)."""
 
     color = False  # pdb++'s escape codes do not belong in an input prompt
@@ -291,7 +291,7 @@ class NotebookFrontEnd(_debug.ReplFrontEnd):
         )
 
     def _waiting_text(self) -> str:
-        waiting = _debug._lock.waiting()
+        waiting = debug.lock.waiting()
         parked = [p.uid for p in self.parked]
         text = ""
         if waiting:
@@ -301,11 +301,10 @@ class NotebookFrontEnd(_debug.ReplFrontEnd):
         return text
 
     def _publish(self) -> None:
-        """The tree widget's debugger line: who holds the REPL, who waits, who is parked."""
+        """The tree widget's debugger line: who is parked (the lock publishes the rest)."""
         try:
             from notebook_actors import _tree
 
-            _tree.set_debug_lock(_debug._lock.holder, _debug._lock.waiting())
             _tree.set_debug_parked([p.uid for p in self.parked])
         except Exception:  # the widget's view must never break a session
             log.debug("could not publish the debugger state", exc_info=True)
@@ -344,16 +343,16 @@ def install() -> NotebookFrontEnd:
     global _front_end
     if _front_end is None:
         _front_end = NotebookFrontEnd()
-    if _debug.get_front_end() is not _front_end:
-        _debug.set_front_end(_front_end)
+    if debug.installed_front_end() is not _front_end:
+        debug.set_front_end(_front_end)
     _register_widget_action()
     return _front_end
 
 
 def uninstall() -> None:
     global _front_end
-    if _front_end is not None and _debug._front_end is _front_end:
-        _debug.set_front_end(None)
+    if _front_end is not None and debug.installed_front_end() is _front_end:
+        debug.set_front_end(None)
     _front_end = None
 
 

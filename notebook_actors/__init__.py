@@ -51,7 +51,7 @@ __version__ = "0.1.0"
 
 async def breakpoint() -> None:
     """Enter pdb++ in the calling actor; the REPL is routed to the root's terminal."""
-    from ._debug import breakpoint as _bp
+    from .debug import breakpoint as _bp
 
     await _bp()
 
@@ -61,7 +61,7 @@ pause = breakpoint
 
 def post_mortem(*args, **kwargs):
     """Open a post-mortem pdb++ session on the current exception (routed to the root)."""
-    from ._debug import post_mortem as _pm
+    from .debug import post_mortem as _pm
 
     return _pm(*args, **kwargs)
 

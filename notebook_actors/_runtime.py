@@ -45,7 +45,7 @@ _DONE = object()
 _ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 
 #: Runtime modules every actor serves (the debugger's REPL relay, the tree feed), enabled or not.
-RUNTIME_MODULES = frozenset({"notebook_actors._debug", "notebook_actors._tree"})
+RUNTIME_MODULES = frozenset({"notebook_actors.debug._relay", "notebook_actors._tree"})
 
 #: ``Actor`` methods other actors may call through namespace ``'self'``.
 SELF_RPC = frozenset(
@@ -177,9 +177,9 @@ class Actor:
         """Serve until cancelled. ``task_status.started()`` once reachable."""
         undo_debug = lambda: None  # noqa: E731
         if self.debug_mode:  # the builtin breakpoint() goes to the tree's REPL
-            from . import _debug
+            from . import debug
 
-            undo_debug = _debug.enable_debug_mode()
+            undo_debug = debug.enable_debug_mode()
         try:
             async with trio.open_nursery() as transport_n:
                 self._transport_n = transport_n
@@ -505,9 +505,9 @@ class Actor:
 
     async def _maybe_post_mortem(self, exc: BaseException) -> None:
         if self.debug_mode:
-            from . import _debug
+            from . import debug
 
-            await _debug.post_mortem_for(exc)
+            await debug.post_mortem_for(exc)
 
     async def _invoke(self, ctx: Context, msg: Start) -> Any:
         if msg.ns == "self" and msg.func == "cancel":
@@ -788,9 +788,9 @@ async def open_root_actor(
                     yield actor
             except Exception as exc:
                 if debug_mode:  # the root's own post-mortem, while its runtime still runs
-                    from . import _debug
+                    from . import debug
 
-                    await _debug.post_mortem_for(exc)
+                    await debug.post_mortem_for(exc)
                 raise
             finally:
                 actor.cancel_soon()

@@ -293,7 +293,7 @@ class ActorNursery:
             if child.proc is not None and child.proc.returncode is None:
                 if not child.cancel_requested:
                     child.request_cancel()
-                debug = sys.modules.get("notebook_actors._debug")
+                debug = sys.modules.get("notebook_actors.debug")
                 if debug is not None:  # never kill a child whose subtree is in the REPL
                     await debug.wait_while_repl_via(child.uid)
                 if child.hard_kill:

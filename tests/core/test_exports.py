@@ -96,4 +96,4 @@ def test_import_stays_light():
     heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY)
     assert not heavy, f"import notebook_actors loads {heavy}"
     ours = {m for m in loaded if m.startswith("notebook_actors.")}
-    assert not {"notebook_actors.kernel_ext", "notebook_actors.widgets", "notebook_actors._debug"} & ours
+    assert not {"notebook_actors.kernel_ext", "notebook_actors.widgets", "notebook_actors.debug"} & ours

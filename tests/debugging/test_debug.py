@@ -96,7 +96,7 @@ def test_breakpoint_in_child(spawn):
     shows its values and source, and that `c` resumes it."""
     child = spawn("subactor_breakpoint.py")
     child.expect(r"breakpoint in actor 'compute' compute\[\w+\] pid \d+")
-    child.expect(r"subactor_breakpoint\.py\(13\)compute\(\)")
+    child.expect(r"subactor_breakpoint\.py\(14\)compute\(\)")
     ask(child, "compute", "p answer", "42")
     ask(child, "compute", "ll", r"answer = 6 \* 7")
     ask(child, "compute", "where", r"compute\(\)")
@@ -250,10 +250,10 @@ def test_stepping_through_a_child_task(spawn):
     """Test that `next` steps over an await to the next line, `step` enters a
     coroutine, and `c` ends the session with the task resumed."""
     child = spawn("step_through.py")
-    child.expect(r"step_through\.py\(15\)stepper\(\)")
-    ask(child, "stepper", "next", r"step_through\.py\(16\)stepper\(\)")
-    ask(child, "stepper", "next", r"step_through\.py\(17\)stepper\(\)")
-    ask(child, "stepper", "step", r"step_through\.py\(8\)double\(\)")
+    child.expect(r"step_through\.py\(17\)stepper\(\)")
+    ask(child, "stepper", "next", r"step_through\.py\(18\)stepper\(\)")
+    ask(child, "stepper", "next", r"step_through\.py\(19\)stepper\(\)")
+    ask(child, "stepper", "step", r"step_through\.py\(10\)double\(\)")
     ask(child, "stepper", "next", r"-> doubled = x \* 2")
     ask(child, "stepper", "p x", r"\r\n21\r\n")
     ask(child, "stepper", "up", r"stepper\(\)")
@@ -278,7 +278,7 @@ def test_builtin_breakpoint_in_child(spawn):
     """Test that Python's builtin breakpoint() in a debug-mode child opens the routed
     REPL at the caller's frame."""
     child = spawn("builtin_breakpoint.py")
-    child.expect(r"builtin_breakpoint\.py\(9\)sync_work\(\)")
+    child.expect(r"builtin_breakpoint\.py\(10\)sync_work\(\)")
     ask(child, "sync_work", "p total", r"\r\n6\r\n")
     ask(child, "sync_work", "c", "total: 6")
     finish_ok(child)
@@ -355,7 +355,7 @@ def test_debug_mode_does_not_import_pdbpp_until_a_repl_opens():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["hooked", "notebook_actors._debug", "False", "True"]
+    assert done.stdout.split() == ["hooked", "notebook_actors.debug._entry", "False", "True"]
 
 
 def test_post_mortem_needs_an_exception():
