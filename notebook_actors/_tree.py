@@ -19,6 +19,7 @@ A node (one actor) is a dict::
               | "cancelling" | "crashed" | "exited",
      "exitcode": int | None, "error": str | None, "started": epoch seconds,
      "cpu": percent, "rss": bytes, "addr", "activity": str | None,
+     "activity_since": epoch seconds | None, "traceback": str | None,
      "calls": [{"fn", "side": "caller" | "callee", "peer": key, "stream": bool,
                 "sent", "recv", "rate": msgs/s}],
      "output": [recent lines]}
@@ -105,6 +106,7 @@ class _LocalInfo:
         self.rates: weakref.WeakKeyDictionary[Any, tuple[int, float, float]] = weakref.WeakKeyDictionary()
         self.state_override: str | None = None
         self.activity: str | None = None
+        self.activity_since: float | None = None
         self.output: collections.deque[str] = collections.deque(maxlen=OUTPUT_TAIL)
         self.debug_holder: str | None = None
         self.debug_waiting: list[str] = []
@@ -163,8 +165,12 @@ def set_state(state: str | None) -> None:
 
 
 def set_activity(text: str | None) -> None:
-    """Say what this actor is doing right now (e.g. ``"cell [5]"``), shown beside it."""
-    _info().activity = text
+    """Say what this actor is doing right now (e.g. ``"cell [5]"``), shown beside it
+    with the time since it began; the actor's state is ``running`` meanwhile."""
+    info = _info()
+    if text != info.activity:
+        info.activity_since = time.time() if text else None
+    info.activity = text
 
 
 def set_debug_lock(holder: Any = None, waiting: Any = ()) -> None:
@@ -261,9 +267,11 @@ def _calls(actor: Any, info: _LocalInfo) -> list[dict[str, Any]]:
     return calls
 
 
-def _derived_state(actor: Any, calls: list[dict[str, Any]]) -> str:
+def _derived_state(actor: Any, calls: list[dict[str, Any]], activity: str | None) -> str:
     if actor.cancel_called:
         return "cancelling"
+    if activity:  # a notebook cell streams its output: it is running the cell, not streaming
+        return "running"
     if any(c["stream"] for c in calls):
         return "streaming"
     if calls:
@@ -288,6 +296,8 @@ def _node(uid: Any, parent: str | None, state: str, **known: Any) -> dict[str, A
         "rss": 0,
         "addr": None,
         "activity": None,
+        "activity_since": None,
+        "traceback": None,
         "calls": [],
         "output": [],
     }
@@ -303,13 +313,14 @@ def describe_actor(actor: Any) -> dict[str, Any]:
     return _node(
         actor.uid,
         key_of(parent) if parent else None,
-        info.state_override or _derived_state(actor, calls),
+        info.state_override or _derived_state(actor, calls, info.activity),
         pid=actor.pid,
         started=info.started,
         cpu=info.cpu_percent(),
         rss=info.rss(),
         addr=actor.accept_addr,
         activity=info.activity,
+        activity_since=info.activity_since,
         calls=calls,
         output=list(info.output),
     )
@@ -335,19 +346,69 @@ def _crashed(child: Any, error: str | None) -> bool:
     return error is not None or (died and (not asked or _killed_by_someone_else(child)))
 
 
+#: Lines of a crashed actor's traceback kept in its node (the end: where it raised).
+TRACEBACK_TAIL = 12
+
+
+_HIDDEN_FRAMES = (os.path.dirname(__file__) + os.sep, os.path.dirname(trio.__file__) + os.sep)
+
+
+def _user_frames(tb: str) -> list[str]:
+    """The lines of traceback text ``tb`` without the frames of our runtime and trio
+    (what the user wrote is what they need to see)."""
+    out: list[str] = []
+    hiding = False
+    for line in tb.rstrip().splitlines():
+        if line.startswith("  File "):
+            hiding = any(f'"{d}' in line for d in _HIDDEN_FRAMES)
+        elif not line.startswith("    "):
+            hiding = False
+        if not hiding:
+            out.append(line)
+    return out
+
+
+def _error_of(exc: BaseException) -> tuple[str, str | None]:
+    """A readable one-line error and the traceback's tail: ``"ValueError: boom"``, not
+    the uid tuple that ``str(RemoteActorError)`` begins with."""
+    from ._exceptions import RemoteActorError
+
+    if isinstance(exc, RemoteActorError):
+        message = exc.info.message.strip().splitlines()
+        line = exc.type_name + (f": {message[0]}" if message else "")
+        src = exc.src_uid
+        if src and len(exc.relay_path) > 1:
+            line += f" (raised in {src[0]})"
+        tb = _user_frames(exc.tb_str)[-TRACEBACK_TAIL:]
+        return line[:300], "\n".join(tb) or None
+    text = str(exc).strip().splitlines()
+    return (f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__)[:300], None
+
+
+def _death_of(code: int | None) -> str:
+    if code is not None and code < 0:
+        import signal
+
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"died with exit code {code}"
+
+
 def _record_node(child: Any, parent_key: str) -> dict[str, Any]:
     """A child as its parent's supervisor sees it (before it reports, after it exits)."""
     proc = child.proc
-    error = None
+    error = traceback = None
     result = getattr(child.portal, "_result", None)
     if isinstance(result, tuple) and result[0] == "err" and type(result[1]).__name__ != "ContextCancelled":
-        error = str(result[1]).splitlines()[0][:300] if str(result[1]) else type(result[1]).__name__
+        error, traceback = _error_of(result[1])
     code = child.exitcode
     if child.exited.is_set():
         crashed = _crashed(child, error)
         state = "crashed" if crashed else "exited"
         if crashed and error is None:
-            error = f"died with exit code {code}"
+            error = _death_of(code)
     elif child.cancel_requested:
         state = "cancelling"
     elif not child.started.is_set():
@@ -361,6 +422,7 @@ def _record_node(child: Any, parent_key: str) -> dict[str, Any]:
         pid=proc.pid if proc is not None else None,
         exitcode=code if child.exited.is_set() else None,
         error=error,
+        traceback=traceback,
         addr=child.chan.raddr,
     )
 
@@ -412,6 +474,7 @@ class _Subtree:
         self._remote: dict[tuple[str, str], dict[str, Any]] = {}
         self._seen: dict[tuple[str, str], Any] = {}  # uid -> child record
         self._exited_at: dict[tuple[str, str], float] = {}
+        self._seen_at: dict[tuple[str, str], float] = {}
         self._feeding: set[tuple[str, str]] = set()
         self._nursery: trio.Nursery | None = None
 
@@ -429,6 +492,7 @@ class _Subtree:
         now = time.monotonic()
         for uid, child in list(self.actor.children.items()):
             self._seen.setdefault(uid, child)
+            self._seen_at.setdefault(uid, now)
         for actor, child, at in list(_recent_exits):
             if actor is self.actor and child.uid not in self._seen and now - at < CRASHED_LINGER:
                 self._seen[child.uid] = child
@@ -440,8 +504,9 @@ class _Subtree:
             node = _record_node(child, self.key)
             if uid in self._exited_at:
                 linger = CRASHED_LINGER if node["state"] == "crashed" else EXITED_LINGER
-                if now - self._exited_at[uid] > linger:
+                if now - self._exited_at[uid] > linger or self._respawned(uid):
                     del self._seen[uid]
+                    self._seen_at.pop(uid, None)
                     self._remote.pop(uid, None)
                     continue
                 nodes[node["key"]] = node
@@ -469,6 +534,15 @@ class _Subtree:
             self.nodes, self.debug = nodes, debug
             self.version += 1
             self._changed.unpark_all()
+
+    def _respawned(self, uid: tuple[str, str]) -> bool:
+        """A live child of the same name came after ``uid`` ended (a restart): the new
+        one's row replaces the old one's ending."""
+        ended = self._exited_at[uid]
+        return any(
+            other[0] == uid[0] and not child.exited.is_set() and self._seen_at.get(other, 0) > ended
+            for other, child in self._seen.items()
+        )
 
     async def _follow_child(self, child: Any) -> None:
         """Mirror ``child``'s own subtree into ``self._remote`` until it goes away."""
@@ -600,6 +674,8 @@ def state_word(node: dict[str, Any]) -> str:
     """The state as a word, with the exit code or signal when it ended."""
     state = node["state"]
     code = node.get("exitcode")
+    if state == "crashed" and code == 0:  # it raised: its error says why, not its exit code
+        return state
     if state in ("exited", "crashed") and code is not None:
         if code < 0:
             import signal

@@ -8,6 +8,11 @@ JSON, and are set only from that trio task (the kernel's main thread).
 
 Buttons in the front end send ``{"type": "action", ...}`` messages; they are handled in
 trio and answered through the ``last_action`` trait.
+
+The ``beat`` trait ticks every :data:`BEAT_INTERVAL` seconds while the runtime serves
+the widget, so a view can tell "nothing changed" from "nobody is there": it shows a
+stale state when the beats stop (a blocking cell) and a disconnected state when its
+comm goes away (kernel restart or shutdown).
 """
 
 from __future__ import annotations
@@ -28,12 +33,17 @@ from notebook_actors import _tree
 
 log = logging.getLogger("notebook_actors.widgets")
 
-#: action name -> ``async handler(node: dict) -> str`` (the message shown on success).
-ActionHandler = Callable[[dict[str, Any]], Awaitable[str]]
+#: action name -> ``async handler(node: dict) -> str | (str, str)`` (the message shown on
+#: success, optionally with a block of text such as a stack dump).
+ActionHandler = Callable[[dict[str, Any]], Awaitable["str | tuple[str, str]"]]
 _ACTIONS: dict[str, ActionHandler] = {}
 
 #: Seconds an action gets before the widget reports that it timed out.
 ACTION_TIMEOUT = 5.0
+#: Seconds between two heartbeats to the front end.
+BEAT_INTERVAL = 2.0
+#: Actions that make sense on an actor that has already ended.
+_AFTER_THE_END = frozenset({"debug", "restart"})
 
 
 def register_action(name: str, handler: ActionHandler) -> None:
@@ -41,8 +51,9 @@ def register_action(name: str, handler: ActionHandler) -> None:
     debugger, ``"restart"`` for a supervisor that can respawn actors).
 
     ``handler(node)`` runs in trio in the root actor; ``node`` is the actor's tree node
-    (a dict, see :mod:`notebook_actors._tree`). Return a short message for the user;
-    raise to report a failure (the exception text is shown).
+    (a dict, see :mod:`notebook_actors._tree`). Return a short message for the user, or
+    ``(message, text)`` to also show a block of text under the actor's row (a stack
+    dump); raise to report a failure (the exception text is shown).
     """
     _ACTIONS[name] = handler
 
@@ -69,6 +80,7 @@ class ActorTreeWidget(anywidget.AnyWidget):
     tree = traitlets.Dict().tag(sync=True)
     status = traitlets.Dict().tag(sync=True)
     last_action = traitlets.Dict().tag(sync=True)
+    beat = traitlets.Int(0).tag(sync=True)
 
     def __init__(self, interval: float = _tree.DEFAULT_INTERVAL, **kwargs: Any) -> None:
         from notebook_actors._state import current_actor_or_none
@@ -94,7 +106,13 @@ class ActorTreeWidget(anywidget.AnyWidget):
         self._updates = 0
         self._update_seconds = 0.0
         self._closed = False
-        self.status = {"live": True, "interval": interval, "root": _tree.key_of(actor.uid)}
+        self.status = {
+            "live": True,
+            "interval": interval,
+            "beat_interval": BEAT_INTERVAL,
+            "actions": sorted(_ACTIONS),  # the buttons to show
+            "root": _tree.key_of(actor.uid),
+        }
         self.on_msg(self._on_frontend_msg)
         token.run_sync_soon(self._start_in_trio)
 
@@ -114,6 +132,10 @@ class ActorTreeWidget(anywidget.AnyWidget):
         self.tree = snapshot
         self._update_seconds += time.perf_counter() - t0
         self._updates += 1
+
+    def _beat(self) -> None:
+        if not self._closed and self.comm is not None:
+            self.beat += 1
 
     def _set_stopped(self, why: str) -> None:
         if self.comm is not None and not self._closed:
@@ -202,6 +224,7 @@ class _Hub:
             with self.scope:
                 async with trio.open_nursery() as nursery:
                     self.nursery = nursery
+                    nursery.start_soon(self._beat)
                     async with _tree.open_tree_watch(self.interval) as watch:
                         self.publish(watch.snapshot())
                         async for _ in watch:
@@ -215,14 +238,20 @@ class _Hub:
             for widget in list(self.widgets):
                 widget._set_stopped(why)
 
+    async def _beat(self) -> None:
+        while True:
+            for widget in list(self.widgets):
+                widget._beat()
+            await trio.sleep(BEAT_INTERVAL)
+
     def publish(self, snapshot: dict[str, Any]) -> None:
         self.snapshot = snapshot
         for widget in list(self.widgets):
             widget._publish(snapshot)
 
 
-def _answer(content: dict[str, Any], ok: bool, message: str) -> dict[str, Any]:
-    return {
+def _answer(content: dict[str, Any], ok: bool, message: str, text: str | None = None) -> dict[str, Any]:
+    answer = {
         "id": content.get("id"),
         "action": content.get("action"),
         "key": content.get("key"),
@@ -230,6 +259,9 @@ def _answer(content: dict[str, Any], ok: bool, message: str) -> dict[str, Any]:
         "message": message,
         "at": time.time(),
     }
+    if text is not None:
+        answer["text"] = text
+    return answer
 
 
 async def run_action(actor: Any, tree: dict[str, Any], content: dict[str, Any]) -> dict[str, Any]:
@@ -239,19 +271,22 @@ async def run_action(actor: Any, tree: dict[str, Any], content: dict[str, Any]) 
     if node is None:
         return _answer(content, False, f"actor {key} is gone: it is no longer in the tree")
     who = f"actor {node['name']} (pid {node['pid']})"
-    if node["state"] in ("exited", "crashed") and action != "debug":
+    if node["state"] in ("exited", "crashed") and action not in _AFTER_THE_END:
         return _answer(content, False, f"{who} has already {_tree.state_word(node)}")
     handler = _ACTIONS.get(action)
     if handler is None:
         return _answer(content, False, f"no handler for {action!r} is installed")
     try:
         with trio.fail_after(ACTION_TIMEOUT):
-            message = await handler(node)
+            result = await handler(node)
     except trio.TooSlowError:
         return _answer(content, False, f"{action} of {who} timed out after {ACTION_TIMEOUT}s")
     except Exception as exc:
         return _answer(content, False, f"{action} of {who} failed: {exc}")
-    return _answer(content, True, message)
+    if isinstance(result, tuple):
+        message, text = result
+        return _answer(content, True, message, str(text))
+    return _answer(content, True, result)
 
 
 def _refuse_root(node: dict[str, Any], action: str) -> None:

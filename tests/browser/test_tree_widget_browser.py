@@ -186,9 +186,12 @@ def test_tree_widget_in_jupyterlab(jupyterlab):
             nodes = page.locator(".na-node")
             for name in ("root", "pipeline", "producer", "worker-1", "worker-2", "worker-3"):
                 expect(page.locator(f".na-node[data-name='{name}']")).to_have_count(1, timeout=120_000)
-            producer = page.locator(".na-node[data-name='pipeline'] .na-node[data-name='producer']")
+            producer = page.locator(".na-node[data-name='producer']")
+            pipeline_key = page.locator(".na-node[data-name='pipeline']").get_attribute("data-key")
+            expect(producer).to_have_attribute("data-parent", pipeline_key)
+            expect(producer).to_have_attribute("data-depth", "2")
             expect(producer).to_have_attribute("data-state", "streaming", timeout=60_000)
-            expect(producer.locator("> .na-line .na-state")).to_have_text("streaming")
+            expect(producer.locator("> .na-line .na-pill")).to_have_text("streaming")
             assert nodes.count() == 6
 
             worker = page.locator(".na-node[data-name='worker-2']")

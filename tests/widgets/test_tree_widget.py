@@ -154,7 +154,15 @@ def test_widget_follows_the_tree_in_a_kernel(kernel):
     _, out = ks.run("print(await ga.run(tree_actors.crash_one))")
     assert "widget test boom" in out[0]
     ks.pump_until(lambda: (node_named(ks.states[comm], "crasher") or {}).get("state") == "crashed")
-    assert "widget test boom" in node_named(ks.states[comm], "crasher")["error"]
+    crasher = node_named(ks.states[comm], "crasher")
+    assert crasher["error"] == "ValueError: widget test boom"  # a sentence, no uid tuple
+    frames = [line for line in crasher["traceback"].splitlines() if line.startswith("  File ")]
+    assert len(frames) == 1 and "tree_actors.py" in frames[0] and ", in boom" in frames[0]
+
+    # The kernel side beats, so a front end can tell a quiet tree from a dead kernel.
+    beat = ks.states[comm].get("beat", 0)
+    assert ks.states[comm]["status"]["beat_interval"] > 0
+    ks.pump_until(lambda: ks.states[comm].get("beat", 0) >= beat + 2)
 
     # Buttons: an actor that is gone says so; cancel ends the worker; kill crashes the relay.
     ks.send_to_widget(comm, {"type": "action", "action": "cancel", "key": "ghost.0123", "id": 1})
@@ -171,9 +179,14 @@ def test_widget_follows_the_tree_in_a_kernel(kernel):
     ks.pump_until(lambda: (node_named(ks.states[comm], "relay") or {}).get("state") == "crashed")
     assert node_named(ks.states[comm], "relay")["exitcode"] == -9
 
-    ks.send_to_widget(comm, {"type": "action", "action": "restart", "key": relay["key"], "id": 4})
+    ks.send_to_widget(comm, {"type": "action", "action": "cancel", "key": relay["key"], "id": 4})
     ks.pump_until(lambda: ks.states[comm].get("last_action", {}).get("id") == 4)
     assert "has already crashed(SIGKILL)" in ks.states[comm]["last_action"]["message"]
+    # restart is offered on a crashed actor; here no supervisor that could respawn it is installed
+    ks.send_to_widget(comm, {"type": "action", "action": "restart", "key": relay["key"], "id": 5})
+    ks.pump_until(lambda: ks.states[comm].get("last_action", {}).get("id") == 5)
+    answer = ks.states[comm]["last_action"]
+    assert answer["ok"] is False and "register_action('restart'" in answer["message"]
 
     # A second widget shares the first one's watch (same snapshots), and outlives it.
     _, out = ks.run(
@@ -237,11 +250,24 @@ def test_actor_tree_magic_shows_actor_cells(tmp_path):
         new_pid, has_old_name = out[0].split()
         assert int(new_pid) != worker["pid"] and has_old_name == "False"
 
-        # A running cell shows as the actor's activity while it runs.
+        # A running cell shows as the actor's activity (and state running) while it runs.
         ks.run("%%actor --bg worker\nimport trio\nawait trio.sleep(60)")
         ks.pump_until(
             lambda: ((node_named(ks.states[comm], "worker") or {}).get("activity") or "").startswith("cell [")
         )
+        worker = node_named(ks.states[comm], "worker")
+        assert worker["state"] == "running" and worker["activity_since"] > worker["started"]
+
+        # Killed, it crashes; restart is offered on the crashed actor and respawns it,
+        # and the new row replaces the crashed one.
+        ks.send_to_widget(comm, {"type": "action", "action": "kill", "key": worker["key"], "id": 2})
+        ks.pump_until(lambda: (node_named(ks.states[comm], "worker") or {}).get("state") == "crashed")
+        ks.send_to_widget(comm, {"type": "action", "action": "restart", "key": worker["key"], "id": 3})
+        ks.pump_until(lambda: ks.states[comm].get("last_action", {}).get("id") == 3)
+        assert "restarted actor worker" in ks.states[comm]["last_action"]["message"], ks.states[comm]["last_action"]
+        ks.pump_until(lambda: (node_named(ks.states[comm], "worker") or {}).get("state") == "idle")
+        workers = [n for n in ks.states[comm]["tree"]["nodes"].values() if n["name"] == "worker"]
+        assert len(workers) == 1 and workers[0]["pid"] != worker["pid"]
     finally:
         try:
             ks.run("%actor stop", timeout=60)
