@@ -2,7 +2,8 @@
 
 The public API mirrors tractor's, so ``import notebook_actors as tractor`` runs
 tractor scripts. Everything here is importable from the top level; ``msg``,
-``to_asyncio``, ``trionics``, ``log`` and ``testing`` are public submodules.
+``to_asyncio``, ``trionics``, ``log``, ``experimental`` and ``testing`` are public
+submodules.
 
 In IPython/Jupyter, ``%load_ext notebook_actors`` runs the runtime inside the kernel
 and adds the ``%%actor`` cell magic.
@@ -10,6 +11,7 @@ and adds the ``%%actor`` cell magic.
 
 from __future__ import annotations
 
+from . import experimental as experimental
 from . import log as log
 from . import msg as msg
 from ._context import Context as Context
@@ -45,6 +47,7 @@ from ._supervise import ActorNursery as ActorNursery
 from ._supervise import open_nursery as open_nursery
 from ._tree import TreeWatch as TreeWatch
 from ._tree import open_tree_watch as open_tree_watch
+from .trionics import open_actor_cluster as open_actor_cluster
 
 __version__ = "0.1.0"
 
@@ -101,6 +104,7 @@ __all__ = [
     "breakpoint",
     "context",
     "current_actor",
+    "experimental",
     "find_actor",
     "find_actors",
     "get_arbiter",
@@ -108,6 +112,7 @@ __all__ = [
     "is_root_process",
     "log",
     "msg",
+    "open_actor_cluster",
     "open_nursery",
     "open_root_actor",
     "open_tree_watch",

@@ -812,9 +812,12 @@ def stream(fn: Callable[..., Any]) -> Callable[..., Any]:
         TypeError: ``fn`` has no ``ctx`` parameter.
     """
     if not _has_ctx_param(fn):
+        # the "<name> must be `ctx: tractor.Context`" wording is what tractor programs
+        # and their tests look for (tests/core/test_tractor_fidelity.py)
         raise TypeError(
-            f"@stream function {fn.__qualname__} must take a `ctx` parameter: "
-            f"`async def {fn.__name__}(ctx, ...)` and call `await ctx.send_yield(value)`"
+            f"the first parameter of @stream function {fn.__qualname__} must be `ctx: tractor.Context` "
+            f"(notebook_actors.Context): `async def {fn.__name__}(ctx, ...)` calling "
+            "`await ctx.send_yield(value)`"
         )
     fn._notebook_actors_kind = "stream"  # type: ignore[attr-defined]
     return fn

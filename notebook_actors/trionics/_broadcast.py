@@ -44,6 +44,7 @@ class _Shared:
         self.end = 0  # sequence number the next pulled value gets
         self.pulling = False
         self.ended = False
+        self.closed = False  # the first receiver closed, and with it the source
         self.new_value = trio.lowlevel.ParkingLot()
         self.subscribers = 0
 
@@ -61,11 +62,12 @@ class BroadcastReceiver(trio.abc.ReceiveChannel[Any]):
     A new subscriber sees the values pulled after it subscribed, not older ones.
     """
 
-    def __init__(self, shared: _Shared, *, owns_source: Any = None) -> None:
+    def __init__(self, shared: _Shared, *, owns_source: Any = None, raise_on_lag: bool = True) -> None:
         self._shared = shared
         self._next = shared.end
         self._closed = False
         self._owns_source = owns_source
+        self._raise_on_lag = raise_on_lag
         shared.subscribers += 1
 
     def __repr__(self) -> str:
@@ -85,6 +87,8 @@ class BroadcastReceiver(trio.abc.ReceiveChannel[Any]):
         if self._next < shared.first:
             skipped = shared.first - self._next
             self._next = shared.first
+            if not self._raise_on_lag:
+                return self.receive_nowait()
             raise Lagged(
                 f"this subscriber of {shared.what} fell {skipped} values behind (the buffer keeps "
                 f"{shared.max}); it goes on from the oldest value kept. Read faster, or subscribe "
@@ -136,9 +140,21 @@ class BroadcastReceiver(trio.abc.ReceiveChannel[Any]):
         shared.push(value)
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[BroadcastReceiver]:
-        """A new subscriber of the same source (closed when the block ends)."""
-        sub = BroadcastReceiver(self._shared)
+    async def subscribe(self, raise_on_lag: bool = True) -> AsyncIterator[BroadcastReceiver]:
+        """A new subscriber of the same source (closed when the block ends).
+
+        Args:
+            raise_on_lag: ``False`` makes a subscriber that fell behind skip ahead
+                silently instead of raising :class:`Lagged`.
+
+        Raises:
+            trio.ClosedResourceError: this receiver, or the source it shares, was closed.
+        """
+        if self._closed or self._shared.closed:
+            raise trio.ClosedResourceError(
+                f"cannot subscribe to {self._shared.what}: this broadcast receiver was closed"
+            )
+        sub = BroadcastReceiver(self._shared, raise_on_lag=raise_on_lag)
         try:
             yield sub
         finally:
@@ -151,6 +167,7 @@ class BroadcastReceiver(trio.abc.ReceiveChannel[Any]):
             self._closed = True
             self._shared.subscribers -= 1
             if self._owns_source is not None:
+                self._shared.closed = True
                 await self._owns_source.aclose()
                 return
         await trio.lowlevel.checkpoint()

@@ -100,7 +100,11 @@ async def _service_nursery() -> tuple[_Cache, trio.Nursery]:
     return cache, cache.nursery
 
 
-def _cache_key(acm_fn: Callable[..., Any], kwargs: dict[str, Any], key: Hashable | None) -> Hashable:
+def _cache_key(
+    acm_fn: Callable[..., Any], kwargs: dict[str, Any], key: Hashable | Callable[..., Hashable] | None
+) -> Hashable:
+    if callable(key):
+        key = key(**kwargs)
     if key is not None:
         return (acm_fn, key)
     try:
@@ -117,9 +121,11 @@ def _cache_key(acm_fn: Callable[..., Any], kwargs: dict[str, Any], key: Hashable
 
 @asynccontextmanager
 async def maybe_open_context(
-    acm_fn: Callable[..., AsyncContextManager[Any]],
+    acm_func: Callable[..., AsyncContextManager[Any]] | None = None,
     kwargs: dict[str, Any] | None = None,
-    key: Hashable | None = None,
+    key: Hashable | Callable[..., Hashable] | None = None,
+    *,
+    acm_fn: Callable[..., AsyncContextManager[Any]] | None = None,
 ) -> AsyncIterator[tuple[bool, Any]]:
     """Share one ``acm_fn(**kwargs)`` among the tasks of this actor; yield
     ``(cache_hit, value)``.
@@ -134,16 +140,26 @@ async def maybe_open_context(
     actor (per trio run), never shared across processes.
 
     Args:
-        acm_fn: a function returning an async context manager (an
-            ``@asynccontextmanager`` function).
-        kwargs: its keyword arguments; without ``key`` they (with ``acm_fn``) make the
-            cache key, so they must be hashable.
-        key: what identifies the shared instance (besides ``acm_fn``).
+        acm_func: a function returning an async context manager (an
+            ``@asynccontextmanager`` function); tractor's keyword name.
+        kwargs: its keyword arguments; without ``key`` they (with ``acm_func``) make
+            the cache key, so they must be hashable.
+        key: what identifies the shared instance (besides ``acm_func``), or a function
+            computing it from ``**kwargs``.
+        acm_fn: another name for ``acm_func`` (this package's earlier keyword).
 
     Raises:
-        TypeError: ``kwargs`` are unhashable and no ``key`` was given.
+        TypeError: ``kwargs`` are unhashable and no ``key`` was given; no (or two)
+            managers given.
         Exception: whatever entering the manager raised (every waiting user gets it).
     """
+    if (acm_func is None) == (acm_fn is None):
+        raise TypeError(
+            "maybe_open_context needs one context manager function: "
+            "maybe_open_context(acm_func=open_feed, kwargs={...}, key=...)"
+        )
+    acm_fn = acm_func if acm_func is not None else acm_fn
+    assert acm_fn is not None
     kwargs = dict(kwargs or {})
     ckey = _cache_key(acm_fn, kwargs, key)
     cache, nursery = await _service_nursery()

@@ -472,7 +472,7 @@ def test_asyncio_and_trionics_call_shapes():
     assert list(params_of(trionics.broadcast_receiver))[:2] == ["recv_chan", "max_buffer_size"]
     assert trionics.BroadcastReceiver and issubclass(trionics.Lagged, Exception)
     mocm = params_of(trionics.maybe_open_context)
-    assert list(mocm)[:3] == ["acm_fn", "kwargs", "key"] and mocm["key"] is None
+    assert list(mocm)[:3] == ["acm_func", "kwargs", "key"] and mocm["key"] is None
     assert list(params_of(trionics.gather_contexts)) == ["managers"]
     cluster = params_of(trionics.open_actor_cluster)
     want = {"count": None, "names": None, "start_method": None, "hard_kill": False}
@@ -491,8 +491,10 @@ def test_error_types():
 
 
 def test_logging_helpers():
-    """Test that log.get_logger(name) and log.get_console_log(level) return loggers."""
+    """Test that log.get_logger(name) and log.get_console_log(level) return loggers
+    (adapters of stdlib loggers, as tractor's are)."""
     import logging
 
-    assert isinstance(log.get_logger("api_test"), logging.Logger)
-    assert isinstance(log.get_console_log("warning"), logging.Logger)
+    for logger in (log.get_logger("api_test"), log.get_console_log("warning")):
+        assert isinstance(logger, logging.LoggerAdapter) and isinstance(logger.logger, logging.Logger)
+        assert callable(logger.info) and callable(logger.runtime)

@@ -11,7 +11,7 @@ import pytest
 
 import notebook_actors as na
 
-PUBLIC_SUBMODULES = ("msg", "to_asyncio", "trionics", "log", "testing")
+PUBLIC_SUBMODULES = ("msg", "to_asyncio", "trionics", "log", "experimental", "testing")
 
 #: Never imported by ``import notebook_actors``: the notebook stack belongs to
 #: kernel_ext/widgets, pdbpp is loaded when a REPL opens, asyncio only for guest runs

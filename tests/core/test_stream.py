@@ -226,7 +226,7 @@ def test_open_stream_from_async_generator_and_legacy_stream(reg):
 def test_stream_decorator_needs_ctx_and_kinds_are_checked():
     """Test that @stream without a ctx parameter raises TypeError saying so, and that
     open_stream_from refuses a @context function."""
-    with pytest.raises(TypeError, match="must take a `ctx` parameter"):
+    with pytest.raises(TypeError, match=r"no_ctx must be `ctx: tractor\.Context`"):
 
         @na.stream
         async def no_ctx(count: int) -> None:

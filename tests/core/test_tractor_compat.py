@@ -25,6 +25,15 @@ EXPECTED = {
         "found nobody: False",
         "registry lists root and greeter: True",
     ],
+    "log_levels.py": [
+        "root shows: runtime, cancel, info, pdb, devx",
+        "worker shows: cancel, info, pdb, devx",
+        "after get_console_log('devx'): devx",
+    ],
+    "pubsub.py": [
+        "even subscriber: True 5",
+        "odd subscriber: True 5",
+    ],
     "streams.py": [
         "fibonacci: [0, 1, 1, 2, 3, 5, 8, 13, 21, 34]",
         "callee started with: ready",

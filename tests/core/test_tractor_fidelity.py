@@ -1,0 +1,447 @@
+"""tractor 0.1.0a5's observable behaviours (issue 18), each checked with real actors
+where an actor is involved: log levels, boxed RPC errors, contexts, streams, asyncio,
+cancellation, discovery, and the names tractor programs import."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.testing
+
+import notebook_actors as tractor
+from notebook_actors import log, testing, to_asyncio, trionics
+from notebook_actors.experimental import msgpub
+from notebook_actors.trionics import Lagged, broadcast_receiver
+
+TIMEOUT = 60
+
+
+def run(fn, *args):
+    async def main():
+        with trio.fail_after(TIMEOUT):
+            return await fn(*args)
+
+    return trio.run(main)
+
+
+# -- functions the actors below run ------------------------------------------------------
+
+
+def enabled_levels() -> list[str]:
+    logger = log.get_logger("fidelity")
+    logger.cancel("cancel-level line")  # the custom level methods exist in children too
+    names = ("transport", "runtime", "cancel", "info")
+    return [n for n in names if logger.isEnabledFor(log.level_number(n))]
+
+
+@msgpub
+async def counter(get_topics):
+    i = 0
+    while True:
+        topic = "even" if i % 2 == 0 else "odd"
+        if topic in get_topics():
+            yield {topic: i}
+        i += 1
+        await trio.sleep(0.001)
+
+
+@msgpub(tasks=["one", "two"])
+async def two_tasks(get_topics, start: int = 0):
+    yield {"doggy": start}
+    yield {"doggy": start + 1}
+
+
+@msgpub
+async def three_then_done(get_topics):
+    for i in range(3):
+        yield {"t": i}
+
+
+async def aio_fails(kind: str) -> None:
+    await asyncio.sleep(0)
+    if kind == "assert":
+        raise AssertionError("asyncio says no")
+    raise ExceptionGroup("two failures", [ValueError("a"), KeyError("b")])
+
+
+async def run_task_fails(kind: str) -> None:
+    await to_asyncio.run_task(aio_fails, kind=kind)
+
+
+async def aio_channel(to_trio, from_trio, base: int) -> None:
+    to_trio.send_nowait(base)
+    to_trio.send_nowait(base + 1)
+    await asyncio.sleep(0)
+    raise AssertionError("the channel's task fails")
+
+
+async def channel_fails() -> list[int]:
+    seen = []
+    try:
+        async with to_asyncio.open_channel_from(aio_channel, base=10) as (first, chan):
+            seen.append(first)
+            async for value in chan:
+                seen.append(value)
+    except AssertionError:
+        return seen
+    raise RuntimeError("the asyncio task's AssertionError did not reach the trio side")
+
+
+async def catches_group_and_reraises() -> None:
+    try:
+        await to_asyncio.run_task(aio_fails, kind="group")
+    except ExceptionGroup as group:
+        assert {type(e) for e in group.exceptions} == {ValueError, KeyError}
+        raise
+
+
+async def aio_sleeps_forever(to_trio, from_trio) -> None:
+    to_trio.send_nowait(None)
+    await asyncio.sleep(3600)
+
+
+async def waits_on_asyncio() -> None:
+    async with to_asyncio.open_channel_from(aio_sleeps_forever) as (_, _chan):
+        testing.record("waiting", True)
+        await trio.sleep_forever()
+
+
+# -- log levels --------------------------------------------------------------------------
+
+
+class TestLogLevels:
+    @pytest.mark.parametrize("level", ["runtime", "RUNTIME", "Cancel", "transport", "PDB", "devx", "info"])
+    def test_get_console_log_takes_tractors_levels_in_any_case(self, level):
+        """Test that get_console_log accepts tractor's custom levels in any case and
+        sets that level."""
+        logger = log.get_console_log(level)
+        assert logging.getLogger("notebook_actors").level == log.level_number(level)
+        assert logger.isEnabledFor(log.level_number(level))
+
+    def test_logger_has_a_method_per_custom_level(self, caplog):
+        """Test that get_logger().runtime/.cancel/.transport/.pdb/.devx log at that level."""
+        logger = log.get_logger("fidelity_methods")
+        with caplog.at_level(1, logger="notebook_actors"):
+            for name in ("transport", "runtime", "cancel", "pdb", "devx"):
+                getattr(logger, name)("a %s line", name)
+        assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+            (n.upper(), f"a {n} line") for n in ("transport", "runtime", "cancel", "pdb", "devx")
+        ]
+        assert log.level_number("transport") < logging.DEBUG < log.level_number("runtime")
+        assert log.level_number("runtime") < log.level_number("cancel") < logging.INFO
+
+    def test_add_log_level(self, caplog):
+        """Test that add_log_level makes a name usable as a level and a logger method."""
+        log.add_log_level("fidelity_trace", 3)
+        logger = log.get_console_log("FIDELITY_TRACE", "fidelity_added")
+        with caplog.at_level(1, logger="notebook_actors"):
+            logger.fidelity_trace("traced")
+        assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(3, "traced")]
+        with pytest.raises(ValueError):
+            log.add_log_level("info", 99)
+
+    def test_unknown_level_is_one_clear_error(self):
+        """Test that an unknown level name raises ValueError listing the known ones."""
+        with pytest.raises(ValueError, match="runtime"):
+            log.get_console_log("chatty")
+
+    def test_loglevel_in_the_tree(self, reg):
+        """Test that loglevel='RUNTIME' on the root and loglevel='cancel' on a child
+        start them at those levels."""
+
+        async def main():
+            async with tractor.open_nursery(loglevel="RUNTIME", **reg) as n:
+                assert enabled_levels() == ["runtime", "cancel", "info"]
+                portal = await n.start_actor("logger", enable_modules=[__name__], loglevel="cancel")
+                assert await portal.run(enabled_levels) == ["cancel", "info"]
+                await portal.cancel_actor()
+
+        run(main)
+
+
+# -- names tractor programs import -------------------------------------------------------
+
+
+def test_top_level_and_trionics_names():
+    """Test the names tractor has at its top level and in trionics."""
+    assert tractor.open_actor_cluster is trionics.open_actor_cluster
+    assert tractor.experimental.msgpub is msgpub
+    assert callable(trionics.collapse_eg)
+
+
+class TestMsgpub:
+    def test_type_checks(self):
+        """Test that @msgpub refuses a function that is no async generator function, or
+        that has no get_topics parameter, with a TypeError saying which."""
+        with pytest.raises(TypeError, match="must define a `get_topics`"):
+
+            @msgpub
+            async def no_get_topics(yo):
+                yield
+
+        with pytest.raises(TypeError, match="must be an async generator function"):
+
+            @msgpub
+            def not_async_gen(get_topics):
+                pass
+
+    def test_required_arguments(self):
+        """Test that calling a publisher without ctx or topics, or without task_name
+        when it has several tasks, is a TypeError."""
+
+        async def main():
+            with pytest.raises(TypeError):
+                await counter()
+            with pytest.raises(TypeError):
+                await two_tasks(ctx=None)
+            with pytest.raises(TypeError, match="task_name"):
+                await two_tasks(ctx=None, topics=["doggy"])
+
+        run(main)
+
+    def test_subscribers_get_their_topics_from_one_publisher(self, reg):
+        """Test that concurrent subscribers through open_stream_from(pub_fn, topics=...)
+        each get only their topic, and get_topics() is what they asked for."""
+
+        async def take(portal, topic, results):
+            async with portal.open_stream_from(counter, topics=[topic]) as stream:
+                results[topic] = []
+                async for packet in stream:
+                    assert list(packet) == [topic]
+                    results[topic].append(packet[topic])
+                    if len(results[topic]) == 10:
+                        break
+
+        async def main():
+            async with tractor.open_nursery(**reg) as n:
+                portal = await n.start_actor("publisher", enable_modules=[__name__])
+                results: dict = {}
+                async with trio.open_nursery() as tasks:
+                    tasks.start_soon(take, portal, "even", results)
+                    tasks.start_soon(take, portal, "odd", results)
+                assert all(v % 2 == 0 for v in results["even"]) and len(results["even"]) == 10
+                assert all(v % 2 == 1 for v in results["odd"]) and len(results["odd"]) == 10
+                # a subscriber that left took its topics with it: a new one is served
+                await take(portal, "odd", results)
+                await portal.cancel_actor()
+
+        run(main)
+
+    def test_task_name_and_finite_publisher(self, reg):
+        """Test open_stream_from(pub_fn, topics=..., task_name=...) with named publisher
+        tasks, kwargs reaching the generator, and a stream ending with its generator."""
+
+        async def main():
+            async with tractor.open_nursery(**reg) as n:
+                portal = await n.start_actor("publisher", enable_modules=[__name__])
+                async with portal.open_stream_from(two_tasks, topics=["doggy"], task_name="one", start=10) as s:
+                    assert [p async for p in s] == [{"doggy": 10}, {"doggy": 11}]
+                async with portal.open_stream_from(three_then_done, topics=["t"]) as s:
+                    assert [p async for p in s] == [{"t": 0}, {"t": 1}, {"t": 2}]
+                with pytest.raises(tractor.RemoteActorError) as info:
+                    async with portal.open_stream_from(two_tasks, topics=["doggy"], task_name="three") as s:
+                        [p async for p in s]
+                assert info.value.type is TypeError
+                await portal.cancel_actor()
+
+        run(main)
+
+
+class TestMaybeOpenContext:
+    def test_tractors_keyword_names(self):
+        """Test maybe_open_context(acm_func=..., kwargs=..., key=...) (tractor's names),
+        a key computed from the kwargs, and the earlier acm_fn= keyword."""
+        opened = []
+
+        @asynccontextmanager
+        async def resource(name):
+            opened.append(name)
+            yield name.upper()
+
+        async def main():
+            async with trionics.maybe_open_context(acm_func=resource, kwargs={"name": "db"}, key="db") as first:
+                async with trionics.maybe_open_context(acm_func=resource, kwargs={"name": "db"}, key="db") as again:
+                    assert first == (False, "DB") and again == (True, "DB")
+            async with trionics.maybe_open_context(acm_func=resource, kwargs={"name": "x"}, key=lambda name: name) as (
+                hit,
+                value,
+            ):
+                assert (hit, value) == (False, "X")
+            async with trionics.maybe_open_context(acm_fn=resource, kwargs={"name": "y"}) as (hit, value):
+                assert (hit, value) == (False, "Y")
+            with pytest.raises(TypeError):
+                async with trionics.maybe_open_context(kwargs={"name": "z"}):
+                    pass
+            assert opened == ["db", "x", "y"]
+
+        run(main)
+
+
+class TestCollapseEg:
+    def test_single_error_group_is_unwrapped(self):
+        """Test that collapse_eg raises a nursery's lone error itself and leaves a group
+        of several errors as it is."""
+
+        async def fail(exc):
+            raise exc
+
+        async def main():
+            with pytest.raises(ValueError):
+                async with trionics.collapse_eg(), trio.open_nursery() as tn:
+                    tn.start_soon(fail, ValueError("one"))
+            with pytest.raises(ExceptionGroup) as info:
+                async with trionics.collapse_eg(), trio.open_nursery() as tn:
+                    tn.start_soon(fail, ValueError("one"))
+                    tn.start_soon(fail, KeyError("two"))
+            assert len(info.value.exceptions) == 2
+
+        run(main)
+
+
+class TestBroadcast:
+    def test_subscribe_after_close_raises(self):
+        """Test that subscribe() on a closed broadcast receiver raises
+        trio.ClosedResourceError (as a context manager it closes at the block's end)."""
+
+        async def main():
+            _tx, rx = trio.open_memory_channel(1)
+            async with broadcast_receiver(rx, 1) as brx:
+                pass
+            with pytest.raises(trio.ClosedResourceError):
+                async with brx.subscribe():
+                    pass
+
+        run(main)
+
+    def test_slow_subscriber_lags_and_the_exact_skip_is_reported(self):
+        """Test that a subscriber that fell behind gets Lagged with how many values it
+        missed, then goes on with the oldest value kept; raise_on_lag=False skips ahead
+        silently."""
+
+        async def main():
+            tx, rx = trio.open_memory_channel(3)
+            brx = broadcast_receiver(rx, 3)
+            async with brx.subscribe() as fast, brx.subscribe(raise_on_lag=False) as quiet:
+                for value in range(5):
+                    await tx.send(value)
+                    assert await fast.receive() == value
+                with pytest.raises(Lagged) as info:
+                    await brx.receive()
+                assert info.value.skipped == 2
+                assert await brx.receive() == 2
+                assert await quiet.receive() == 2
+
+        run(main)
+
+    def test_subscriber_cancelled_mid_receive_does_not_starve_the_others(self):
+        """Test that cancelling the task that is pulling from the source lets another
+        subscriber receive the next value (nobody stays stuck on the source)."""
+
+        async def main():
+            tx, rx = trio.open_memory_channel(1)
+            brx = broadcast_receiver(rx, 1)
+            scope = trio.CancelScope()
+
+            async def pulls():
+                with scope:
+                    async with brx.subscribe() as sub:
+                        async for _ in sub:
+                            pass
+
+            async with trio.open_nursery() as tn:
+                tn.start_soon(pulls)
+                await trio.testing.wait_all_tasks_blocked()
+                scope.cancel()
+                await trio.testing.wait_all_tasks_blocked()
+                await tx.send(1)
+                with trio.fail_after(5):  # a hang guard: it is the only receiver left
+                    assert await brx.receive() == 1
+
+        run(main)
+
+
+# -- streams -----------------------------------------------------------------------------
+
+
+def test_stream_without_ctx_is_refused_in_tractors_words():
+    """Test that @stream without a ctx parameter says it must be `ctx: tractor.Context`."""
+    with pytest.raises(TypeError, match=r"no_ctx must be `ctx: tractor\.Context`"):
+
+        @tractor.stream
+        async def no_ctx():
+            pass
+
+
+# -- asyncio -----------------------------------------------------------------------------
+
+
+class TestAsyncio:
+    @pytest.mark.parametrize(("kind", "expected"), [("assert", AssertionError), ("group", ExceptionGroup)])
+    def test_run_task_error_keeps_its_type(self, reg, kind, expected):
+        """Test that an asyncio task's error reaches the parent boxed with its own type
+        (AssertionError stays AssertionError; an exception group stays one)."""
+
+        async def main():
+            async with tractor.open_nursery(**reg) as n:
+                portal = await n.run_in_actor(run_task_fails, kind=kind, infect_asyncio=True)
+                with pytest.raises(tractor.RemoteActorError) as info:
+                    await portal.result()
+                assert info.value.type is expected
+
+        with pytest.raises(tractor.RemoteActorError):
+            run(main)
+
+    def test_open_channel_from_passes_kwargs_and_the_error_type(self, reg):
+        """Test that open_channel_from(fn, **kwargs) passes kwargs to fn and that the
+        asyncio task's AssertionError reaches the trio side as AssertionError."""
+
+        async def main():
+            async with tractor.open_nursery(**reg) as n:
+                portal = await n.run_in_actor(channel_fails, infect_asyncio=True)
+                assert await portal.result() == [10, 11]
+
+        run(main)
+
+    def test_a_group_caught_in_the_infected_actor_is_reraised_boxed(self, reg):
+        """Test that an exception group from asyncio can be caught in the infected actor,
+        re-raised, and reaches the parent boxed as an ExceptionGroup."""
+
+        async def main():
+            async with tractor.open_nursery(**reg) as n:
+                portal = await n.run_in_actor(catches_group_and_reraises, infect_asyncio=True)
+                with pytest.raises(tractor.RemoteActorError) as info:
+                    await portal.result()
+                assert info.value.type is ExceptionGroup
+                assert "KeyError" in info.value.tb_str and "ValueError" in info.value.tb_str
+
+        with pytest.raises(tractor.RemoteActorError):
+            run(main)
+
+    def test_cancelling_the_parent_cancels_the_asyncio_task(self, reg):
+        """Test that cancelling the tree while the asyncio task runs ends the child
+        (the asyncio task is cancelled with it) and the call in flight gets
+        ContextCancelled naming the canceller."""
+
+        async def main():
+            async with tractor.open_nursery(**reg) as n:
+                portal = await n.start_actor(
+                    "aio_waiter", enable_modules=[__name__, testing.RECORDER], infect_asyncio=True
+                )
+                cancelled = []
+
+                async def call():
+                    with pytest.raises(tractor.ContextCancelled) as info:
+                        await portal.run(waits_on_asyncio)
+                    cancelled.append(info.value.canceller)
+
+                async with trio.open_nursery() as tasks:
+                    tasks.start_soon(call)
+                    await portal.run(testing.wait_recorded, key="waiting")
+                    await n.cancel()
+                assert n.cancelled and cancelled == [tractor.current_actor().uid]
+
+        run(main)
