@@ -35,6 +35,10 @@ from ._exceptions import NoRuntime as NoRuntime
 from ._exceptions import RemoteActorError as RemoteActorError
 from ._exceptions import StreamOverrun as StreamOverrun
 from ._exceptions import TransportClosed as TransportClosed
+from ._launch import Launcher as Launcher
+from ._launch import LaunchError as LaunchError
+from ._launch import SlurmLauncher as SlurmLauncher
+from ._launch import SSHLauncher as SSHLauncher
 from ._portal import Portal as Portal
 from ._runtime import Actor as Actor
 from ._runtime import open_root_actor as open_root_actor
@@ -90,6 +94,8 @@ __all__ = [
     "AsyncioCancelled",
     "Context",
     "ContextCancelled",
+    "LaunchError",
+    "Launcher",
     "ModuleNotExposed",
     "MsgStream",
     "MsgTypeError",
@@ -98,6 +104,8 @@ __all__ = [
     "NoRuntime",
     "Portal",
     "RemoteActorError",
+    "SSHLauncher",
+    "SlurmLauncher",
     "StreamOverrun",
     "TransportClosed",
     "TreeWatch",

@@ -59,6 +59,12 @@ def run_child(boot) -> None:
     from .log import get_console_log
 
     sys.path[:] = boot.sys_path or sys.path
+    if boot.routes:
+        from . import _transport
+
+        _transport.set_routes(boot.routes)
+    if boot.host:  # inherited by the actors it starts there: they run on that host too
+        os.environ["NOTEBOOK_ACTORS_HOST"] = boot.host
     if boot.loglevel:
         get_console_log(boot.loglevel)
 

@@ -55,7 +55,8 @@ class RemoteActorError(Exception):
 
     def _summary(self) -> str:
         info = self.info
-        head = f"{_fmt_uid(info.src_uid)} raised {info.type_name}"
+        where = f" on {info.src_host}" if info.src_host else ""
+        head = f"{_fmt_uid(info.src_uid)}{where} raised {info.type_name}"
         if info.message:
             head += f": {info.message}"
         if len(info.relay_path) > 1:

@@ -80,6 +80,7 @@ def box_error(exc: BaseException, uid: Any, *, canceller: Any = None, exitcode: 
             path,
             info.canceller,
             info.exitcode,
+            info.src_host,
         )
     try:
         message = str(exc)
@@ -92,7 +93,8 @@ def box_error(exc: BaseException, uid: Any, *, canceller: Any = None, exitcode: 
     etype = type(exc)
     name = "ContextCancelled" if canceller is not None else etype.__qualname__
     module = __name__.rsplit(".", 1)[0] + "._exceptions" if canceller is not None else etype.__module__
-    return ErrorInfo(name, module, message, tb, uid, [uid], canceller, exitcode)
+    host = os.environ.get("NOTEBOOK_ACTORS_HOST")
+    return ErrorInfo(name, module, message, tb, uid, [uid], canceller, exitcode, host)
 
 
 #: the names the program's script goes by: ``__main__`` in the root, ``__mp_main__`` in children

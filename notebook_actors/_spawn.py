@@ -65,6 +65,11 @@ class ChildBoot(SpawnSpec, tag="boot"):
     bind_addr: str | None = None
     #: the root ran ``python -m this.module``: load it by name (relative imports work)
     parent_main_module: str | None = None
+    #: addresses to dial another way (see ``_transport.set_routes``), for actors on
+    #: another machine
+    routes: dict[str, str] = {}
+    #: where the actor runs, if not on its parent's machine (a launcher's host)
+    host: str | None = None
 
 
 class ChildProcess:
@@ -126,8 +131,13 @@ class MPChild(ChildProcess):
         return self._proc.exitcode
 
 
-async def start_process(boot: ChildBoot) -> ChildProcess:
-    """Start a child actor process for ``boot``; it connects back to its parent."""
+async def start_process(boot: ChildBoot, launcher: Any = None) -> ChildProcess:
+    """Start a child actor process for ``boot``; it connects back to its parent.
+
+    ``launcher`` (see ``_launch``) starts it on another machine instead.
+    """
+    if launcher is not None:
+        return await launcher.start(boot)
     method = boot.start_method
     if method == "forkserver":  # a warm template forks the actor (see _forkserver)
         from . import _forkserver

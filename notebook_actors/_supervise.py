@@ -20,6 +20,7 @@ import trio
 from . import _spawn, _state
 from ._channel import Channel
 from ._exceptions import ActorCrashed, ContextCancelled, TransportClosed, group_or_single
+from ._launch import launcher_for
 from ._portal import Portal, func_ref
 from ._runtime import box_error, open_root_actor
 from .msg import Start
@@ -53,6 +54,8 @@ class _Child:
         self._wait_scope: trio.CancelScope | None = None
         self.collected = trio.Event()  # the run_in_actor result (or error) is in
         self.state = "spawning"
+        #: starts it on another machine (``_launch``); None: here
+        self.launcher: Any = None
 
     @property
     def asked_to_stop(self) -> bool:
@@ -114,14 +117,21 @@ class ActorNursery:
         infect_asyncio: bool = False,
         bind_addr: Any = None,
         start_method: str | None = None,
+        host: Any = None,
     ) -> Portal:
         """Spawn a daemon actor that serves RPC until cancelled; return its portal.
 
         Returns as soon as the process is started: calls through the portal are queued
         until the child connects back, so spawning many actors overlaps their start-up.
+
+        ``host`` starts it on another machine: an SSH destination (``"user@gpu1"``)
+        or a launcher (``SSHLauncher(...)``, ``SlurmLauncher(...)``); see
+        docs/distribution.md. Raises ``LaunchError`` if it cannot be started there.
         """
         modules = list(enable_modules or []) + list(rpc_module_paths or [])
-        child = await self._spawn(name, modules, loglevel, debug_mode, infect_asyncio, bind_addr, start_method)
+        child = await self._spawn(
+            name, modules, loglevel, debug_mode, infect_asyncio, bind_addr, start_method, launcher=launcher_for(host)
+        )
         return child.portal
 
     async def run_in_actor(
@@ -135,6 +145,7 @@ class ActorNursery:
         debug_mode: bool | None = None,
         infect_asyncio: bool = False,
         start_method: str | None = None,
+        host: Any = None,
         **fn_kwargs: Any,
     ) -> Portal:
         """Spawn an actor that runs ``fn(**fn_kwargs)`` once, then exits.
@@ -155,6 +166,7 @@ class ActorNursery:
             None,
             start_method,
             main=(fn, fn_kwargs),
+            launcher=launcher_for(host),
         )
         return child.portal
 
@@ -168,6 +180,7 @@ class ActorNursery:
         bind_addr: Any,
         start_method: str | None,
         main: tuple[Callable[..., Any], dict[str, Any]] | None = None,
+        launcher: Any = None,
     ) -> _Child:
         actor = self._actor
         if actor.cancel_called or self.cancelled:
@@ -198,7 +211,9 @@ class ActorNursery:
             start_method=start_method or self._start_method or actor.start_method or _spawn.default_start_method(),
             bind_addr=_transport.normalize_addr(bind_addr) if bind_addr else None,
             parent_main_module=_main_module_name(main_mod) if actor.parent_addr is None else actor.parent_main_module,
+            host=launcher.host if launcher is not None else None,
         )
+        child.launcher = launcher
         actor._pending_children[uid] = chan
         if main is not None:
             child.is_main = True
@@ -212,7 +227,7 @@ class ActorNursery:
         self, child: _Child, boot: _spawn.ChildBoot, task_status: Any = trio.TASK_STATUS_IGNORED
     ) -> None:
         try:
-            child.proc = await _spawn.start_process(boot)
+            child.proc = await _spawn.start_process(boot, child.launcher)
         except BaseException:
             # no process: the error goes to whoever called start_actor/run_in_actor
             await self._reap(child)

@@ -300,6 +300,7 @@ def _node(uid: Any, parent: str | None, state: str, **known: Any) -> dict[str, A
         "traceback": None,
         "calls": [],
         "output": [],
+        "host": None,  # another machine it runs on (a launcher's host); None: the root's
     }
     node.update(known)
     return node
@@ -319,6 +320,7 @@ def describe_actor(actor: Any) -> dict[str, Any]:
         cpu=info.cpu_percent(),
         rss=info.rss(),
         addr=actor.accept_addr,
+        host=os.environ.get("NOTEBOOK_ACTORS_HOST"),
         activity=info.activity,
         activity_since=info.activity_since,
         calls=calls,
@@ -419,11 +421,12 @@ def _record_node(child: Any, parent_key: str) -> dict[str, Any]:
         child.uid,
         parent_key,
         state,
-        pid=proc.pid if proc is not None else None,
+        pid=getattr(proc, "remote_pid", proc.pid) if proc is not None else None,
         exitcode=code if child.exited.is_set() else None,
         error=error,
         traceback=traceback,
         addr=child.chan.raddr,
+        host=getattr(child.launcher, "host", None),
     )
 
 

@@ -105,6 +105,8 @@ class ErrorInfo(Struct, array_like=True):
     relay_path: list[Uid] = []
     canceller: Uid | None = None
     exitcode: int | None = None
+    #: the machine it was raised on, when not its root's (a launcher's host)
+    src_host: str | None = None
 
 
 class Error(Msg, tag="error"):

@@ -13,6 +13,19 @@ from ._base import Transport
 
 _backends: dict[str, Transport] = {}
 
+#: addresses this process reaches another way: an actor on another machine dials its
+#: parent's ``uds:`` address through the socket its launcher forwarded (``ssh -R``)
+_routes: dict[str, str] = {}
+
+
+def set_routes(routes: dict[str, str]) -> None:
+    """Dial ``routes[addr]`` whenever ``addr`` is dialled (set once at a child's boot).
+
+    The address stays the name of the peer everywhere else (handshakes, the tree,
+    the registry); only the dial goes the other way.
+    """
+    _routes.update(routes)
+
 
 def get_transport(addr: str) -> tuple[Transport, str]:
     """The transport serving ``addr`` and the address' location part."""
@@ -39,7 +52,7 @@ def normalize_addr(addr: Any) -> str:
 
 
 async def connect(addr: str):
-    transport, location = get_transport(addr)
+    transport, location = get_transport(_routes.get(addr, addr))
     return await transport.connect(location)
 
 
