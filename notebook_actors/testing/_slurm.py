@@ -102,7 +102,9 @@ def slurm_cluster() -> Iterator[Path]:
             time.sleep(0.2)
         for daemon in ("slurmctld", "slurmd"):
             started.append(
-                subprocess.Popen([daemon, "-D", "-f", str(conf)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                subprocess.Popen(
+                    [daemon, "-D", "-f", str(conf)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
             )
         _wait_for_node(env)
         os.environ["SLURM_CONF"] = str(conf)
