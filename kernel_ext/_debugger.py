@@ -249,6 +249,8 @@ class NotebookFrontEnd(debug.ReplFrontEnd):
         if view is None:
             return "c\n"
         prompt, view.prompt = view.prompt, ""
+        if self._uid is not None:  # an input box shows only its prompt: name the actor there
+            prompt = f"[{self._uid[0]}] {prompt}"
         if view.interrupted:
             view.print(f"{prompt}q  # the cell was interrupted\n")
             return "q\n"

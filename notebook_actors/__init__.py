@@ -66,6 +66,14 @@ async def breakpoint() -> None:
 pause = breakpoint
 
 
+def pause_from_sync() -> None:
+    """Enter pdb++ from synchronous code in an actor (its trio thread or a worker
+    thread); the REPL is routed to the root like ``await breakpoint()``."""
+    from .debug import pause_from_sync as _pause
+
+    _pause()
+
+
 def post_mortem(*args, **kwargs):
     """Open a post-mortem pdb++ session on the current exception (routed to the root)."""
     from .debug import post_mortem as _pm
@@ -125,6 +133,7 @@ __all__ = [
     "open_root_actor",
     "open_tree_watch",
     "pause",
+    "pause_from_sync",
     "post_mortem",
     "query_actor",
     "run",

@@ -28,14 +28,14 @@ def _caller_frame(depth: int) -> Any:
     return frame
 
 
-def _continue_stepping(frame: Any) -> bool:
+def _continue_stepping(frame: Any) -> str | None:
     """A breakpoint reached while this thread's session steps stops in that session
-    (asking the root for the lock this actor holds would wait forever)."""
+    (asking the root for the lock this actor holds would wait forever). Returns None
+    when no session steps here, else "stepping" or "ended" (after the stop)."""
     pdb = stepping_pdb()
     if pdb is None:
-        return False
-    pdb.stop_at(frame)
-    return True
+        return None
+    return "stepping" if pdb.stop_at(frame) else "ended"
 
 
 async def breakpoint() -> None:
@@ -48,8 +48,10 @@ async def breakpoint() -> None:
     cancel the tree: it interrupts what the REPL evaluates.
     """
     frame = _caller_frame(1)
-    if _continue_stepping(frame):
-        await trio.lowlevel.checkpoint()
+    stepping = _continue_stepping(frame)
+    if stepping == "ended":
+        await trio.lowlevel.checkpoint()  # `q` there cancelled the task
+    if stepping is not None:
         return
     session = await open_session("breakpoint")
     from ._pdb import interact, quit_task
@@ -94,7 +96,7 @@ def pause_from_sync() -> None:
 
 
 def _pause_sync(actor: Any, frame: Any) -> None:
-    if _continue_stepping(frame):
+    if _continue_stepping(frame) is not None:
         return
     in_trio = _in_trio_thread()
     session = open_session_blocking("breakpoint", actor, in_trio)

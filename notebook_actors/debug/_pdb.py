@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 import sys
+import textwrap
 import threading
 import traceback
 from collections.abc import Iterator
@@ -23,12 +24,15 @@ from typing import Any
 import pdbpp
 import trio
 
-from ._frontend import fmt_uid
 from ._lock import sigint_guard
 from ._session import LocalSession, SessionIO, _stepping
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TRIO_DIR = os.path.dirname(os.path.abspath(trio.__file__))
+
+#: pdb++'s own prompt (tools drive tractor's debugger on it); who is in the REPL is on
+#: the line above: ``Attaching pdb to actor: ('name', 'uuid')``.
+PROMPT = "(Pdb++) "
 
 #: Stepping (``s``) never stops inside the runtime or trio.
 SKIP_MODULES = [
@@ -144,10 +148,13 @@ class ActorPdb(pdbpp.Pdb):
         sys.settrace(None)
         self.io.close_session()
 
-    def stop_at(self, frame: Any) -> None:
-        """A breakpoint reached while this session steps: stop at ``frame``'s next line."""
-        self.set_step()
+    def stop_at(self, frame: Any) -> bool:
+        """A breakpoint reached while this session steps: stop there, in this session.
+        Returns True while the session still steps (the caller must not checkpoint: a
+        suspended coroutine would show up as a return event)."""
         frame.f_trace = self.trace_dispatch
+        self.interaction(frame, None)
+        return self.stepping
 
     def _flow(self, how: str, command: Any, arg: str) -> Any:
         self.resume = how
@@ -196,10 +203,9 @@ def interact(session: Any, *, frame: Any = None, exc: BaseException | None = Non
     session.pdb_thread = threading.current_thread()
     stepping = False
     try:
-        pdb = ActorPdb.for_session(io, session.info, f"(Pdb++ {actor.name}) ")
-        where = f"actor {actor.name!r} {fmt_uid(actor.uid)} pid {os.getpid()}"
+        pdb = ActorPdb.for_session(io, session.info, PROMPT)
         if exc is None:
-            io.write(f"\n[notebook_actors] breakpoint in {where}\n")
+            io.write(f"\nAttaching pdb to actor: {tuple(actor.uid)}\n")
             pdb.reset()
             pdb.botframe = task_root_frame(frame)
             pdb.interaction(frame, None)
@@ -208,7 +214,7 @@ def interact(session: Any, *, frame: Any = None, exc: BaseException | None = Non
                 stepping = True
                 return "continue"
         else:
-            io.write(f"\n[notebook_actors] post-mortem in {where}:\n")
+            io.write(f"\nAttaching to pdb in crashed actor: {tuple(actor.uid)}\n")
             io.write(describe(exc))
             # the live frames too (botframe: the task's own), so the root's post-mortem
             # of a boxed error starts in the user's code that awaited the failed actor
@@ -225,12 +231,12 @@ def interact(session: Any, *, frame: Any = None, exc: BaseException | None = Non
 
 
 def describe(exc: BaseException) -> str:
-    """The error line(s) above a post-mortem; a group lists its members' first lines."""
+    """The error above a post-mortem: a boxed error with its remote traceback (ending
+    in the original line); a group lists each of its members so."""
     text = "".join(traceback.format_exception_only(type(exc), exc))
     if isinstance(exc, BaseExceptionGroup):
         for sub in exc.exceptions:
-            first = traceback.format_exception_only(type(sub), sub)[0].splitlines()[0]
-            text += f"  - {first}\n"
+            text += textwrap.indent(describe(sub), "  ").replace("  ", "- ", 1)
     return text
 
 

@@ -24,9 +24,14 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "debugging"
 
 
-def prompt(name: str) -> str:
-    """The routed pdb++ prompt of actor ``name`` (a regex)."""
-    return rf"\(Pdb\+\+ {name}\) "
+#: pdb++'s own prompt, as tractor shows it (a regex); who is in the REPL is on a line above.
+PROMPT = r"\(Pdb\+\+\) "
+
+
+def attached(name: str, crashed: bool = False) -> str:
+    """The line naming actor ``name`` as the one in the REPL (a regex)."""
+    what = "Attaching to pdb in crashed actor" if crashed else "Attaching pdb to actor"
+    return rf"{what}: \('{name}', '\w+'\)"
 
 
 @pytest.fixture
@@ -64,15 +69,15 @@ def spawn():
         child.close()
 
 
-def send(child: pexpect.spawn, name: str, command: str) -> None:
-    """Wait for ``name``'s prompt, then type ``command``."""
-    child.expect(prompt(name))
+def send(child: pexpect.spawn, command: str) -> None:
+    """Wait for the prompt, then type ``command``."""
+    child.expect(PROMPT)
     child.sendline(command)
 
 
-def ask(child: pexpect.spawn, name: str, command: str, answer: str) -> None:
-    """Type ``command`` at ``name``'s prompt, then wait for ``answer`` (a regex)."""
-    send(child, name, command)
+def ask(child: pexpect.spawn, command: str, answer: str) -> None:
+    """Type ``command`` at the prompt, then wait for ``answer`` (a regex)."""
+    send(child, command)
     child.expect(answer)
 
 
@@ -95,23 +100,22 @@ def test_breakpoint_in_child(spawn):
     """Test that a child's breakpoint opens at the caller's frame on the root's terminal,
     shows its values and source, and that `c` resumes it."""
     child = spawn("subactor_breakpoint.py")
-    child.expect(r"breakpoint in actor 'compute' compute\[\w+\] pid \d+")
+    child.expect(attached("compute"))
     child.expect(r"subactor_breakpoint\.py\(14\)compute\(\)")
-    ask(child, "compute", "p answer", "42")
-    ask(child, "compute", "ll", r"answer = 6 \* 7")
-    ask(child, "compute", "where", r"compute\(\)")
+    ask(child, "p answer", "42")
+    ask(child, "ll", r"answer = 6 \* 7")
+    ask(child, "where", r"compute\(\)")
     ask(
         child,
-        "compute",
         "pp {'answer': answer, 'halves': [answer / 2] * 2}",
         r"\{'answer': 42, 'halves': \[21\.0, 21\.0\]\}",
     )
-    send(child, "compute", "interact")  # through the session, not the child's stdio
+    send(child, "interact")  # through the session, not the child's stdio
     child.expect(">>> ")
     child.sendline("answer + 1")
     child.expect(r"\r\n43\r\n>>> ")
     child.sendline("exit()")
-    ask(child, "compute", "c", "result: 42")
+    ask(child, "c", "result: 42")
     finish_ok(child)
     assert "\x1b[" not in child.logfile_read.getvalue()  # no sticky screen clearing, no colours
 
@@ -119,9 +123,9 @@ def test_breakpoint_in_child(spawn):
 def test_colours_follow_the_root_terminal(spawn):
     """Test that a routed session is coloured when the root's terminal supports it."""
     child = spawn("subactor_breakpoint.py", color=True)
-    send(child, "compute", "ll")
+    send(child, "ll")
     child.expect(r"\x1b\[[\d;]+m")  # pygments' highlighting of the child's source
-    send(child, "compute", "c")
+    send(child, "c")
     finish_ok(child)
 
 
@@ -130,8 +134,8 @@ def test_breakpoint_forever_reenters_until_quit(spawn):
     cancels the child's task cleanly (its caller sees ContextCancelled naming it)."""
     child = spawn("subactor_bp_forever.py")
     for turn in (1, 2, 3):
-        ask(child, "breakpoint_forever", "p turn", rf"\r\n{turn}\r\n")
-        send(child, "breakpoint_forever", "c" if turn < 3 else "q")
+        ask(child, "p turn", rf"\r\n{turn}\r\n")
+        send(child, "c" if turn < 3 else "q")
     child.expect("cancelled from the debugger: canceller=breakpoint_forever")
     output = finish_ok(child)
     assert "(Pdb++" not in output  # no post-mortem for a quit
@@ -141,14 +145,15 @@ def test_error_in_child_opens_post_mortems_up_to_the_root(spawn):
     """Test that a crash in a child opens its post-mortem at the crashing frame, then
     the root's post-mortem for the boxed error, then the error propagates."""
     child = spawn("subactor_error.py")
-    child.expect(r"post-mortem in actor 'divider'")
+    child.expect(attached("divider", crashed=True))
     child.expect("ZeroDivisionError: division by zero")
     child.expect(r"-> return numerator / denominator")
-    ask(child, "divider", "p denominator, numerator", r"\(0, 10\)")
-    ask(child, "divider", "c", r"post-mortem in actor 'root'")
-    child.expect(r"RemoteActorError: \('divider', '\w+'\) raised ZeroDivisionError")
+    ask(child, "p denominator, numerator", r"\(0, 10\)")
+    ask(child, "c", attached("root", crashed=True))
+    child.expect(r"notebook_actors\._exceptions\.RemoteActorError: \('divider', '\w+'\) raised ZeroDivisionError")
+    child.expect(r"Remote traceback:.*\| ZeroDivisionError: division by zero")  # ends in the original line
     child.expect(r"subactor_error\.py\(\d+\)main\(\)")
-    send(child, "root", "c")
+    send(child, "c")
     status, output = finish(child)
     assert status == 1
     assert "raised ZeroDivisionError" in output
@@ -170,13 +175,16 @@ def test_errors_in_several_children_queue_on_the_lock(spawn):
     child.expect(r"REPL held by (\w+)\[\w+\]; waiting: (\w+)\[\w+\]")
     holder, waiter = child.match.group(1), child.match.group(2)
     assert {holder, waiter} == {"name_error", "value_error"}
-    ask(child, holder, "c", rf"post-mortem in actor '{waiter}'")
+    ask(child, "c", attached(waiter, crashed=True))
     error = "NameError: name 'no_such_name'" if waiter == "name_error" else "ValueError: bad value 13"
     child.expect(re.escape(error))
-    ask(child, waiter, "c", r"post-mortem in actor 'root'")
+    ask(child, "c", attached("root", crashed=True))
     child.expect(r"MultiError: 2 actors failed")
-    child.expect(prompt("root"))
+    child.expect(PROMPT)
     assert "raised NameError" in child.before and "raised ValueError" in child.before
+    # each member with its remote traceback, ending in the original line
+    assert re.search(r"Remote traceback:.*\| NameError: name 'no_such_name' is not defined", child.before, re.S)
+    assert re.search(r"Remote traceback:.*\| ValueError: bad value 13", child.before, re.S)
     child.sendline("c")
     status, _ = finish(child)
     assert status == 1
@@ -186,15 +194,15 @@ def test_error_three_levels_deep(spawn):
     """Test that a crash in a grandchild is debugged through its parent's relay, then
     each level up shows its own post-mortem: crasher, spawner, root."""
     child = spawn("three_level_error.py")
-    child.expect(r"post-mortem in actor 'crasher'")
+    child.expect(attached("crasher", crashed=True))
     child.expect(r"RuntimeError: crash at depth 3 \(deep\)")
-    ask(child, "crasher", "p secret", "'deep'")
-    ask(child, "crasher", "c", r"post-mortem in actor 'spawner'")
+    ask(child, "p secret", "'deep'")
+    ask(child, "c", attached("spawner", crashed=True))
     child.expect(r"\('crasher', '\w+'\) raised RuntimeError")
     child.expect(r"three_level_error\.py\(\d+\)spawner\(\)")
-    ask(child, "spawner", "c", r"post-mortem in actor 'root'")
+    ask(child, "c", attached("root", crashed=True))
     child.expect(r"relayed \('crasher', '\w+'\) -> \('spawner', '\w+'\)")
-    send(child, "root", "c")
+    send(child, "c")
     status, output = finish(child)
     assert status == 1
     assert "crash at depth 3" in output
@@ -206,12 +214,13 @@ def test_multi_daemon_subactors(spawn):
     root's post-mortem."""
     child = spawn("multi_daemon_subactors.py")
     transcript = child.logfile_read
-    send(child, "bp_forever", "c")  # the script crashes the other daemon only after this
+    send(child, "c")  # the script crashes the other daemon only after this
     seen = ["bp_forever"]
-    while child.expect([prompt(r"(\w+)"), pexpect.EOF]) == 0:
-        name = child.match.group(1)
-        if re.search(r"waiting: [^\n]*\n$", child.before):
+    while child.expect([PROMPT, pexpect.EOF]) == 0:
+        names = re.findall(r"Attaching (?:pdb to|to pdb in crashed) actor: \('(\w+)'", child.before)
+        if not names:
             continue  # the prompt shown again under a "waiting" notice: answered already
+        name = names[-1]
         seen.append(name)
         if name == "bp_forever":
             assert "breakpoint_forever()" in child.before
@@ -219,7 +228,7 @@ def test_multi_daemon_subactors(spawn):
                 # the loop could win the REPL again and again before the crash even
                 # happens: continue only once the crash waits for the REPL (the root
                 # is reading our answer, so it shows the prompt again under the notice)
-                child.expect(r"waiting: name_error\[\w+\]\r\n" + prompt("bp_forever"))
+                child.expect(r"waiting: name_error\[\w+\]\r\n" + PROMPT)
         elif name == "name_error":
             assert "NameError: name 'no_such_name' is not defined" in child.before
         else:
@@ -237,12 +246,12 @@ def test_breakpoint_in_context_endpoint_and_in_root(spawn):
     """Test a breakpoint inside a @context endpoint mid-stream (the stream resumes
     after `c`), then one in the root actor itself."""
     child = spawn("context_breakpoint.py")
-    child.expect(r"breakpoint in actor 'counter'")
-    ask(child, "counter", "p i", r"\r\n2\r\n")
-    ask(child, "counter", "c", r"received: \[0, 1, 2, 3\] counted")
-    child.expect(r"breakpoint in actor 'root'")
-    ask(child, "root", "p received", r"\[0, 1, 2, 3\]")
-    send(child, "root", "c")
+    child.expect(attached("counter"))
+    ask(child, "p i", r"\r\n2\r\n")
+    ask(child, "c", r"received: \[0, 1, 2, 3\] counted")
+    child.expect(attached("root"))
+    ask(child, "p received", r"\[0, 1, 2, 3\]")
+    send(child, "c")
     finish_ok(child)
 
 
@@ -251,15 +260,15 @@ def test_stepping_through_a_child_task(spawn):
     coroutine, and `c` ends the session with the task resumed."""
     child = spawn("step_through.py")
     child.expect(r"step_through\.py\(17\)stepper\(\)")
-    ask(child, "stepper", "next", r"step_through\.py\(18\)stepper\(\)")
-    ask(child, "stepper", "next", r"step_through\.py\(19\)stepper\(\)")
-    ask(child, "stepper", "step", r"step_through\.py\(10\)double\(\)")
-    ask(child, "stepper", "next", r"-> doubled = x \* 2")
-    ask(child, "stepper", "p x", r"\r\n21\r\n")
-    ask(child, "stepper", "up", r"stepper\(\)")
-    ask(child, "stepper", "p start", r"\r\n20\r\n")
-    ask(child, "stepper", "down", r"double\(\)")
-    ask(child, "stepper", "c", "result: 42")
+    ask(child, "next", r"step_through\.py\(18\)stepper\(\)")
+    ask(child, "next", r"step_through\.py\(19\)stepper\(\)")
+    ask(child, "step", r"step_through\.py\(10\)double\(\)")
+    ask(child, "next", r"-> doubled = x \* 2")
+    ask(child, "p x", r"\r\n21\r\n")
+    ask(child, "up", r"stepper\(\)")
+    ask(child, "p start", r"\r\n20\r\n")
+    ask(child, "down", r"double\(\)")
+    ask(child, "c", "result: 42")
     finish_ok(child)
 
 
@@ -267,9 +276,9 @@ def test_child_killed_in_repl_releases_the_lock(spawn):
     """Test that a child killed while it holds the REPL releases the tree's lock: the
     root's own post-mortem for the crash can open."""
     child = spawn("subactor_breakpoint.py")
-    ask(child, "compute", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)", r"post-mortem in actor 'root'")
+    ask(child, "import os, signal; os.kill(os.getpid(), signal.SIGKILL)", attached("root", crashed=True))
     child.expect(r"\('compute', '\w+'\)")
-    send(child, "root", "c")
+    send(child, "c")
     status, _ = finish(child)
     assert status == 1
 
@@ -279,8 +288,8 @@ def test_builtin_breakpoint_in_child(spawn):
     REPL at the caller's frame."""
     child = spawn("builtin_breakpoint.py")
     child.expect(r"builtin_breakpoint\.py\(10\)sync_work\(\)")
-    ask(child, "sync_work", "p total", r"\r\n6\r\n")
-    ask(child, "sync_work", "c", "total: 6")
+    ask(child, "p total", r"\r\n6\r\n")
+    ask(child, "c", "total: 6")
     finish_ok(child)
 
 
@@ -288,12 +297,12 @@ def test_ctrl_c_while_repl_open_keeps_the_tree(spawn):
     """Test that Ctrl-C while a child's REPL is open is handled by the REPL and does
     not tear the tree down."""
     child = spawn("subactor_breakpoint.py")
-    child.expect(prompt("compute"))
+    child.expect(PROMPT)
     child.sendintr()
     child.expect("Ctrl-C: the REPL stays open")
     child.sendline("p answer")
     child.expect("42")
-    ask(child, "compute", "c", "result: 42")
+    ask(child, "c", "result: 42")
     finish_ok(child)
 
 
@@ -306,6 +315,56 @@ def test_ctrl_c_without_repl_cancels_the_tree(spawn):
     assert status != 0
     assert "KeyboardInterrupt" in output
     assert "(Pdb++" not in output
+
+
+@pytest.mark.parametrize("where", ["child", "root"])
+def test_next_reaches_the_next_breakpoint_in_the_same_session(spawn, where):
+    """Test that `n` over `await breakpoint()` in a loop stops again in the same session
+    (the actor already holds the REPL: asking for it again used to deadlock), that `n`
+    steps although the frame has a variable named `n`, and that `c` ends the session."""
+    child = spawn("breakpoint_loop.py", *(["root"] if where == "root" else []))
+    name = "root" if where == "root" else "looper"
+    child.expect(attached(name))
+    for line in ("17", "18", "19"):  # while -> n += 1 -> await breakpoint()
+        ask(child, "n", rf"breakpoint_loop\.py\({line}\)count_up\(\)")
+    ask(child, "n", r"breakpoint_loop\.py\(19\)count_up\(\)")  # the next breakpoint, same session
+    ask(child, "n", r"breakpoint_loop\.py\(17\)count_up\(\)")
+    ask(child, "p n", r"\r\n2\r\n")
+    assert child.before.count("Attaching pdb") == 0  # no new session was opened
+    send(child, "c")
+    child.expect(attached(name))  # the third turn: a new session
+    send(child, "c")
+    child.expect("counted to 3")
+    finish_ok(child)
+
+
+def test_ctrl_c_interrupts_an_expression_in_a_child(spawn):
+    """Test that Ctrl-C while a child's REPL evaluates a never-ending expression
+    interrupts it in the child; the session and the tree go on."""
+    child = spawn("interrupt_expression.py")
+    child.expect(attached("inspector"))
+    send(child, "p spin()")
+    child.expect("spinning")  # the child runs it now
+    child.sendintr()
+    child.expect("KeyboardInterrupt")
+    ask(child, "p rounds", r"\r\n3\r\n")
+    send(child, "c")
+    child.expect("resumed after 3 rounds")
+    finish_ok(child)
+
+
+@pytest.mark.parametrize("where", ["inline", "thread"])
+def test_pause_from_sync(spawn, where):
+    """Test that pause_from_sync() in a plain function of a child opens the routed REPL
+    at its caller's frame, in the child's trio thread and in a worker thread."""
+    child = spawn("sync_pause.py", where)
+    child.expect(attached("adder"))
+    child.expect(r"sync_pause\.py\(17\)add_up\(\)")
+    ask(child, "p total", r"\r\n6\r\n")
+    ask(child, "ll", r"na\.pause_from_sync\(\)")
+    send(child, "c")
+    child.expect("total: 6")
+    finish_ok(child)
 
 
 def test_every_debugging_example_is_driven_here():

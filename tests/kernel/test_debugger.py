@@ -133,7 +133,9 @@ def test_crash_in_a_nested_actor_opens_a_post_mortem_in_the_cell(kernel):
         prompt = s.next_prompt()
         assert prompt is not None and "divide" in prompt  # the prompt names the crashed actor
         head = s.text()
-        assert "post-mortem in actor 'divide'" in head and "ZeroDivisionError: division by zero" in head
+        assert (
+            "Attaching to pdb in crashed actor: ('divide', '" in head and "ZeroDivisionError: division by zero" in head
+        )
         assert "divide()" in head and "ratio = a / b" in head  # the crashing frame, with its source
         assert s.ask("p a, b").strip().splitlines()[0] == "(7, 0)"
         assert s.ask("pp sorted(locals())").strip().splitlines()[0] == "['a', 'b']"
@@ -280,7 +282,7 @@ def test_example_notebook_runs_headless_without_hanging():
         return "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in cell.outputs)
 
     crash, loop, pair, _bg, other, parked, _cleanup = cells[1:]
-    assert "allow_stdin=False" in text(crash) and "post-mortem in actor 'divide'" in text(crash)
+    assert "allow_stdin=False" in text(crash) and "Attaching to pdb in crashed actor: ('divide', '" in text(crash)
     assert [o.ename for o in crash.outputs if o.output_type == "error"] == ["RemoteActorError"]
     assert "step 2: total = 3" in text(loop) and "3" in loop.outputs[-1]["data"]["text/plain"]
     assert "ValueError: one" in text(pair) and "ValueError: two" in text(pair)
