@@ -253,3 +253,27 @@ async def test_the_tree_shows_the_host(ssh_host, reg):
                         break
         assert hosts["far"] == ssh_host.name and hosts["root"] is None
         await portal.cancel_actor()
+
+
+def test_a_breakpoint_on_the_far_host_opens_here(ssh_host):
+    """Test that the routed debugger reaches an actor on the far host: its pdb++
+    prompt shows on this terminal, evaluates there, and continues."""
+    import sys
+
+    import pexpect
+
+    script = Path(__file__).parent / "remote_breakpoint.py"
+    args = [str(script), testing.private_registry_addr(), ssh_host.name, ssh_host.ssh_config]
+    env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", "PYTHONUNBUFFERED": "1"}
+    child = pexpect.spawn(sys.executable, args, env=env, encoding="utf-8", timeout=30, dimensions=(50, 200))
+    try:
+        child.expect(r"\(Pdb\+\+[^)]*\) ")
+        child.sendline("p answer")
+        child.expect("42")
+        child.expect(r"\(Pdb\+\+[^)]*\) ")
+        child.sendline("continue")
+        child.expect("result: 42")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
