@@ -277,3 +277,16 @@ def test_a_breakpoint_on_the_far_host_opens_here(ssh_host):
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+
+
+@testing.trio_test
+async def test_a_remote_actor_killed_there_is_reported_with_its_signal(ssh_host, reg):
+    """Test that an actor SIGKILLed on the far host surfaces here as ActorCrashed
+    naming the signal."""
+    with pytest.raises(na.ActorCrashed, match="SIGKILL|signal 9"):
+        async with na.open_nursery(**reg) as n:
+            portal = await n.start_actor("far", enable_modules=[__name__], host=launcher(ssh_host))
+            pid = (await portal.run(where))["pid"]
+            os.kill(pid, signal.SIGKILL)
+            with trio.fail_after(20):
+                await trio.sleep_forever()
