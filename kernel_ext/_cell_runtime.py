@@ -325,6 +325,10 @@ async def run_cell(ctx: na.Context, code: str, label: str) -> dict[str, Any]:
     return outcome
 
 
+# A cell's output stream is plumbing: the tree shows the cell (set_activity) instead.
+_tree.hide_calls(f"{__name__}:run_cell")
+
+
 def _flush_background(sink: _Sink, label: str) -> None:
     global _background_size
     if not _background:

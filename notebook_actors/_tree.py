@@ -61,11 +61,13 @@ RSS_STEP = 128 * 1024
 #: Lines of recent output kept per actor.
 OUTPUT_TAIL = 20
 
-#: Runtime-internal calls that are not the actor's own work.
+#: Runtime-internal calls that are not the actor's own work (add-ons add theirs with
+#: :func:`hide_calls`).
 FEED_CALL = "notebook_actors._tree:tree_feed"
-_INTERNAL_CALLS = frozenset(
+_INTERNAL_CALLS = set(
     {
         FEED_CALL,
+        "notebook_actors.debug._relay:_repl_relay",
         "self:tree_snapshot",
         "self:register_actor",
         "self:unregister_actor",
@@ -171,6 +173,13 @@ def set_activity(text: str | None) -> None:
     if text != info.activity:
         info.activity_since = time.time() if text else None
     info.activity = text
+
+
+def hide_calls(*fn_names: str) -> None:
+    """Leave calls of ``fn_names`` (``"module:function"``) out of every node's calls and
+    state: an add-on's plumbing (a notebook cell's output stream, say), not the actor's
+    own work. The add-on says what the actor does instead with :func:`set_activity`."""
+    _INTERNAL_CALLS.update(fn_names)
 
 
 def set_debug_lock(holder: Any = None, waiting: Any = ()) -> None:
@@ -735,6 +744,7 @@ __all__ = [
     "describe_actor",
     "diff",
     "format_tree",
+    "hide_calls",
     "key_of",
     "open_tree_watch",
     "record_output",

@@ -252,7 +252,7 @@ function render({ model, el }) {
    * its streams, its calls. */
   function doingText(node) {
     const debug = (model.get("tree") || {}).debug || {};
-    if (debug.holder === node.key) return "in the debugger (its cell prompts)";
+    if (debug.holder === node.key) return "in the debugger";
     if ((debug.waiting || []).includes(node.key)) return "waiting for the debugger";
     if ((debug.parked || []).includes(node.key)) return `parked: %actor debug ${node.name}`;
     if (node.activity) {
@@ -450,7 +450,9 @@ function render({ model, el }) {
         hist[kind].push(v);
         if (hist[kind].length > HISTORY) hist[kind].shift();
       }
-      entry.sparks.cpu.draw(hist.cpu, Math.max(100, ...hist.cpu));
+      // each line scaled to its own peak (the figure beside it gives the size); a floor
+      // keeps an idle actor's 0-2 % flicker flat
+      entry.sparks.cpu.draw(hist.cpu, Math.max(10, ...hist.cpu) * 1.15);
       entry.sparks.rss.draw(hist.rss, Math.max(...hist.rss) * 1.15);
       entry.sparks.msgs.draw(hist.msgs, Math.max(1, ...hist.msgs) * 1.15);
       entry.cells.cpu.title = `CPU over the last minute: now ${Math.round(node.cpu || 0)}%, peak ${Math.round(Math.max(...hist.cpu))}%`;

@@ -46,3 +46,8 @@ async def demo_tree(workers: int = 3) -> None:
             await n.start_actor(f"worker-{i}", enable_modules=[__name__])
         mid = await n.start_actor("pipeline", enable_modules=[__name__])
         await mid.run(pipeline)
+
+
+def divide(a: float, b: float) -> float:
+    """Crash (with b=0) so the tree shows how a failed actor looks."""
+    return a / b

@@ -1,10 +1,13 @@
 """The actor-tree widget in a real browser: JupyterLab started on a free local port,
-driven by Playwright with the system Chromium, running examples/notebooks/tree_widget.ipynb."""
+driven by Playwright with the system Chromium, running examples/notebooks/tree_widget.ipynb
+in the light and the dark theme, through a debugger session and a kernel restart.
+Screenshots go to tests/browser/output/ (git-ignored)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -113,13 +116,41 @@ def run_all_cells(page, base: str, token: str) -> None:
                 raise
 
 
+#: Appended to the example in the test's copy: a breakpoint in calc, answered by the test.
+DEBUG_CELL = "%%actor calc\nimport notebook_actors as na\n\nawait na.breakpoint()\nprint('calc resumed')"
+
+
+def write_notebook(root: Path) -> None:
+    """The example notebook, plus a cell that stops calc in its debugger."""
+    nb = json.loads((EXAMPLE / "tree_widget.ipynb").read_text())
+    nb["cells"].append(
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "debugcell",
+            "metadata": {},
+            "outputs": [],
+            "source": DEBUG_CELL,
+        }
+    )
+    (root / "tree_widget.ipynb").write_text(json.dumps(nb))
+    shutil.copy(EXAMPLE / "tree_demo.py", root / "tree_demo.py")
+
+
+def quiet_settings(settings: Path) -> None:
+    """No news popup over the notebook (it would cover the widget in screenshots)."""
+    path = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+
+
 @pytest.fixture
 def jupyterlab(tmp_path):
     """A JupyterLab server on a free port, serving a copy of the example notebook."""
     root = tmp_path / "nb"
     root.mkdir()
-    for name in ("tree_widget.ipynb", "tree_demo.py"):
-        shutil.copy(EXAMPLE / name, root / name)
+    write_notebook(root)
+    quiet_settings(tmp_path / "settings")
     port, token = free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
@@ -127,6 +158,7 @@ def jupyterlab(tmp_path):
         "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
     }
     OUTPUT.mkdir(exist_ok=True)
     log = open(OUTPUT / "jupyterlab.log", "w")
@@ -164,10 +196,68 @@ def jupyterlab(tmp_path):
         log.close()
 
 
-@pytest.mark.timeout(300)  # JupyterLab's first load is slow on a busy machine
+def row(page, name: str):
+    return page.locator(f".na-node[data-name='{name}']")
+
+
+def column_lefts(page) -> list[list[int]]:
+    """The left edge of every cell of the header and of every row."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('.na-head, .na-line')]
+              .map((line) => [...line.children].map((cell) => Math.round(cell.getBoundingClientRect().left)))"""
+    )
+
+
+def clipped(page) -> list[str]:
+    """Buttons, state words and crash lines that are cut off, by overflow or by the
+    widget's own edge."""
+    return page.evaluate(
+        """() => {
+          const edge = document.querySelector('.na-tree').getBoundingClientRect().right;
+          return [...document.querySelectorAll('.na-btn, .na-pill, .na-crash')]
+            .filter((e) => e.offsetParent)
+            .filter((e) => e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1
+                           || e.getBoundingClientRect().right > edge + 0.5)
+            .map((e) => e.className + ': ' + e.textContent);
+        }"""
+    )
+
+
+def luminance(page, selector: str) -> float:
+    """Relative luminance (0 black .. 1 white) of an element's computed background."""
+    rgb = page.evaluate(
+        "(s) => getComputedStyle(document.querySelector(s)).backgroundColor.match(/[0-9.]+/g).slice(0, 3).map(Number)",
+        selector,
+    )
+    return sum(w * c / 255 for w, c in zip((0.2126, 0.7152, 0.0722), rgb, strict=True))
+
+
+def change_theme(page, theme: str) -> None:
+    page.locator(".lm-MenuBar-item", has_text="Settings").click()
+    page.locator(".lm-Menu-item", has_text="Theme").first.hover()
+    page.get_by_role("menuitem", name=theme, exact=True).click()
+    page.wait_for_function("(t) => document.body.dataset.jpThemeName === t", arg=theme, timeout=30_000)
+    page.wait_for_timeout(500)  # let the theme's stylesheet apply before a screenshot
+
+
+def pids_gone(pids: list[int], timeout: float = 60) -> bool:
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.timeout(420)  # JupyterLab's first load is slow on a busy machine
 def test_tree_widget_in_jupyterlab(jupyterlab):
-    """Test that the example notebook shows the actor tree in JupyterLab, that a
-    worker's cancel button makes it leave the tree, and save a screenshot."""
+    """Test the example notebook's tree in JupyterLab: aligned columns, a running cell
+    as "cell [n], t s", a readable crash with restart, no clipped controls, the
+    debugger's holder while calc is stopped and nothing stale after `c`, both themes,
+    and a disconnected view (not "live") after a kernel restart; screenshots of each."""
     from playwright.sync_api import expect, sync_playwright
 
     base, token = jupyterlab
@@ -178,31 +268,78 @@ def test_tree_widget_in_jupyterlab(jupyterlab):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{base}/lab/tree/tree_widget.ipynb?token={token}")
-            # The kernel is idle once JupyterLab shows it so; then run every cell.
             expect(page.locator(".jp-Notebook")).to_be_visible(timeout=90_000)
             expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=90_000)
             run_all_cells(page, base, token)
 
-            nodes = page.locator(".na-node")
-            for name in ("root", "pipeline", "producer", "worker-1", "worker-2", "worker-3"):
-                expect(page.locator(f".na-node[data-name='{name}']")).to_have_count(1, timeout=120_000)
-            producer = page.locator(".na-node[data-name='producer']")
-            pipeline_key = page.locator(".na-node[data-name='pipeline']").get_attribute("data-key")
-            expect(producer).to_have_attribute("data-parent", pipeline_key)
-            expect(producer).to_have_attribute("data-depth", "2")
+            for name in ("calc", "crunch", "pipeline", "producer", "divider"):
+                expect(row(page, name)).to_have_count(1, timeout=120_000)
+            [kernel_key] = [
+                k for k in page.eval_on_selector_all(".na-node[data-depth='0']", "rs => rs.map(r => r.dataset.key)")
+            ]
+            expect(row(page, "crunch")).to_have_attribute("data-state", "running")
+            expect(row(page, "crunch").locator(".na-doing")).to_have_text(re.compile(r"^cell \[\d+\], \d+(\.\d)? s$"))
+            producer = row(page, "producer")
             expect(producer).to_have_attribute("data-state", "streaming", timeout=60_000)
-            expect(producer.locator("> .na-line .na-pill")).to_have_text("streaming")
-            assert nodes.count() == 6
+            expect(producer).to_have_attribute("data-parent", row(page, "pipeline").get_attribute("data-key"))
+            expect(producer).to_have_attribute("data-depth", "2")
+            divider = row(page, "divider")
+            expect(divider).to_have_attribute("data-state", "crashed")
+            expect(divider.locator("> .na-crash")).to_have_text("ZeroDivisionError: division by zero")
+            expect(divider.locator("> .na-line .na-pill")).to_have_text("crashed")
+            expect(divider.locator("> .na-line .na-restart")).to_be_enabled()
+            expect(row(page, "calc")).to_have_attribute("data-parent", kernel_key)
 
-            worker = page.locator(".na-node[data-name='worker-2']")
-            worker.locator("> .na-line .na-cancel").click()
-            expect(page.locator(".na-action.na-ok")).to_contain_text("cancel worker-2", timeout=30_000)
-            expect(worker).to_have_count(0, timeout=60_000)
-            expect(page.locator(".na-node[data-name='worker-1']")).to_have_count(1)
+            # The last cell stops calc in its debugger: the tree names the holder.
+            expect(page.locator(".jp-Stdin-input")).to_be_visible(timeout=60_000)
+            expect(row(page, "calc")).to_have_attribute("data-state", "debugger", timeout=30_000)
+            expect(page.locator(".na-debugline")).to_contain_text("calc is in the debugger")
+            expect(row(page, "calc").locator(".na-doing")).to_have_text("in the debugger")
 
-            page.locator(".na-node[data-name='producer'] > .na-line .na-caret").click()
-            expect(page.locator(".na-node[data-name='producer'] .na-calls")).to_contain_text("produce")
-            page.screenshot(path=str(OUTPUT / "tree_widget.png"), full_page=True)
+            # Sparklines fill as seconds pass (one sample a second).
+            page.wait_for_function(
+                "() => (document.querySelector(`.na-node[data-name='crunch'] .na-spark-cpu .na-spark-line`)"
+                ".getAttribute('d') || '').split('L').length > 40",
+                timeout=90_000,
+            )
+            lefts = column_lefts(page)
+            assert len(lefts) >= 7 and all(line == lefts[0] for line in lefts), lefts
+            assert clipped(page) == []
+            tree = page.locator(".na-tree")
+            tree.scroll_into_view_if_needed()
+            tree.screenshot(path=str(OUTPUT / "tree_widget_light.png"))
+            page.screenshot(path=str(OUTPUT / "tree_widget_light_page.png"))
+
+            # `c` ends the session: no holder left, calc back to idle.
+            page.locator(".jp-Stdin-input").fill("c")
+            page.locator(".jp-Stdin-input").press("Enter")
+            expect(page.locator(".jp-OutputArea-output", has_text="calc resumed")).to_have_count(1, timeout=60_000)
+            expect(row(page, "calc")).to_have_attribute("data-state", "idle", timeout=30_000)
+            expect(page.locator(".na-debugline")).to_have_text("")
+            expect(row(page, "calc").locator(".na-doing")).to_have_text("")
+
+            change_theme(page, "JupyterLab Dark")
+            assert luminance(page, ".na-tree") < 0.25 < luminance(page, ".na-pill.na-s-idle") + 0.25
+            assert clipped(page) == []
+            tree.scroll_into_view_if_needed()
+            tree.screenshot(path=str(OUTPUT / "tree_widget_dark.png"))
+
+            # A button: cancel calc; it leaves the tree and the answer says so.
+            row(page, "calc").locator("> .na-line .na-cancel").click()
+            expect(page.locator(".na-action.na-ok")).to_contain_text("cancel calc", timeout=30_000)
+            expect(row(page, "calc")).to_have_count(0, timeout=60_000)
+
+            # Restart the kernel: the view must not stay "live" with dead processes.
+            pids = [int(t) for t in page.locator(".na-node .na-c-pid").all_text_contents() if t.isdigit()]
+            assert len(pids) >= 5
+            page.locator(".lm-MenuBar-item", has_text="Kernel").click()
+            page.locator(".lm-Menu-item[data-command='kernelmenu:restart']").click()
+            page.locator(".jp-Dialog .jp-mod-accept").click()
+            expect(page.locator(".na-conn")).to_have_text("disconnected", timeout=60_000)
+            expect(page.locator(".na-note")).to_contain_text("kernel is gone")
+            expect(page.locator(".na-tree .na-btn:not(:disabled)")).to_have_count(0)
+            assert pids_gone(pids), "the actors outlived their kernel"
+            tree.screenshot(path=str(OUTPUT / "tree_widget_after_restart.png"))
         except BaseException:
             if page is not None:  # what the browser showed when it failed
                 page.screenshot(path=str(OUTPUT / "failure.png"))
