@@ -3,96 +3,63 @@
 ``a`` is a child of the kernel's root actor; ``a/b`` is a child of ``a`` (spawned by
 ``a``'s process, in a nursery of its own); and so on. Each actor is held in its own
 nursery, so one actor's crash (or a ``kill -9``) ends only that actor and its subtree,
-never the kernel's runtime or its siblings.
+never the kernel's runtime or its siblings. The kernel talks to its top-level actors;
+calls for a deeper path are relayed by the actors on the way (``path=[...]``).
 
 Everything here runs in trio (the kernel's guest run).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psutil
 import trio
 
 import notebook_actors as na
-from notebook_actors._portal import Portal
 
 from . import _cell_runtime
 from ._guest import KernelRuntime, current_cell
+from ._held import Held, describe_exit
+from ._output_server import CellWriter, OutputServer
+from ._protocol import ActorInfo, CellFailed, CellInterrupted, CellOk, decode_info, decode_outcome
+from ._stdin import StdinRoute
 
 #: Seconds an interrupted cell gets to react to its cancellation before the kernel
 #: sends SIGINT to the actor's process (a CPU-bound loop never reaches a checkpoint).
 INTERRUPT_GRACE = 1.0
 #: Seconds after that SIGINT before the kernel gives up waiting for the cell.
 SIGINT_GRACE = 5.0
+#: Seconds the kernel waits to learn how a dead actor ended (its exit code).
+EXIT_WAIT = 5.0
+#: Seconds the kernel waits for the rest of a cell's output once its result came.
+END_TIMEOUT = 30.0
 
 
-class CellError(Exception):
-    """Raised in the kernel when an ``%%actor`` cell fails in its actor.
+@dataclass
+class CellCode:
+    """A cell's code and where it sits in the editor (for line numbers and labels)."""
 
-    IPython shows the remote traceback (``_render_traceback_``), which points at the
-    cell's own lines. ``.ename``/``.evalue`` are the remote exception's type name and
-    message; the class name shown is the remote type's.
-    """
-
-    def __init__(self, path: str, outcome: dict[str, Any]) -> None:
-        self.path = path
-        self.ename = outcome.get("ename", "Error")
-        self.evalue = outcome.get("evalue", "")
-        self.remote_traceback = list(outcome.get("traceback", []))
-        self.pid = outcome.get("pid")
-        super().__init__(f"{self.ename} in actor {path!r}: {self.evalue}")
-
-    def _render_traceback_(self) -> list[str]:
-        head = f"{self.ename} in actor {self.path!r} (pid {self.pid}); the actor is still alive:"
-        lines = "".join(self.remote_traceback).rstrip("\n").splitlines()
-        return [head, *lines]
+    code: str
+    header: str = ""
+    offset: int = 1
+    count: Any = None
 
 
-class CellInterrupted(KeyboardInterrupt):
-    """Raised in the kernel when an ``%%actor`` cell was interrupted (shown as KeyboardInterrupt)."""
+@dataclass
+class Gone:
+    """A cell whose actor died, was killed or was stopped before the cell ended."""
 
-    def _render_traceback_(self) -> list[str]:
-        return [f"KeyboardInterrupt: {self}"]
-
-
-class CellTimeout(TimeoutError):
-    """Raised in the kernel when an ``%%actor --timeout S`` cell ran too long."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"TimeoutError: {self}"]
+    message: str
 
 
-CellInterrupted.__name__ = CellInterrupted.__qualname__ = "KeyboardInterrupt"
-CellTimeout.__name__ = CellTimeout.__qualname__ = "TimeoutError"
-
-
-def cell_error(path: str, outcome: dict[str, Any]) -> CellError:
-    """A CellError whose class name is the remote exception's (e.g. ``ZeroDivisionError``)."""
-    name = str(outcome.get("ename") or "CellError")
-    cls = type(name if name.isidentifier() else "CellError", (CellError,), {"__module__": "notebook_actors.actor"})
-    return cls(path, outcome)
-
-
-class CellResult:
-    """The value of an ``%%actor`` cell's last expression, as the actor rendered it."""
-
-    def __init__(self, path: str, data: dict[str, Any], metadata: dict[str, Any]) -> None:
-        self.path = path
-        self.data = data
-        self.metadata = metadata
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
-        return self.data, self.metadata
-
-    def __repr__(self) -> str:
-        return str(self.data.get("text/plain", f"<value from actor {self.path!r}>"))
+Ending = CellOk | CellFailed | CellInterrupted | Gone
 
 
 class ActorHandle:
@@ -103,32 +70,46 @@ class ActorHandle:
         self.name = path.rsplit("/", 1)[-1]
         self.parent = parent_path(path)
         self.opts = opts
-        self.portal: Any = None
-        self.info: dict[str, Any] = {}
-        self.held: _cell_runtime.Held | None = None  # top-level actors only
+        self.info: ActorInfo | None = None
+        self.held: Held | None = None  # top-level actors only
         self.started_at = time.time()
+        self.cells = 0  # cells running in it now
+        self.stopped_by: str | None = None
 
     @property
     def pid(self) -> int | None:
-        return self.info.get("pid")
+        return self.info.pid if self.info else None
+
+    @property
+    def uid(self) -> tuple[str, ...]:
+        return tuple(self.info.uid) if self.info else ()
 
     @property
     def alive(self) -> bool:
         if self.held is not None and self.held.state != "running":
             return False
-        if self.portal is not None and self.portal.channel.closed:
-            return False
-        pid = self.pid
         try:
-            return pid is not None and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+            return self.pid is not None and psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return False
 
     @property
     def state(self) -> str:
-        if self.held is not None and self.held.state != "running":
-            return self.held.state + (f" ({self.held.error})" if self.held.error else "")
-        return "running" if self.alive else "exited"
+        """The tree widget's word for the actor's state (``idle``, ``crashed(SIGKILL)``...)."""
+        held = self.held
+        if held is not None and held.state == "crashed":
+            code = held.exitcode
+            if code is not None and code < 0:
+                try:
+                    return f"crashed({signal.Signals(-code).name})"
+                except ValueError:
+                    pass
+            return "crashed" if code is None else f"crashed({code})"
+        if held is not None and held.state in ("starting", "stopping", "exited"):
+            return {"starting": "spawning", "stopping": "cancelling", "exited": "exited"}[held.state]
+        if not self.alive:
+            return "exited"
+        return "running" if self.cells else "idle"
 
 
 def parent_path(path: str) -> str | None:
@@ -145,6 +126,10 @@ def check_path(path: str) -> str:
     return "/".join(parts)
 
 
+def is_pattern(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
 class NotebookActors:
     """All actors this kernel's notebook spawned, by path."""
 
@@ -152,9 +137,27 @@ class NotebookActors:
         self.rt = rt
         self.handles: dict[str, ActorHandle] = {}
         self._locks: dict[str, trio.Lock] = {}
+        self._server: OutputServer | None = None
 
     def _lock(self, path: str) -> trio.Lock:
         return self._locks.setdefault(path, trio.Lock())
+
+    def matching(self, patterns: list[str]) -> list[str]:
+        """Paths for names and globs (``'pool/*'``): a glob matches existing actors.
+
+        Raises:
+            ValueError: a bad name, or a glob that matches no actor.
+        """
+        paths: list[str] = []
+        for pattern in patterns:
+            if is_pattern(pattern):
+                found = sorted(p for p in self.handles if fnmatch.fnmatchcase(p, pattern.strip("/")))
+                if not found:
+                    raise ValueError(f"no actor matches {pattern!r} (see `%actor ls`)")
+                paths.extend(found)
+            else:
+                paths.append(check_path(pattern))
+        return list(dict.fromkeys(paths))
 
     async def ensure(self, path: str, opts: dict[str, Any], *, new: bool = False) -> ActorHandle:
         """The actor at ``path``, spawned (with its missing parents) when needed."""
@@ -175,46 +178,52 @@ class NotebookActors:
         handle = ActorHandle(path, opts)
         spawn_opts = {"debug_mode": bool(opts.get("debug")), "infect_asyncio": bool(opts.get("asyncio"))}
         if handle.parent is None:
-            held = _cell_runtime.Held(handle.name)
+            held = Held(handle.name)
             await self.rt.start(held.hold, spawn_opts)
-            handle.held, handle.portal, handle.info = held, held.portal, held.info
+            handle.held, handle.info = held, held.info
         else:
-            parent = self.handles[handle.parent]
-            handle.info = await parent.portal.run(_cell_runtime.spawn_child, name=handle.name, opts=spawn_opts)
-            actor = na.current_actor()
-            handle.portal = Portal(await actor.connect_to(handle.info["addr"]), actor)
+            portal, route = self._route(path)
+            handle.info = decode_info(await portal.run(_cell_runtime.spawn_child, path=route, opts=spawn_opts))
         self.handles[path] = handle
         return handle
 
-    async def kill(self, path: str) -> bool:
+    def _route(self, path: str) -> tuple[na.Portal, list[str]]:
+        """The portal of the top-level actor on ``path`` and the rest of the path."""
+        top, *rest = path.split("/")
+        held = self.handles[top].held
+        if held is None or held.portal is None:
+            raise LookupError(f"actor {top!r} is not running")
+        return held.portal, rest
+
+    async def kill(self, path: str, why: str = "was stopped by you (`%actor kill`)") -> bool:
         """Stop the actor at ``path`` and its subtree; wait until they are gone."""
         path = check_path(path)
         handle = self.handles.get(path)
         if handle is None:
             return False
         async with self._lock(path):
-            await self._stop(handle)
+            await self._stop(handle, why)
         return True
 
-    async def _stop(self, handle: ActorHandle) -> None:
+    async def _stop(self, handle: ActorHandle, why: str = "was restarted") -> None:
         from . import _debugger
 
-        doomed = [p for p in self.handles if p.startswith(handle.path + "/")]
-        uids = {tuple(h.info["uid"]) for h in (handle, *(self.handles[p] for p in doomed)) if h.info.get("uid")}
+        doomed = [self.handles[p] for p in self.handles if p.startswith(handle.path + "/")]
         fe = _debugger.front_end()
         if fe is not None:  # a parked session would keep its actor from being stopped
-            fe.drop_parked(uids, f"actor {handle.path!r} was stopped")
-        for path in doomed:
-            self.handles.pop(path, None)
-        self.handles.pop(handle.path, None)
+            fe.drop_parked({h.uid for h in (handle, *doomed) if h.uid}, f"actor {handle.path!r} was stopped")
+        for h in (handle, *doomed):
+            h.stopped_by = why
+            self.handles.pop(h.path, None)
         if handle.held is not None:
             handle.held.stop()
             await handle.held.done.wait()
             return
         parent = self.handles.get(handle.parent or "")
         if parent is not None and parent.alive:
+            portal, route = self._route(handle.path)
             try:
-                await parent.portal.run(_cell_runtime.stop_child, name=handle.name)
+                await portal.run(_cell_runtime.stop_child, path=route)
                 return
             except (na.RemoteActorError, na.TransportClosed):
                 pass
@@ -222,76 +231,132 @@ class NotebookActors:
 
     def table(self) -> list[dict[str, Any]]:
         """One row per actor: path, pid, parent pid, state, uptime."""
-        rows = []
         now = time.time()
-        for path in sorted(self.handles):
-            h = self.handles[path]
-            rows.append(
-                {
-                    "path": path,
-                    "pid": h.pid,
-                    "ppid": h.info.get("ppid"),
-                    "state": h.state,
-                    "uptime": now - h.started_at,
-                }
-            )
-        return rows
+        return [
+            {
+                "path": path,
+                "pid": h.pid,
+                "ppid": h.info.ppid if h.info else None,
+                "state": h.state,
+                "uptime": now - h.started_at,
+            }
+            for path, h in sorted(self.handles.items())
+        ]
 
     # -- running a cell -------------------------------------------------------------
-    async def run_cell(self, handle: ActorHandle, code: str, emit: Callable[[list[Any]], None]) -> dict[str, Any]:
-        """Run ``code`` in the actor; pass its output events to ``emit`` as they come.
+    async def _output_server(self) -> OutputServer:
+        if self._server is None:
+            server = OutputServer()
+            await self.rt.start(server.serve)
+            self._server = server
+        return self._server
 
-        Returns the actor's outcome dict (``status`` ok/error/interrupted). An
-        interrupt of the cell cancels the remote cell, then (if it does not end
-        within INTERRUPT_GRACE) sends SIGINT to the actor's process.
+    async def run_cell(
+        self, handle: ActorHandle, cell: CellCode, writer: CellWriter, stdin: StdinRoute | None
+    ) -> Ending:
+        """Run ``cell`` in the actor; show its output through ``writer`` as it comes.
+
+        An interrupt of the notebook cell cancels the remote cell, then (if it does not
+        end within INTERRUPT_GRACE) sends SIGINT to the actor's process.
         """
         interrupted = trio.Event()
-        cell = current_cell()
-        if cell is not None:
-            cell.handlers.append(interrupted.set)
-        outcome: dict[str, Any] | None = None
+        notebook_cell = current_cell()
+        if notebook_cell is not None:
+            notebook_cell.handlers.append(interrupted.set)
+        handle.cells += 1
         try:
-            async with handle.portal.open_context(_cell_runtime.run_cell, code=code, label=handle.path) as (ctx, pid):
-                async with trio.open_nursery() as n:
-                    n.start_soon(self._escalate, interrupted, ctx, pid, handle.path, n.cancel_scope)
-                    async with ctx.open_stream() as stream:
-                        async for event in stream:
-                            emit(event)
-                    outcome = await ctx.result()
-                    n.cancel_scope.cancel()
-                if outcome is None and interrupted.is_set():
-                    raise _GaveUp  # leave without waiting for a cell that does not stop
-        except _GaveUp:
-            pass
+            return await self._run_cell(handle, cell, writer, stdin, interrupted)
         finally:
-            if cell is not None:
-                cell.handlers.remove(interrupted.set)
-        if interrupted.is_set() or outcome is None:
-            return {"status": "interrupted"}
-        return outcome
+            handle.cells -= 1
+            if notebook_cell is not None:
+                notebook_cell.handlers.remove(interrupted.set)
 
-    async def _escalate(self, interrupted: trio.Event, ctx: Any, pid: int, path: str, scope: trio.CancelScope) -> None:
-        await interrupted.wait()
-        await ctx.cancel()
-        await trio.sleep(INTERRUPT_GRACE)
-        _signal(pid, signal.SIGINT)
-        await trio.sleep(SIGINT_GRACE)
-        print(
-            f"[notebook_actors] actor {path!r} (pid {pid}) did not stop its cell after a cancel and SIGINT; "
-            f"it is left running. Stop it with `%actor kill {path}`.",
-            file=sys.stderr,
-        )
-        scope.cancel()
+    async def _run_cell(
+        self, handle: ActorHandle, cell: CellCode, writer: CellWriter, stdin: StdinRoute | None, interrupted: trio.Event
+    ) -> Ending:
+        output = (await self._output_server()).expect(writer, stdin)
+        raw: bytes | None = None
+        ending: Ending | None = None
+        async with trio.open_nursery() as n:
+            n.start_soon(output.run)
+            escalation, give_up = trio.CancelScope(), trio.CancelScope()
+            try:
+                portal, route = self._route(handle.path)
+                async with portal.open_context(
+                    _cell_runtime.run_cell,
+                    code=cell.code,
+                    label=handle.path,
+                    count=cell.count,
+                    output=output.address,
+                    offset=cell.offset,
+                    header=cell.header,
+                    path=route,
+                ) as (ctx, pid):
+                    n.start_soon(self._escalate, interrupted, ctx, pid, handle.path, escalation, give_up)
+                    with give_up:
+                        raw = await ctx.result()
+                    if raw is None:
+                        raise _GaveUp  # leave without waiting for a cell that does not stop
+            except _GaveUp:
+                pass
+            except (na.RemoteActorError, na.TransportClosed, trio.BrokenResourceError, LookupError) as exc:
+                if not interrupted.is_set():
+                    ending = await self._gone(handle, exc)
+            escalation.cancel()
+            if raw is not None:  # the actor sent End before its result: show all of it first
+                with trio.move_on_after(END_TIMEOUT):
+                    await output.done.wait()
+            n.cancel_scope.cancel()
+        if ending is not None:
+            return ending
+        if raw is None or interrupted.is_set():
+            return CellInterrupted(pid=handle.pid or 0)
+        return decode_outcome(raw)
+
+    async def _gone(self, handle: ActorHandle, exc: BaseException) -> Gone:
+        """Why ``handle``'s actor is not there to finish the cell, in one line."""
+        if handle.held is not None:
+            with trio.move_on_after(EXIT_WAIT):
+                await handle.held.done.wait()
+        who = f"actor {handle.path!r}"
+        if handle.stopped_by is not None:
+            return Gone(f"{who} {handle.stopped_by} while running this cell")
+        held = handle.held
+        if held is not None and held.state == "crashed":
+            return Gone(f"{who} {describe_exit(held.exitcode)} while running this cell")
+        if held is not None and held.state == "exited":
+            return Gone(f"{who} was cancelled while running this cell")
+        if isinstance(exc, LookupError) or not handle.alive:
+            return Gone(f"{who} died while running this cell")
+        raise exc
+
+    async def _escalate(
+        self, interrupted: trio.Event, ctx: Any, pid: int, path: str, scope: trio.CancelScope, give_up: trio.CancelScope
+    ) -> None:
+        with scope:
+            await interrupted.wait()
+            await ctx.cancel()
+            await trio.sleep(INTERRUPT_GRACE)
+            _signal(pid, signal.SIGINT)
+            await trio.sleep(SIGINT_GRACE)
+            print(
+                f"[notebook_actors] actor {path!r} (pid {pid}) did not stop its cell after a cancel and SIGINT; "
+                f"it is left running. Stop it with `%actor kill {path}`.",
+                file=sys.stderr,
+            )
+            give_up.cancel()
 
     async def push(self, path: str, values: dict[str, Any]) -> list[str]:
         handle = await self.ensure(path, {})
-        return await handle.portal.run(_cell_runtime.push, values=values)
+        portal, route = self._route(handle.path)
+        return await portal.run(_cell_runtime.push, values=values, path=route)
 
     async def pull(self, path: str, names: list[str]) -> dict[str, Any]:
-        handle = self.handles.get(check_path(path))
-        if handle is None:
+        path = check_path(path)
+        if path not in self.handles:
             raise KeyError(f"no actor {path!r} in this notebook (see `%actor ls`)")
-        return await handle.portal.run(_cell_runtime.pull, names=names)
+        portal, route = self._route(path)
+        return await portal.run(_cell_runtime.pull, names=names, path=route)
 
 
 class _GaveUp(Exception):

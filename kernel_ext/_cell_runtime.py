@@ -4,17 +4,18 @@ Imported in every actor a notebook spawns (it is in their ``enable_modules``), s
 must stay light: no IPython at import time (IPython's formatters are imported only
 when a cell displays a rich object).
 
-One cell = one :func:`run_cell` context. While the cell runs, everything it writes to
-``sys.stdout``/``sys.stderr`` (print, warnings, logging) and every ``display(...)``
-goes, in order, over the context's stream to the kernel, which shows it live in the
-cell. Output written after the cell ended (by a task it left running elsewhere) is
-kept in a bounded buffer and shown, labelled, at the top of the actor's next cell.
+One cell = one :func:`run_cell` context. While it runs, its output goes to the kernel
+through an :class:`~._cell_output.OutputShipper` (a thread of its own, so blocking code's
+output is live); the context's result is the encoded :data:`~._protocol.Outcome`.
+
+An actor also holds its own notebook children (``%%actor parent/child``): calls for a
+deeper path are relayed to the child that leads there, so the kernel talks only to
+its top-level actors.
 """
 
 from __future__ import annotations
 
 import ast
-import contextvars
 import inspect
 import linecache
 import os
@@ -22,127 +23,66 @@ import signal
 import sys
 import traceback
 import types
-from collections import deque
 from typing import Any
 
 import trio
 
 import notebook_actors as na
 from notebook_actors import _tree
-from notebook_actors._context import encode_pld
+
+from . import _cell_display, _cell_output
+from ._held import Held
+from ._protocol import ActorInfo, CellFailed, CellInterrupted, CellOk, encode, encode_value
 
 #: Name of the cells' namespace module; not in ``sys.modules``, so functions and
 #: classes defined in cells travel to other actors by value.
 NAMESPACE_NAME = "__actor_main__"
-#: How much orphaned output an actor keeps for its next cell (characters).
-BACKGROUND_LIMIT = 100_000
-_CELL_FILE_PREFIX = "<actor-cell "
+CELL_FILE_PREFIX = "<actor-cell "
+#: Frames from these directories are ours or trio's: a user's traceback skips them.
+_HIDDEN_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (trio, na, sys.modules[__package__]) if m.__file__)
+_ASYNCIO_DIR = os.path.join(os.path.dirname(os.__file__), "asyncio") + os.sep
+ASYNCIO_HINT = (
+    "hint: this actor runs trio, so asyncio code cannot be awaited in its cells directly. "
+    "Spawn it with `%%actor NAME --asyncio` and await asyncio code through "
+    "`await notebook_actors.to_asyncio.run_task(async_fn, **kwargs)`."
+)
 
 _namespace: dict[str, Any] | None = None
-_cell_counter = 0
 _installed = False
-_background: deque[list[Any]] = deque()
-_background_size = 0
-_current_sink: contextvars.ContextVar[_Sink | None] = contextvars.ContextVar("notebook_actors_cell_sink", default=None)
 
 
 def namespace() -> dict[str, Any]:
-    """The namespace every ``%%actor`` cell of this actor runs in."""
+    """The namespace every ``%%actor`` cell of this actor runs in.
+
+    ``trio``, ``notebook_actors as na`` and ``display`` are there from the start.
+    """
     global _namespace
     if _namespace is None:
         module = types.ModuleType(NAMESPACE_NAME, "The namespace of this actor's notebook cells.")
-        module.__dict__["display"] = display
-        module.__dict__["__builtins__"] = __builtins__
+        module.__dict__.update(
+            __builtins__=__builtins__, display=_cell_display.display, trio=trio, na=na, notebook_actors=na
+        )
         _namespace = module.__dict__
     return _namespace
 
 
-# -- output capture -----------------------------------------------------------------
-class _Sink:
-    """The ordered output events of one running cell, pumped to the kernel."""
-
-    def __init__(self) -> None:
-        self.events: deque[list[Any]] = deque()
-        self.closed = False
-        self._wakeup = trio.Event()
-
-    def put(self, event: list[Any]) -> None:
-        if event[0] in ("stdout", "stderr") and self.events and self.events[-1][0] == event[0]:
-            self.events[-1][1] += event[1]  # coalesce: one message per burst
-        else:
-            self.events.append(event)
-        self._wakeup.set()
-
-    def close(self) -> None:
-        self.closed = True
-        self._wakeup.set()
-
-    async def pump(self, stream: Any) -> None:
-        while True:
-            while self.events:
-                await stream.send(self.events.popleft())
-            if self.closed:
-                return
-            await self._wakeup.wait()
-            self._wakeup = trio.Event()
-
-
-def _emit(event: list[Any]) -> None:
-    sink = _current_sink.get()
-    if sink is not None and not sink.closed:
-        sink.put(event)
-        return
-    global _background_size
-    _background.append(event)
-    _background_size += len(str(event[1]))
-    while _background_size > BACKGROUND_LIMIT and len(_background) > 1:
-        _background_size -= len(str(_background.popleft()[1]))
-
-
-class _CellStream:
-    """``sys.stdout``/``sys.stderr`` of an actor that runs notebook cells."""
-
-    encoding = "utf-8"
-    errors = "replace"
-
-    def __init__(self, name: str, original: Any) -> None:
-        self.name = name
-        self._original = original
-
-    def write(self, text: str) -> int:
-        if not isinstance(text, str):
-            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        if text:
-            _emit([self.name, text])
-        return len(text)
-
-    def writelines(self, lines: Any) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
-
-    def fileno(self) -> int:
-        return self._original.fileno()
-
-    @property
-    def buffer(self) -> Any:
-        return self._original.buffer
-
-
 def _install() -> None:
-    """Once per process: capture stdio and make SIGINT interrupt the running cell."""
+    """Once per process: capture stdio, stdin prompts, displays, matplotlib and SIGINT."""
     global _installed
     if _installed:
         return
     _installed = True
-    sys.stdout = _CellStream("stdout", sys.__stdout__)
-    sys.stderr = _CellStream("stderr", sys.__stderr__)
+    _cell_output.install(sys.__stdout__, sys.__stderr__)
+    _cell_display.install(_cell_output.emit)
+    if "matplotlib" not in sys.modules and _has_module("matplotlib_inline"):
+        os.environ.setdefault("MPLBACKEND", _cell_display.INLINE_BACKEND)
     signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
 
 
 def _on_sigint(signum: int, frame: Any) -> None:
@@ -152,281 +92,214 @@ def _on_sigint(signum: int, frame: Any) -> None:
     (it is not reaching trio checkpoints). Raising only when a cell's frame is on
     the stack keeps trio's own bookkeeping from being interrupted midway.
     """
-    in_cell = False
     f = frame
-    while f is not None:
-        filename = f.f_code.co_filename
-        if filename.startswith(_CELL_FILE_PREFIX):
-            in_cell = True
-            break
+    while f is not None and not f.f_code.co_filename.startswith(CELL_FILE_PREFIX):
         f = f.f_back
-    if in_cell and not frame.f_code.co_filename.startswith(os.path.dirname(trio.__file__)):
+    if f is not None and not frame.f_code.co_filename.startswith(os.path.dirname(trio.__file__)):
         raise KeyboardInterrupt
 
 
-# -- display ------------------------------------------------------------------------
-def mime_bundle(obj: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(data, metadata)`` for ``obj``: its rich reprs when it has any, else its repr."""
-    if _has_rich_repr(obj):
-        try:
-            from IPython.core.formatters import DisplayFormatter
-
-            data, metadata = DisplayFormatter().format(obj)
-            return _plain(data), _plain(metadata)
-        except Exception as exc:  # a broken _repr_*_ must not lose the value
-            return {"text/plain": f"{_safe_repr(obj)}  (rich repr failed: {exc!r})"}, {}
-    return {"text/plain": _safe_repr(obj)}, {}
-
-
-def _has_rich_repr(obj: Any) -> bool:
-    cls = type(obj)
-    return any(name.startswith("_repr_") and name.endswith("_") for name in dir(cls))
-
-
-def _plain(d: dict[str, Any]) -> dict[str, Any]:
-    import base64
-
-    return {k: base64.b64encode(v).decode() if isinstance(v, bytes) else v for k, v in d.items()}
-
-
-def _safe_repr(obj: Any) -> str:
-    try:
-        return repr(obj)
-    except Exception as exc:
-        return f"<{type(obj).__name__} object; repr() raised {exc!r}>"
-
-
-def display(
-    *objs: Any, raw: bool = False, metadata: dict[str, Any] | None = None, clear: bool = False, **_: Any
-) -> None:
-    """Show objects in the notebook cell running this actor's code (like IPython's).
-
-    ``raw=True`` takes each object as a ready mime bundle ``{mime: data}``.
-    """
-    if clear:
-        _emit(["clear", True])
-    for obj in objs:
-        if raw:
-            data, md = dict(obj), dict(metadata or {})
-        else:
-            data, md = mime_bundle(obj)
-            md.update(metadata or {})
-        _emit(["display", data, md])
-
-
-def clear_output(wait: bool = False) -> None:
-    """Clear the output of the cell running this actor's code."""
-    _emit(["clear", wait])
-
-
-def _patch_ipython_display() -> None:
-    """Make ``IPython.display.display`` work in an actor (no shell runs here)."""
-    try:
-        import IPython.display  # noqa: F401 - patched below, before the cell imports from it
-    except ImportError:
-        return
-    mods = [sys.modules.get(m) for m in ("IPython.display", "IPython.core.display_functions", "IPython")]
-    for mod in mods:
-        if mod is not None and getattr(mod, "display", display) is not display:
-            mod.display = display  # type: ignore[attr-defined]
-            if hasattr(mod, "clear_output"):
-                mod.clear_output = clear_output  # type: ignore[attr-defined]
-
-
-# -- running cells ------------------------------------------------------------------
-def _compile(code: str, filename: str) -> tuple[Any, bool]:
-    """Compile a cell; when it ends in an expression, its value lands in ``__na_last__``."""
-    tree = ast.parse(code, filename, "exec")
+# -- compiling and running ----------------------------------------------------------
+def _compile(code: str, filename: str, offset: int) -> tuple[Any, bool]:
+    """Compile a cell whose first line is line ``offset + 1`` in the editor; when it
+    ends in an expression, its value lands in ``__na_last__``."""
+    tree = ast.parse("\n" * offset + code, filename, "exec")
     has_value = bool(tree.body) and isinstance(tree.body[-1], ast.Expr)
     if has_value:
         last = tree.body[-1]
         tree.body[-1] = ast.copy_location(
-            ast.Assign(targets=[ast.Name("__na_last__", ast.Store())], value=last.value),
-            last,  # type: ignore[attr-defined]
+            ast.Assign(targets=[ast.Name("__na_last__", ast.Store())], value=last.value),  # type: ignore[attr-defined]
+            last,
         )
         ast.fix_missing_locations(tree)
-    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-    return compile(tree, filename, "exec", flags=flags, dont_inherit=True), has_value
+    return compile(tree, filename, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True), has_value
 
 
-def _cell_traceback(exc: BaseException) -> list[str]:
-    """The traceback lines from the cell's own frames on (our frames cut off)."""
-    tb = exc.__traceback__
-    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith(_CELL_FILE_PREFIX):
-        tb = tb.tb_next
-    return traceback.format_exception(type(exc), exc, tb if tb is not None else exc.__traceback__)
+def _user_frame(frame: traceback.FrameSummary) -> bool:
+    return not frame.filename.startswith(_HIDDEN_DIRS)
 
 
-def _error(exc: BaseException) -> dict[str, Any]:
-    return {
-        "status": "error",
-        "ename": type(exc).__name__,
-        "evalue": str(exc),
-        "traceback": _cell_traceback(exc),
-        "pid": os.getpid(),
-    }
+def _trim(te: traceback.TracebackException, seen: set[int]) -> None:
+    """Drop our and trio's frames, in ``te`` and the exceptions it chains to."""
+    if id(te) in seen:
+        return
+    seen.add(id(te))
+    te.stack = traceback.StackSummary.from_list([f for f in te.stack if _user_frame(f)])
+    for other in (te.__cause__, te.__context__, *(getattr(te, "exceptions", None) or ())):
+        if other is not None:
+            _trim(other, seen)
 
 
-async def _execute(code_obj: Any, has_value: bool) -> dict[str, Any]:
+def user_traceback(exc: BaseException) -> list[str]:
+    """The traceback of ``exc`` as a user reads it: their own frames only."""
+    te = traceback.TracebackException.from_exception(exc)
+    _trim(te, set())
+    return list(te.format())
+
+
+def _from_asyncio(exc: BaseException) -> bool:
+    return any(f.filename.startswith(_ASYNCIO_DIR) for f in traceback.extract_tb(exc.__traceback__))
+
+
+def _failed(exc: BaseException) -> CellFailed:
+    if _from_asyncio(exc) and not na.current_actor().is_infected_aio():
+        exc.add_note(ASYNCIO_HINT)
+    return CellFailed(ename=type(exc).__name__, evalue=str(exc), traceback=user_traceback(exc), pid=os.getpid())
+
+
+async def _execute(code_obj: Any, has_value: bool) -> CellOk | CellFailed | CellInterrupted:
     __tracebackhide__ = True  # pdb++ hides this frame in a post-mortem's `where`
     ns = namespace()
     try:
         result = eval(code_obj, ns)
         if inspect.iscoroutine(result):
             await result
-    except KeyboardInterrupt as exc:
-        return _error(exc)
+    except KeyboardInterrupt:
+        return CellInterrupted(pid=os.getpid())
     except Exception as exc:
         if na.current_actor().debug_mode:  # the post-mortem opens in the running cell
             from notebook_actors.debug import post_mortem_for
 
             await post_mortem_for(exc)
-        return _error(exc)
-    if not has_value:
-        return {"status": "ok", "data": None}
-    value = ns.pop("__na_last__", None)
+        return _failed(exc)
+    finally:
+        _cell_display.flush_figures()
+    value = ns.pop("__na_last__", None) if has_value else None
     if value is None:
-        return {"status": "ok", "data": None}
+        return CellOk()
     ns["_"] = value
-    data, md = mime_bundle(value)
-    return {"status": "ok", "data": data, "metadata": md}
+    data, metadata = _cell_display.mime_bundle(value)
+    return CellOk(data=data or None, metadata=metadata, value=encode_value(value))
 
 
 @na.context
-async def run_cell(ctx: na.Context, code: str, label: str) -> dict[str, Any]:
-    """Run one notebook cell here; stream its output; return its result or error.
+async def run_cell(
+    ctx: na.Context,
+    code: str,
+    label: str,
+    count: Any,
+    output: list[str],
+    offset: int = 1,
+    header: str = "",
+    path: list[str] | None = None,
+) -> bytes:
+    """Run one notebook cell here (or, for a ``path``, in the child it leads to).
 
-    ``ctx.started`` hands the kernel this process' pid (to escalate an interrupt).
+    ``output`` is the kernel's ``[socket path, token]`` for the cell's output; ``offset``
+    and ``header`` are the editor's lines above the code (so line numbers match);
+    ``count`` is the notebook's execution count. ``ctx.started`` hands the kernel this
+    process' pid (to escalate an interrupt); the result is the encoded outcome.
     """
-    global _cell_counter
+    if path:
+        async with _child(path[0]).open_context(
+            run_cell, code=code, label=label, count=count, output=output, offset=offset, header=header, path=path[1:]
+        ) as (inner, pid):
+            await ctx.started(pid)
+            return await inner.result()
     _install()
-    _cell_counter += 1
-    filename = f"{_CELL_FILE_PREFIX}{label} [{_cell_counter}]>"
-    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-    if "IPython" in code or "IPython" in sys.modules:
-        _patch_ipython_display()
+    filename = f"{CELL_FILE_PREFIX}{label} [{count}]>"
+    editor_text = header + "\n" * max(offset - header.count("\n"), 0) + code
+    linecache.cache[filename] = (len(editor_text), None, editor_text.splitlines(True), filename)
     await ctx.started(os.getpid())
+    shipper = _cell_output.OutputShipper(*output)
+    token = _cell_output.attach(shipper, label)
+    _tree.set_activity(f"cell [{count}]")  # shown beside the actor in the tree widget
     try:
-        code_obj, has_value = _compile(code, filename)
-    except SyntaxError as exc:
-        return _error(exc)
-    sink = _Sink()
-    _flush_background(sink, label)
-    async with ctx.open_stream() as stream, trio.open_nursery() as n:
-        n.start_soon(sink.pump, stream)
-        token = _current_sink.set(sink)
-        _tree.set_activity(f"cell [{_cell_counter}]")  # shown beside the actor in the tree widget
         try:
+            code_obj, has_value = _compile(code, filename, offset)
+        except SyntaxError as exc:
+            outcome: Any = _failed(exc)
+        else:
             outcome = await _execute(code_obj, has_value)
-        finally:
-            _tree.set_activity(None)
-            _current_sink.reset(token)
-            sink.close()
-    return outcome
+    finally:
+        _tree.set_activity(None)
+        _cell_output.detach(shipper, token)
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(shipper.close)
+    return encode(outcome)
 
 
-# A cell's output stream is plumbing: the tree shows the cell (set_activity) instead.
+# The cell's context is plumbing: the tree shows the cell (set_activity) instead.
 _tree.hide_calls(f"{__name__}:run_cell")
 
 
-def _flush_background(sink: _Sink, label: str) -> None:
-    global _background_size
-    if not _background:
-        return
-    sink.put(["stderr", f"[background output of actor {label}, written after its previous cell ended]\n"])
-    while _background:
-        sink.put(_background.popleft())
-    _background_size = 0
-    sink.put(["stderr", "[end of background output]\n"])
-
-
 # -- namespace values ---------------------------------------------------------------
-def push(values: dict[str, Any]) -> list[str]:
-    """Set variables in this actor's cell namespace."""
+async def push(values: dict[str, Any], path: list[str] | None = None) -> list[str]:
+    """Set variables in the cell namespace of this actor (or the one ``path`` leads to)."""
+    if path:
+        return await _child(path[0]).run(push, values=values, path=path[1:])
     namespace().update(values)
     return sorted(values)
 
 
-def pull(names: list[str]) -> dict[str, Any]:
-    """Values of variables in this actor's cell namespace (KeyError names the missing)."""
+async def pull(names: list[str], path: list[str] | None = None) -> dict[str, Any]:
+    """Values of variables in a cell namespace (KeyError names the missing)."""
+    if path:
+        return await _child(path[0]).run(pull, names=names, path=path[1:])
     ns = namespace()
     missing = [n for n in names if n not in ns]
     if missing:
         raise KeyError(
             f"actor {na.current_actor().name!r} has no variable(s) {', '.join(missing)} in its cell namespace"
         )
-    values = {n: ns[n] for n in names}
-    for name, value in values.items():
-        encode_pld(value, f"variable {name!r}")  # say which one cannot travel
-    return values
+    return {n: ns[n] for n in names}
 
 
-def whoami() -> dict[str, Any]:
+def whoami() -> bytes:
     """This actor's identity, for the kernel's actor table."""
-    actor = na.current_actor()
-    return {"pid": os.getpid(), "ppid": os.getppid(), "addr": actor.accept_addr, "uid": list(actor.uid)}
+    return encode(ActorInfo(pid=os.getpid(), ppid=os.getppid(), uid=list(na.current_actor().uid)))
 
 
 # -- children spawned by path (``%%actor parent/child``) -------------------------------
-class Held:
-    """A child actor held in its own nursery, so that its crash stays its own."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.portal: Any = None
-        self.info: dict[str, Any] = {}
-        self.state = "starting"
-        self.error: str | None = None
-        self._stop = trio.Event()
-        self.done = trio.Event()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    async def hold(self, opts: dict[str, Any], task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Spawn the actor and keep it until :meth:`stop` (or until it dies)."""
-        started = False
-        try:
-            async with na.open_nursery() as an:
-                self.portal = await an.start_actor(
-                    self.name,
-                    enable_modules=[__name__, *opts.get("enable_modules", [])],
-                    debug_mode=opts.get("debug_mode") or None,
-                    infect_asyncio=bool(opts.get("infect_asyncio")),
-                )
-                self.info = await self.portal.run(whoami)
-                self.state, started = "running", True
-                task_status.started(self)
-                await self._stop.wait()
-                self.state = "stopping"
-                await an.cancel()
-            self.state = "exited"
-        except Exception as exc:
-            if not started:
-                raise
-            self.state, self.error = "crashed", str(exc).splitlines()[0].split("died unexpectedly: ")[-1]
-        finally:
-            if self.state not in ("exited", "crashed"):
-                self.state = "exited"
-            self.done.set()
-
-
 _children: dict[str, Held] = {}
+_service: trio.Nursery | None = None
 
 
-async def spawn_child(name: str, opts: dict[str, Any]) -> dict[str, Any]:
-    """RPC: spawn (or find) child ``name`` of this actor; return its identity."""
+async def _service_nursery() -> trio.Nursery:
+    """A nursery that outlives the RPC that spawns a child (a trio system task)."""
+    global _service
+    if _service is None:
+        ready = trio.Event()
+
+        async def serve() -> None:
+            global _service
+            async with trio.open_nursery() as nursery:
+                _service = nursery
+                ready.set()
+                await trio.sleep_forever()
+
+        trio.lowlevel.spawn_system_task(serve)
+        await ready.wait()
+    assert _service is not None
+    return _service
+
+
+def _child(name: str) -> na.Portal:
     held = _children.get(name)
-    if held is not None and held.state == "running":
-        return held.info
-    held = Held(name)
-    await na.current_actor()._rpc_n.start(held.hold, opts)  # type: ignore[union-attr]
-    _children[name] = held
-    return held.info
+    if held is None or held.state != "running" or held.portal is None:
+        raise LookupError(f"actor {na.current_actor().name!r} has no running notebook child {name!r}")
+    return held.portal
 
 
-async def stop_child(name: str) -> bool:
-    """RPC: stop child ``name`` (and its subtree) and wait until it is gone."""
+async def spawn_child(path: list[str], opts: dict[str, Any]) -> bytes:
+    """Spawn (or find) the notebook child at ``path`` below this actor; its identity."""
+    name, rest = path[0], path[1:]
+    if rest:
+        return await _child(name).run(spawn_child, path=rest, opts=opts)
+    held = _children.get(name)
+    if held is None or held.state != "running":
+        held = Held(name)
+        await (await _service_nursery()).start(held.hold, opts)
+        _children[name] = held
+    assert held.info is not None
+    return encode(held.info)
+
+
+async def stop_child(path: list[str]) -> bool:
+    """Stop the notebook child at ``path`` (and its subtree); wait until it is gone."""
+    name, rest = path[0], path[1:]
+    if rest:
+        return await _child(name).run(stop_child, path=rest)
     held = _children.pop(name, None)
     if held is None:
         return False

@@ -78,6 +78,7 @@ class KernelRuntime:
         finally:
             signal.signal(signal.SIGINT, saved)
         self._nursery: trio.Nursery | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
         self._nursery_ready: asyncio.Future[None] = loop.create_future()
         self._service = loop.create_task(self.guest.run(self._serve), name="notebook_actors:kernel-service")
         self._service.add_done_callback(self._service_ended)
@@ -85,6 +86,7 @@ class KernelRuntime:
     async def _serve(self) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            self._token = trio.lowlevel.current_trio_token()
             if not self._nursery_ready.done():
                 self._nursery_ready.set_result(None)
             await trio.sleep_forever()
@@ -136,7 +138,8 @@ class KernelRuntime:
         __tracebackhide__ = True
         await self.wait_ready()
         nursery = self._check()
-        token = self.guest.guest._token
+        token = self._token
+        assert token is not None  # set with the nursery
         finished: asyncio.Future[tuple[str, Any]] = self.loop.create_future()
         scope = trio.CancelScope()
         cell = CellRun(scope)

@@ -74,6 +74,8 @@ class Kernel:
         self.kc = self.km.client()
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=CELL_TIMEOUT)
+        #: iopub messages read while collecting another cell's (a --bg cell's late output)
+        self.stash: list[dict[str, Any]] = []
         if load:
             run = self.run("%load_ext notebook_actors")
             assert run.status == "ok", run.error
@@ -97,18 +99,26 @@ class Kernel:
         """Read iopub for ``msg_id`` until the kernel is idle (or ``until(msg)`` holds)."""
         run = CellRun(reply={})
         deadline = time.monotonic() + timeout
+        stashed = [m for m in self.stash if m["parent_header"].get("msg_id") == msg_id]
+        self.stash = [m for m in self.stash if m["parent_header"].get("msg_id") != msg_id]
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"cell {msg_id} did not finish; got {run.messages}")
-            try:
-                msg = self.kc.get_iopub_msg(timeout=left)
-            except queue.Empty:
-                continue
+            if stashed:
+                msg = stashed.pop(0)
+            else:
+                try:
+                    msg = self.kc.get_iopub_msg(timeout=left)
+                except queue.Empty:
+                    continue
             if msg["parent_header"].get("msg_id") != msg_id:
+                if msg["msg_type"] != "status":
+                    self.stash.append(msg)
                 continue
             run.messages.append(msg)
             if until is not None and until(msg):
+                self.stash.extend(stashed)
                 return run
             if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
                 break

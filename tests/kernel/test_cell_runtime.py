@@ -11,30 +11,44 @@ import trio
 
 import notebook_actors as na
 from notebook_actors.kernel_ext import _cell_runtime as cr
+from notebook_actors.kernel_ext._output_server import CellWriter, OutputServer
+from notebook_actors.kernel_ext._protocol import CellOk, Display, Stream, decode_outcome
 
 
-async def run_cell(portal: na.Portal, code: str) -> tuple[list[list], dict]:
-    events: list[list] = []
-    async with portal.open_context(cr.run_cell, code=code, label="unit") as (ctx, _pid):
-        async with ctx.open_stream() as stream:
-            async for event in stream:
-                events.append(event)
-        outcome = await ctx.result()
-    return events, outcome
+async def run_cell(cells, code: str) -> tuple[list, object]:
+    portal, server = cells
+    events: list = []
+    output = server.expect(CellWriter(sink=events.append), None)
+    async with trio.open_nursery() as n:
+        n.start_soon(output.run)
+        async with portal.open_context(cr.run_cell, code=code, label="unit", count=1, output=output.address) as (
+            ctx,
+            _pid,
+        ):
+            raw = await ctx.result()
+        await output.done.wait()
+    return events, decode_outcome(raw)
+
+
+def text_of(events: list) -> str:
+    return "".join(e.text for e in events if isinstance(e, Stream))
 
 
 def in_cell_actor(test):
-    """Run ``test(portal)`` against a fresh actor serving notebook cells."""
+    """Run ``test((portal, server))`` against a fresh actor serving notebook cells."""
 
     async def main() -> None:
         registry = os.path.join(tempfile.gettempdir(), f"na-test-registry-{uuid.uuid4().hex[:8]}.sock")
         with trio.fail_after(60):
-            async with na.open_nursery(registry_addrs=[registry]) as n:
+            async with na.open_nursery(registry_addrs=[registry]) as n, trio.open_nursery() as services:
+                server = OutputServer()
+                await services.start(server.serve)
                 portal = await n.start_actor("cells", enable_modules=[cr.__name__])
                 try:
-                    await test(portal)
+                    await test((portal, server))
                 finally:
                     await portal.cancel_actor()
+                    services.cancel_scope.cancel()
 
     trio.run(main)
 
@@ -51,32 +65,36 @@ def test_importing_the_cell_runtime_does_not_import_ipython():
 def test_last_expression_value_and_namespace():
     """Test that the last expression comes back as a mime bundle and names persist."""
 
-    async def check(portal):
-        _, first = await run_cell(portal, "x = 20\nx + 1")
-        assert first == {"status": "ok", "data": {"text/plain": "21"}, "metadata": {}}
-        _, second = await run_cell(portal, "x * 2")
-        assert second["data"]["text/plain"] == "40"
-        _, none = await run_cell(portal, "y = None\ny")
-        assert none["data"] is None
+    async def check(cells):
+        _, first = await run_cell(cells, "x = 20\nx + 1")
+        assert first == CellOk(data={"text/plain": "21"}, metadata={}, value=first.value)
+        _, second = await run_cell(cells, "x * 2")
+        assert second.data["text/plain"] == "40"
+        _, none = await run_cell(cells, "y = None\ny")
+        assert none.data is None
 
     in_cell_actor(check)
 
 
-def test_output_written_after_the_cell_is_labelled_in_the_next_one():
-    """Test that output from a task outliving its cell shows up, labelled, in the next cell."""
+def test_output_written_between_cells_is_labelled_in_the_next_one():
+    """Test that output from a task outliving its cell, written while no cell runs,
+    shows up labelled at the top of the next cell."""
 
-    async def check(portal):
+    async def check(cells):
+        portal, _ = cells
         code = (
-            "import trio, notebook_actors as na\n"
-            "done = trio.Event()\n"
-            "async def later():\n    await started.wait()\n    print('late line')\n    done.set()\n"
+            "printed = False\n"
             "started = trio.Event()\n"
-            "na.current_actor()._rpc_n.start_soon(later)\n"
+            "async def later():\n    global printed\n    await started.wait()\n    print('late line')\n"
+            "    printed = True\n"
+            "trio.lowlevel.spawn_system_task(later)\n"
         )
-        await run_cell(portal, code)
-        await run_cell(portal, "started.set()\nawait done.wait()")  # the print happens in this cell's time...
-        events, _ = await run_cell(portal, "1")  # ...but belongs to no running cell: labelled here
-        text = "".join(e[1] for e in events if e[0] in ("stdout", "stderr"))
+        await run_cell(cells, code)
+        await run_cell(cells, "started.set()")
+        while not (await portal.run(cr.pull, names=["printed"]))["printed"]:
+            await trio.sleep(0.01)  # polled by a plain call: no cell runs meanwhile
+        events, _ = await run_cell(cells, "1")
+        text = text_of(events)
         assert "background output of actor unit" in text and "late line" in text
 
     in_cell_actor(check)
@@ -85,15 +103,15 @@ def test_output_written_after_the_cell_is_labelled_in_the_next_one():
 def test_functions_defined_in_cells_are_shipped_by_value():
     """Test that the cell namespace is not importable, so its functions travel by value."""
 
-    async def check(portal):
+    async def check(cells):
         code = (
             "from notebook_actors._portal import func_ref\n"
             "def f():\n    return 1\n"
             "ref = func_ref(f)\n"
             "(__name__, ref[0], ref[2] is not None)"
         )
-        _, outcome = await run_cell(portal, code)
-        assert outcome["data"]["text/plain"] == "('__actor_main__', '__actor_main__', True)"
+        _, outcome = await run_cell(cells, code)
+        assert outcome.data["text/plain"] == "('__actor_main__', '__actor_main__', True)"
 
     in_cell_actor(check)
 
@@ -101,16 +119,16 @@ def test_functions_defined_in_cells_are_shipped_by_value():
 def test_display_sends_mime_bundles():
     """Test that display() in a cell emits rich bundles, raw ones as given."""
 
-    async def check(portal):
+    async def check(cells):
         code = (
             "class Page:\n    def _repr_html_(self):\n        return '<p>page</p>'\n"
             "display(Page())\n"
             "display({'text/plain': 'raw'}, raw=True)\n"
         )
-        events, outcome = await run_cell(portal, code)
-        assert outcome["status"] == "ok"
-        displays = [e for e in events if e[0] == "display"]
-        assert displays[0][1]["text/html"] == "<p>page</p>"
-        assert displays[1][1] == {"text/plain": "raw"}
+        events, outcome = await run_cell(cells, code)
+        assert isinstance(outcome, CellOk)
+        displays = [e for e in events if isinstance(e, Display)]
+        assert displays[0].data["text/html"] == "<p>page</p>"
+        assert displays[1].data == {"text/plain": "raw"}
 
     in_cell_actor(check)

@@ -1,0 +1,218 @@
+"""The kernel's end of the actors' output connections, and what it shows in the cell.
+
+One Unix socket (in a private directory) takes every running cell's connection; the
+first frame names the cell by a token the kernel made for it. :class:`CellOutput`
+reads one cell's frames and shows them in that cell through a :class:`CellWriter`
+(or answers its prompts), in the order the actor made them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import trio
+
+from ._protocol import (
+    HEADER_SIZE,
+    Clear,
+    Decoders,
+    Display,
+    End,
+    Hello,
+    InputReply,
+    InputRequest,
+    Stream,
+    frame,
+    frame_length,
+)
+from ._stdin import StdinRoute
+
+#: Seconds a new connection gets to say which cell it carries.
+HELLO_TIMEOUT = 10.0
+#: An accepted connection and the bytes already read from it.
+_Connection = tuple[trio.SocketStream, bytearray]
+
+
+class OutputServer:
+    """Accepts the actors' output connections and hands each to its cell."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix="na-kernel-")  # 0700: only this user connects
+        self.path = os.path.join(self._dir, "out.sock")
+        self._waiting: dict[str, trio.MemorySendChannel[_Connection]] = {}
+
+    async def serve(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen until cancelled (``nursery.start`` returns once it listens)."""
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+        try:
+            await sock.bind(self.path)
+            sock.listen(64)
+            listener = trio.SocketListener(sock)
+            task_status.started()
+            async with trio.open_nursery() as nursery:
+                while True:
+                    stream = await listener.accept()
+                    nursery.start_soon(self._route, stream)
+        finally:
+            sock.close()
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    async def _route(self, stream: trio.SocketStream) -> None:
+        decoders = Decoders()
+        buffer = bytearray()  # what came after the hello belongs to the cell
+        try:
+            with trio.fail_after(HELLO_TIMEOUT):
+                hello = decoders.from_actor.decode(await _read_frame(stream, buffer))
+        except (trio.TooSlowError, trio.BrokenResourceError, EOFError, ValueError, msgspec.DecodeError):
+            await stream.aclose()
+            return
+        channel = self._waiting.pop(hello.token, None) if isinstance(hello, Hello) else None
+        if channel is None:  # not a cell we are waiting for
+            await stream.aclose()
+            return
+        try:
+            channel.send_nowait((stream, buffer))
+        except (trio.WouldBlock, trio.BrokenResourceError):
+            await stream.aclose()
+
+    def expect(self, writer: CellWriter, stdin: StdinRoute | None) -> CellOutput:
+        """A cell about to run: its output will be shown through ``writer``."""
+        token = secrets.token_hex(16)
+        send, receive = trio.open_memory_channel[_Connection](1)
+        self._waiting[token] = send
+        return CellOutput(self, [self.path, token], receive, writer, stdin)
+
+    def forget(self, token: str) -> None:
+        self._waiting.pop(token, None)
+
+
+async def _read_exactly(stream: trio.SocketStream, n: int, buffer: bytearray) -> bytes:
+    while len(buffer) < n:
+        chunk = await stream.receive_some(max(n - len(buffer), 65536))
+        if not chunk:
+            raise EOFError
+        buffer += chunk
+    data = bytes(buffer[:n])
+    del buffer[:n]
+    return data
+
+
+async def _read_frame(stream: trio.SocketStream, buffer: bytearray | None = None) -> bytes:
+    buffer = bytearray() if buffer is None else buffer
+    length = frame_length(await _read_exactly(stream, HEADER_SIZE, buffer))
+    return await _read_exactly(stream, length, buffer)
+
+
+class CellOutput:
+    """One cell's output connection, read until the actor says :class:`End`."""
+
+    def __init__(
+        self,
+        server: OutputServer,
+        address: list[str],
+        connection: trio.MemoryReceiveChannel[_Connection],
+        writer: CellWriter,
+        stdin: StdinRoute | None,
+    ) -> None:
+        self.address = address
+        self._server = server
+        self._connection = connection
+        self._writer = writer
+        self._stdin = stdin
+        self._decoders = Decoders()
+        self.done = trio.Event()
+
+    async def run(self) -> None:
+        """Show the cell's output until its end (or until its actor is gone)."""
+        try:
+            stream, buffer = await self._connection.receive()
+            async with stream:
+                await self._show(stream, buffer)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, EOFError, ValueError, msgspec.DecodeError):
+            pass  # the actor is gone: what it said before is shown
+        finally:
+            self._server.forget(self.address[1])
+            self._writer.flush()
+            self.done.set()
+
+    async def _show(self, stream: trio.SocketStream, buffer: bytearray) -> None:
+        while True:
+            message = self._decoders.from_actor.decode(await _read_frame(stream, buffer))
+            if isinstance(message, End):
+                return
+            if isinstance(message, InputRequest):
+                self._writer.flush()
+                await stream.send_all(frame(await self._answer(message)))
+                continue
+            self._writer.write(message)
+            if not buffer:  # a burst is shown at once, not at ipykernel's next flush
+                self._writer.flush()
+
+    async def _answer(self, request: InputRequest) -> InputReply:
+        if self._stdin is None or not self._stdin.allowed:
+            return InputReply(error="no-stdin")
+        value = await self._stdin.ask(request.prompt, request.password)
+        return InputReply(error="eof") if value is None else InputReply(value=value)
+
+
+class CellWriter:
+    """Shows output events in the cell whose task made it (ipykernel's parent header
+    is in the contextvars); with a ``label``, each line says which actor wrote it."""
+
+    def __init__(self, label: str | None = None, sink: Callable[[Any], None] | None = None) -> None:
+        self.label = label
+        self._sink = sink
+        self._last: str | None = None
+        self._line_start: dict[str, bool] = {"stdout": True, "stderr": True}
+
+    def write(self, event: Stream | Display | Clear) -> None:
+        if self._sink is not None:  # gathered now, shown later (``--group actor``)
+            self._sink(event)
+            return
+        self.show(event)
+
+    def show(self, event: Stream | Display | Clear) -> None:
+        """Show one output event in the current cell."""
+        if isinstance(event, Stream):
+            if self._last not in (None, event.name):
+                self.flush()  # keep stdout/stderr interleaving in order
+            getattr(sys, event.name).write(self.labelled(event.name, event.text))
+            self._last = event.name
+            return
+        self.flush()
+        if isinstance(event, Display):
+            from IPython.display import publish_display_data
+
+            if self.label is not None and not event.update:
+                sys.stdout.write(f"[{self.label}]\n")
+                self.flush()
+            publish_display_data(event.data, event.metadata, transient=event.transient or None, update=event.update)
+        elif isinstance(event, Clear):
+            from IPython.display import clear_output
+
+            clear_output(wait=event.wait)
+
+    def labelled(self, name: str, text: str) -> str:
+        if self.label is None:
+            return text
+        out = []
+        for piece in text.splitlines(keepends=True):
+            if self._line_start[name]:
+                out.append(f"[{self.label}] ")
+            out.append(piece)
+            self._line_start[name] = piece.endswith("\n")
+        return "".join(out)
+
+    def flush(self) -> None:
+        for out in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                out.flush()
+        self._last = None
