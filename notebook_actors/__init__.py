@@ -74,6 +74,15 @@ def pause_from_sync() -> None:
     _pause()
 
 
+async def dump_stacks(name_or_path: str) -> str:
+    """The stacks (every trio task's and every thread's) of an actor of this tree, as
+    text; works while it is stuck in sync code. ``name_or_path``: a name, a key
+    (``name.uuid``) or a path of names (``pool/worker``). See ``docs/debugging.md``."""
+    from .debug import dump_stacks as _dump
+
+    return await _dump(name_or_path)
+
+
 def post_mortem(*args, **kwargs):
     """Open a post-mortem pdb++ session on the current exception (routed to the root)."""
     from .debug import post_mortem as _pm
@@ -120,6 +129,7 @@ __all__ = [
     "breakpoint",
     "context",
     "current_actor",
+    "dump_stacks",
     "experimental",
     "find_actor",
     "find_actors",

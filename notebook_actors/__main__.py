@@ -1,8 +1,10 @@
-"""Command line: ``python -m notebook_actors ps [--watch]`` (also ``notebook-actors ps``).
+"""Command line: ``python -m notebook_actors ps [--watch]`` and ``stack NAME`` (also
+``notebook-actors ps``).
 
 ``ps`` connects to a running program's registry (default ``127.0.0.1:1616``, or
 ``$NOTEBOOK_ACTORS_REGISTRY``) with this user's tree secret, asks every registered
-actor to describe itself, and prints the actors as a tree, like ``pstree``.
+actor to describe itself, and prints the actors as a tree, like ``pstree``. ``stack
+NAME`` asks the root of NAME's tree for NAME's task and thread stacks.
 """
 
 from __future__ import annotations
@@ -50,7 +52,10 @@ async def collect_tree(actor: Any) -> dict[str, Any]:
         for key, addr in entries.items():
             if key != me:
                 n.start_soon(_ask, actor, addr, nodes)
-    return {"root": None, "nodes": nodes, "debug": {"holder": None, "waiting": []}}
+    debug = {"holder": None, "waiting": []}
+    for node in nodes.values():
+        debug = node.pop("repl", None) or debug  # the root's REPL lock
+    return {"root": None, "nodes": nodes, "debug": debug}
 
 
 async def ps(registry: str, watch: bool, interval: float, as_json: bool, out: Any = sys.stdout) -> None:
@@ -77,6 +82,51 @@ async def ps(registry: str, watch: bool, interval: float, as_json: bool, out: An
             await trio.sleep(interval)
 
 
+class StackError(Exception):
+    """Raised when no tree of the registry could dump the asked actor's stacks."""
+
+
+async def stack(registry: str, name: str, out: Any = sys.stdout) -> None:
+    """Print the stacks of actor ``name``: the root of its tree collects them (the
+    actor's own trio loop may be stuck), see ``notebook_actors.dump_stacks``."""
+    from ._portal import Portal
+    from ._runtime import open_root_actor
+    from .debug._stacks import DUMP_TIMEOUT
+
+    async with open_root_actor(name="stack", registry_addrs=[registry]) as actor:
+        if actor.is_arbiter:
+            raise NoRegistry(
+                f"no actor registry listens at {registry}; start your program first, "
+                "or point --registry at the address it uses"
+            )
+        tree = await collect_tree(actor)
+        roots = [node for node in tree["nodes"].values() if node["parent"] is None and node.get("addr")]
+        answers: list[str] = []
+        errors: list[str] = []
+
+        async def ask_root(root: dict[str, Any]) -> None:
+            with trio.move_on_after(DUMP_TIMEOUT + ASK_TIMEOUT) as scope:
+                try:
+                    chan = await actor.connect_to(root["addr"])
+                    portal = Portal(chan, actor)
+                    answers.append(
+                        await portal.run_from_ns("notebook_actors.debug._stacks", "_dump_at_root", name_or_path=name)
+                    )
+                except Exception as exc:  # the RemoteActorError says why (not found, timed out)
+                    info = getattr(exc, "info", None)  # a boxed error: its own message
+                    errors.append(info.message if info is not None else str(exc).splitlines()[0])
+            if scope.cancelled_caught:
+                errors.append(f"the root of {root['key']} (pid {root['pid']}) did not answer")
+
+        async with trio.open_nursery() as n:
+            for root in roots:
+                n.start_soon(ask_root, root)
+        if not answers:
+            raise StackError("; ".join(dict.fromkeys(errors)) or "no running program is registered there")
+        out.write(answers[0])
+        out.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="notebook-actors", description="Inspect running actor trees.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--watch", "-w", action="store_true", help="redraw until Ctrl-C")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between redraws (--watch)")
     p.add_argument("--json", action="store_true", help="print the tree as JSON")
+    s = sub.add_parser("stack", help="print every task's and thread's stack of an actor (also when it is stuck)")
+    s.add_argument("name", help="the actor's name, its name.uuid key, or a path of names (pool/worker)")
+    s.add_argument("--registry", default=None, help="registry address (as for ps)")
     args = parser.parse_args(argv)
     import os
 
@@ -97,9 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         args.registry or os.environ.get("NOTEBOOK_ACTORS_REGISTRY") or DEFAULT_REGISTRY_ADDR
     )
     try:
-        trio.run(ps, registry, args.watch, args.interval, args.json)
-    except NoRegistry as exc:
-        print(f"notebook-actors ps: {exc}", file=sys.stderr)
+        if args.command == "stack":
+            trio.run(stack, registry, args.name)
+        else:
+            trio.run(ps, registry, args.watch, args.interval, args.json)
+    except (NoRegistry, StackError) as exc:
+        print(f"notebook-actors {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

@@ -7,6 +7,7 @@ line), arranges to die with its parent, connects back and serves until cancelled
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 
@@ -58,6 +59,9 @@ def run_child(boot) -> None:
     from . import _runtime, _state
     from .log import get_console_log
 
+    # a stack-dump request (SIGUSR1) must never kill an actor still starting up: ignored
+    # until the runtime's stack thread takes the signal
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     sys.path[:] = boot.sys_path or sys.path
     if boot.routes:
         from . import _transport

@@ -45,7 +45,7 @@ _DONE = object()
 _ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 
 #: Runtime modules every actor serves (the debugger's REPL relay, the tree feed), enabled or not.
-RUNTIME_MODULES = frozenset({"notebook_actors.debug._relay", "notebook_actors._tree"})
+RUNTIME_MODULES = frozenset({"notebook_actors.debug._relay", "notebook_actors.debug._stacks", "notebook_actors._tree"})
 
 #: ``Actor`` methods other actors may call through namespace ``'self'``.
 SELF_RPC = frozenset(
@@ -177,11 +177,9 @@ class Actor:
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled. ``task_status.started()`` once reachable."""
-        undo_debug = lambda: None  # noqa: E731
-        if self.debug_mode:  # the builtin breakpoint() goes to the tree's REPL
-            from . import debug
+        from . import debug
 
-            undo_debug = debug.enable_debug_mode()
+        undo_debug = debug.actor_running(self)  # stack dumps; in debug mode the builtin breakpoint()
         try:
             async with trio.open_nursery() as transport_n:
                 self._transport_n = transport_n

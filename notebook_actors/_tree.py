@@ -334,6 +334,8 @@ def describe_actor(actor: Any) -> dict[str, Any]:
         activity_since=info.activity_since,
         calls=calls,
         output=list(info.output),
+        # the tree's REPL lock lives in the root: a terminal `ps` reads it from here
+        **({"repl": {"holder": info.debug_holder, "waiting": list(info.debug_waiting)}} if info.debug_holder else {}),
     )
 
 

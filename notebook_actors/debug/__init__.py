@@ -26,17 +26,42 @@ entry points), ``_stacks`` (stack dumps).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from ._entry import breakpoint, enable_debug_mode, pause, pause_from_sync, post_mortem, post_mortem_for
 from ._frontend import ReplFrontEnd, TerminalFrontEnd, fmt_uid, get_front_end, installed_front_end, set_front_end
 from ._lock import TreeLock, lock, wait_while_repl_via
+from ._stacks import dump_stacks, format_stacks
+
+
+def actor_running(actor: Any) -> Callable[[], None]:
+    """Called as an actor's runtime starts (in its trio thread): stack dumps on
+    SIGUSR1 and :func:`dump_stacks`; in debug mode the builtin ``breakpoint()`` goes to
+    the tree's REPL. Returns the undo."""
+    from . import _stacks
+
+    undos = [_stacks.install(actor)]
+    if actor.debug_mode:
+        undos.append(enable_debug_mode())
+
+    def undo() -> None:
+        for each in reversed(undos):
+            each()
+
+    return undo
+
 
 __all__ = [
     "ReplFrontEnd",
     "TerminalFrontEnd",
     "TreeLock",
+    "actor_running",
     "breakpoint",
+    "dump_stacks",
     "enable_debug_mode",
     "fmt_uid",
+    "format_stacks",
     "get_front_end",
     "installed_front_end",
     "lock",

@@ -19,6 +19,7 @@ import pytest
 import trio
 
 import notebook_actors as na
+from notebook_actors.testing import private_registry_addr
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "debugging"
@@ -44,6 +45,7 @@ def spawn():
         if not path.exists():
             path = Path(__file__).parent / script
         env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", "PYTHONUNBUFFERED": "1"}
+        env["NOTEBOOK_ACTORS_REGISTRY"] = private_registry_addr()  # alone on the host
         if color:
             env["TERM"] = "xterm-256color"
             del env["NO_COLOR"]
@@ -118,6 +120,26 @@ def test_breakpoint_in_child(spawn):
     ask(child, "c", "result: 42")
     finish_ok(child)
     assert "\x1b[" not in child.logfile_read.getvalue()  # no sticky screen clearing, no colours
+
+
+def test_ps_shows_who_holds_the_repl(spawn):
+    """Test that `python -m notebook_actors ps` in another terminal shows the actor
+    holding the tree's REPL (the lock publishes itself; no notebook involved)."""
+    child = spawn("subactor_breakpoint.py")
+    child.expect(attached("compute"))
+    child.expect(PROMPT)
+    registry = child.env["NOTEBOOK_ACTORS_REGISTRY"]
+    ps = subprocess.run(
+        [sys.executable, "-m", "notebook_actors", "ps", "--registry", registry],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ps.returncode == 0, ps.stderr
+    assert re.search(r"debugger: held by compute\.\w+, waiting: none", ps.stdout), ps.stdout
+    child.sendline("c")
+    child.expect("result: 42")
+    finish_ok(child)
 
 
 def test_colours_follow_the_root_terminal(spawn):
