@@ -197,9 +197,16 @@ TWO_CRASHES = (
 def test_two_actors_crashing_together_are_debugged_one_after_the_other(kernel):
     """Test that two crashing actors queue on the lock: one session at a time, the cell says who waits."""
     s = Session(kernel, TWO_CRASHES)
-    tags = s.first_lines_at_stops("p tag", at=lambda prompt: "first" in prompt or "second" in prompt)
+    assert s.next_prompt() is not None
+    # hold the first session until the other crash queues (the order comes from the notice)
+    deadline = time.monotonic() + CELL_TIMEOUT
+    while "waiting:" not in s.text() and time.monotonic() < deadline:
+        s.pump_iopub()
+    assert "waiting:" in s.text()  # the second crash is shown waiting for the first session
+    first = s.ask("p tag").strip().splitlines()[0]
+    s.answer("c")
+    tags = [first, *s.first_lines_at_stops("p tag", at=lambda prompt: "first" in prompt or "second" in prompt)]
     assert sorted(tags) == ["'one'", "'two'"]
-    assert "waiting:" in s.text()  # the second crash was shown waiting for the first session
 
 
 def test_interrupt_during_a_session_ends_it_and_the_kernel_stays_usable(kernel):
