@@ -16,6 +16,7 @@ networks or through a tunnel) or integrity after it (see docs/security.md).
 
 from __future__ import annotations
 
+import array
 import hashlib
 import hmac
 import logging
@@ -23,6 +24,7 @@ import os
 import secrets as _secrets
 import socket
 import struct
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,10 +32,21 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from . import _transport
-from ._codec import HEADER, MAX_FRAME, FrameDecoder, InvalidFrame, append_frame, encode_frame
+from . import _shm, _transport
+from ._codec import (
+    HEADER,
+    INLINE,
+    MAX_FRAME,
+    SHARED,
+    FrameDecoder,
+    InvalidFrame,
+    append_frame,
+    append_inline,
+    encode_frame,
+    make_data_frame,
+)
 from ._exceptions import FrameError, HandshakeError, PeerLeft, TransportClosed
-from .msg import Error, ErrorInfo, Hello, Ident, Proof, Welcome, encoder, handshake_decoder, msg_decoder
+from .msg import Error, ErrorInfo, Hello, Ident, Proof, Release, Welcome, encoder, handshake_decoder, msg_decoder
 
 if TYPE_CHECKING:
     from ._context import Context
@@ -48,6 +61,23 @@ HANDSHAKE_MAX_FRAME = 4096
 RECV_SIZE = 256 * 1024
 #: Output bytes buffered before ``send`` waits for the writer (socket backpressure).
 HIGH_WATER = 4 * 1024 * 1024
+#: Shared-memory segments one data frame passes at most (the rest go in line).
+MAX_FDS_PER_FRAME = 64
+_ANC_SPACE = socket.CMSG_SPACE(253 * 4)  # the kernel's limit of descriptors per message
+_IOV_MAX = 512
+
+
+class _Bulk:
+    """Queued output with out-of-band buffers: the bytes before and of a data frame,
+    the inline buffers (views of the sender's memory) and the segments' descriptors."""
+
+    __slots__ = ("fds", "head", "inline", "nbytes", "segs", "views")
+
+    def __init__(self, head: bytes, views: list[memoryview], segs: list[_shm.Segment]) -> None:
+        self.head, self.views, self.segs = head, views, segs
+        self.inline = bool(views)  # reads the sender's memory until written
+        self.fds = [seg.fd for seg in segs]
+        self.nbytes = len(head) + sum(v.nbytes for v in views)
 
 
 class Wakeup:
@@ -297,6 +327,16 @@ class Channel:
         # allowed until the next flush or the next received batch.
         self._writing = False
         self._eager_ok = True
+        # out-of-band data (see _queue_data): queued data frames, received descriptors,
+        # segments the peer released, the segments we lend it
+        self._bulk: deque[_Bulk] = deque()
+        self._bulk_bytes = 0
+        self._bulk_views = 0  # queued data frames still reading the senders' memory
+        self._sock: Any = None  # the socket, for sendmsg/recvmsg (None: a plain stream)
+        self._unix = False
+        self._fds: deque[int] = deque()
+        self._released: list[int] = []
+        self._pool: _shm.SegmentPool | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("connected" if self._stream else "connecting")
@@ -309,7 +349,19 @@ class Channel:
         self.uid = tuple(ident.uid)  # type: ignore[assignment]
         self.peer_pid = ident.pid
         self.raddr = ident.addr or self.raddr
-        self._decoder = FrameDecoder(msg_decoder, max_frame=MAX_FRAME, peer=f"actor {self.uid}", skip_invalid=True)
+        sock = stream.socket if type(stream) is trio.SocketStream else None
+        self._sock = sock
+        self._unix = sock is not None and sock.family == socket.AF_UNIX
+        if self._unix and _shm.available():
+            self._pool = _shm.SegmentPool()
+        self._decoder = FrameDecoder(
+            msg_decoder,
+            max_frame=MAX_FRAME,
+            peer=f"actor {self.uid}",
+            skip_invalid=True,
+            take_fd=self._take_fd if self._unix else None,
+            on_release=self._released.append,
+        )
         self._rest = rest
         self._attached.set()
 
@@ -374,16 +426,74 @@ class Channel:
         """
         self._check_open()
         out = self._out
-        lone = not out and self._eager_ok and not self._writing
-        append_frame(out, value, head)
-        if lone and self._write_now():
+        lone = not out and self._eager_ok and not self._writing and not self._bulk
+        start = len(out)
+        bufs = append_frame(out, value, head)
+        if bufs:
+            self._queue_data(start, bufs)
+        elif lone and self._write_now():
             return
         self._writer_wakeup.set()
+
+    def _queue_data(self, start: int, bufs: list[memoryview]) -> None:
+        """Make the frame just appended at ``out[start:]`` a data frame: buffers of at
+        least SHM_MIN bytes are copied into shared memory when the peer is on this
+        host, the others follow the frame from the sender's memory."""
+        out = self._out
+        if self._sock is None:  # a plain byte stream: everything in line
+            append_inline(out, start, bufs)
+            return
+        entries: list[tuple[int, int, int]] = []
+        views: list[memoryview] = []
+        segs: list[_shm.Segment] = []
+        for buf in bufs:
+            seg = self._segment_for(buf) if len(segs) < MAX_FDS_PER_FRAME else None
+            if seg is not None:
+                segs.append(seg)
+                entries.append((buf.nbytes, SHARED, seg.id))
+            else:
+                entries.append((buf.nbytes, INLINE, 0))
+                if buf.nbytes:
+                    views.append(buf)
+        make_data_frame(out, start, entries)
+        item = _Bulk(bytes(out), views, segs)
+        self._out = bytearray()
+        self._bulk.append(item)
+        self._bulk_bytes += item.nbytes
+        self._bulk_views += item.inline
+
+    def _segment_for(self, buf: memoryview) -> _shm.Segment | None:
+        """A shared-memory segment holding ``buf``'s bytes, or None (in line)."""
+        pool = self._pool
+        if pool is None or buf.nbytes < _shm.SHM_MIN:
+            return None
+        try:
+            seg = pool.take(buf.nbytes)
+        except OSError as exc:  # out of descriptors or memory: the bytes still go, in line
+            log.debug("no shared memory for a %d-byte buffer (%s): sent in line", buf.nbytes, exc)
+            return None
+        seg.fill([buf])
+        return seg
+
+    def _take_fd(self) -> int | None:
+        return self._fds.popleft() if self._fds else None
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued for the peer and not yet written."""
+        return len(self._out) + self._bulk_bytes
+
+    async def wait_sent(self) -> None:
+        """Wait until the buffers queued so far that are read from their senders'
+        memory (large buffers sent in line) have been written, so that memory may
+        change again; and while more than HIGH_WATER bytes wait to be written."""
+        while (self._bulk_views or self.pending_bytes > HIGH_WATER) and not self._closed:
+            await self._drained.park()
 
     async def send(self, msg: Any) -> None:
         """Queue ``msg``; wait while the output buffer is over its high-water mark."""
         self.send_nowait(msg)
-        while len(self._out) > HIGH_WATER and not self._closed:
+        while self.pending_bytes > HIGH_WATER and not self._closed:
             await self._drained.park()
         await trio.lowlevel.checkpoint_if_cancelled()
 
@@ -394,6 +504,9 @@ class Channel:
         assert stream is not None
         try:
             while True:
+                if self._bulk:
+                    await self._write_bulk(stream, self._bulk[0])
+                    continue
                 if not self._out:
                     if self._closing or self._closed:
                         return
@@ -412,6 +525,39 @@ class Channel:
             self._mark_closed(exc)
         finally:
             self._drained.unpark_all()
+
+    async def _write_bulk(self, stream: trio.abc.Stream, item: _Bulk) -> None:
+        """Write one queued data frame: its bytes and buffers with ``sendmsg`` (no
+        copy), its segments' descriptors with the first byte."""
+        pool = self._pool
+        self._writing = True
+        try:
+            pieces = [memoryview(item.head), *item.views]
+            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", item.fds))] if item.fds else []
+            while pieces:
+                sent = await self._sock.sendmsg(pieces[:_IOV_MAX], anc)
+                if anc:  # the descriptors left with the first byte
+                    anc = []
+                    for seg in item.segs:
+                        pool.sent(seg)  # type: ignore[union-attr]
+                    item.segs = []
+                while sent:
+                    n = pieces[0].nbytes
+                    if sent < n:
+                        pieces[0] = pieces[0][sent:]
+                        break
+                    sent -= n
+                    pieces.pop(0)
+        finally:
+            self._writing = False
+            for seg in item.segs:  # never left: the channel broke first
+                pool.unsent(seg)  # type: ignore[union-attr]
+            item.segs, item.views = [], []
+        if self._bulk and self._bulk[0] is item:
+            self._bulk.popleft()
+            self._bulk_bytes -= item.nbytes
+            self._bulk_views -= item.inline
+        self._drained.unpark_all()
 
     # receiving
     async def receive_batch(self) -> list[Any]:
@@ -435,16 +581,59 @@ class Channel:
             if msgs:
                 return msgs
         while True:
+            if self._released:
+                self._send_releases()
             try:
-                data = await stream.receive_some(RECV_SIZE)
+                msgs = await self._receive_some(stream, decoder)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise TransportClosed(f"channel to actor {self.uid} broke: {exc}") from exc
-            if not data:
-                raise TransportClosed(f"actor {self.uid} closed the channel")
-            msgs = self._decode(decoder, data)
             if msgs:
                 self._eager_ok = True  # a reply is due: let it leave at once
                 return msgs
+
+    async def _receive_some(self, stream: trio.abc.Stream, decoder: FrameDecoder) -> list[Any]:
+        """Read once; return the messages completed. A large inline buffer is read
+        straight into its memory; on a Unix socket, descriptors are collected."""
+        sock = self._sock
+        fill = decoder.fill_target()
+        if fill is not None and len(fill) >= RECV_SIZE and sock is not None:
+            n = await sock.recv_into(fill)
+            if not n:
+                raise TransportClosed(f"actor {self.uid} closed the channel in the middle of a data frame")
+            return decoder.filled(n)
+        if self._unix:
+            data, anc, _flags, _addr = await sock.recvmsg(RECV_SIZE, _ANC_SPACE)
+            if anc:
+                self._collect_fds(anc)
+        else:
+            data = await stream.receive_some(RECV_SIZE)
+        if not data:
+            raise TransportClosed(f"actor {self.uid} closed the channel")
+        return self._decode(decoder, data)
+
+    def _collect_fds(self, anc: list[tuple[int, int, bytes]]) -> None:
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+                if self._closed:
+                    _shm.close_fds(fds)
+                else:
+                    self._fds.extend(fds)
+
+    def _send_releases(self) -> None:
+        """Tell the peer which of its segments we no longer map."""
+        segs, self._released[:] = list(self._released), []
+        if not self._closed and not self._closing:
+            append_frame(self._out, Release(segs))
+            self._writer_wakeup.set()
+
+    def _on_release(self, msg: Release) -> bool:
+        """The peer released segments we lent it (always False: not for dispatch)."""
+        if self._pool is not None:
+            for seg in msg.segs:
+                self._pool.release(seg)
+        return False
 
     def _decode(self, decoder: FrameDecoder, data: bytes) -> list[Any]:
         try:
@@ -455,9 +644,16 @@ class Channel:
             if not msgs:
                 raise
             self._frame_error = exc
-        if any(type(m) is InvalidFrame for m in msgs):
-            msgs = [m for m in msgs if type(m) is not InvalidFrame or self._refuse(m)]
+        if any(type(m) is InvalidFrame or type(m) is Release for m in msgs):
+            msgs = [m for m in msgs if self._keep(m)]
         return msgs
+
+    def _keep(self, msg: Any) -> bool:
+        if type(msg) is InvalidFrame:
+            return self._refuse(msg)
+        if type(msg) is Release:
+            return self._on_release(msg)
+        return True
 
     def _refuse(self, bad: InvalidFrame) -> bool:
         """Answer a frame we cannot use with an error naming it (always False: drop it)."""
@@ -483,11 +679,32 @@ class Channel:
             return
         self._closed = True
         self._close_reason = reason
+        self._drop_data()
         self._writer_wakeup.set()
         self._attached.set()
         self._closed_event.set()
         for cb in self.on_close:
             cb(self)
+
+    def _drop_data(self) -> None:
+        """Free what out-of-band data holds: unsent frames, received descriptors not
+        yet claimed, a partly received data frame, the segments we lend."""
+        pool = self._pool
+        for i, item in enumerate(self._bulk):
+            if i == 0 and self._writing:
+                continue  # the writer holds it: it frees its segments when its write ends
+            for seg in item.segs:
+                if pool is not None:
+                    pool.unsent(seg)
+            item.segs, item.views = [], []
+        self._bulk.clear()
+        self._bulk_bytes = self._bulk_views = 0
+        _shm.close_fds(self._fds)
+        self._fds.clear()
+        if self._decoder is not None:
+            self._decoder.close()
+        if pool is not None:
+            pool.close()
 
     async def aclose(self, flush_timeout: float = 0.5) -> None:
         """Flush what is queued (briefly), then close the stream.
@@ -500,7 +717,7 @@ class Channel:
         with trio.CancelScope(shield=True):
             if not self._closed:
                 with trio.move_on_after(flush_timeout):
-                    while self._out and self._stream is not None and not self._closed:
+                    while (self._out or self._bulk) and self._stream is not None and not self._closed:
                         await self._drained.park()
             self._mark_closed(None)
             if self._stream is not None:

@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
+from . import _payload
 from ._exceptions import ContextCancelled, MsgTypeError, RemoteActorError, StreamOverrun, TransportClosed
-from .msg import Cancel, Credit, Error, ErrorInfo, Reject, Return, Started, Stop, Yield, any_decoder, encoder
+from .msg import Cancel, Credit, Error, ErrorInfo, Reject, Return, Started, Stop, Yield, encoder
 
 if TYPE_CHECKING:
     from ._channel import Channel
@@ -51,19 +52,33 @@ UNLIMITED = 1 << 62
 CANCEL_ACK_TIMEOUT = 2.0
 
 
-def encode_pld(value: Any, what: str) -> msgspec.Raw:
-    """Encode a payload, or raise TypeError saying what could not travel and why."""
+def encode_pld(value: Any, what: str, root: str = "value") -> Any:
+    """Encode a payload (msgpack, pickling what msgpack cannot encode), or raise
+    TypeError saying what could not travel, where it sits (``root`` names the value
+    in that path) and why."""
     try:
-        return msgspec.Raw(encoder.encode(value))
+        return _payload.pack(value)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise _unencodable(value, what, exc) from None
+        raise _unencodable(value, what, exc, root) from None
 
 
-def _unencodable(value: Any, what: str, exc: BaseException) -> TypeError:
-    return TypeError(
-        f"{what} of type {type(value).__name__} cannot be sent to another actor: {exc}. "
-        "Send msgspec-encodable values (builtins, msgspec Structs, dataclasses)."
-    )
+def encode_args(kwargs: dict[str, Any], what: str) -> tuple[Any, int]:
+    """Encode a call's arguments; return them and how many travel pickled.
+
+    Raises:
+        TypeError: an argument cannot travel (the message gives its path and type).
+    """
+    try:
+        return _payload.pack_args(kwargs)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _unencodable(kwargs, what, exc, "kwargs") from None
+
+
+def _unencodable(value: Any, what: str, exc: BaseException, root: str = "value") -> TypeError:
+    if isinstance(exc, _payload.Unpicklable):
+        where = _payload.describe_unpicklable(value, root)
+        return TypeError(f"{what} of type {type(value).__name__} cannot be sent to another actor: {where}")
+    return TypeError(f"{what} of type {type(value).__name__} cannot be sent to another actor: {exc}")
 
 
 def unbox(info: Any) -> RemoteActorError:
@@ -121,6 +136,7 @@ class Context:
         self._stop_sent = False
         self._rejected: MsgTypeError | None = None  # the peer refused one of our messages
         self._payload_type: Any = None
+        self._refuse: str | None = None  # typed-only: why pickled values are refused
         # sending credit (granted by the peer's receiver)
         self._credit = 0
         self._credit_known = False
@@ -212,6 +228,7 @@ class Context:
         if self._started:
             raise RuntimeError(f"ctx.started() was already called in {self.fn_name!r}: call it once")
         pld = encode_pld(value, "the value passed to ctx.started()")
+        self._check_typed(pld, value, "the value passed to ctx.started()")
         self._started = True
         self.chan.send_nowait(Started(self.cid, pld))
         await trio.lowlevel.checkpoint()
@@ -325,11 +342,31 @@ class Context:
     def _final_value(self) -> Any:
         msg = self._final
         if type(msg) is Return:
-            return any_decoder.decode(msg.pld)
+            return self._decode_result(msg.pld)
         err = unbox(msg.err)
         if self._is_own_cancel(err):
             return None
         raise err
+
+    def _decode_result(self, pld: Any) -> Any:
+        """The far end's return value.
+
+        Raises:
+            MsgTypeError: it cannot be rebuilt here, or it was pickled and this side
+                accepts typed values only.
+        """
+        try:
+            return _payload.decode(pld, refuse=self._refuse)
+        except msgspec.DecodeError as exc:
+            raise MsgTypeError(f"the return value of {self.fn_name!r} from actor {self.chan.uid}: {exc}") from None
+
+    def _check_typed(self, pld: Any, value: Any, what: str) -> None:
+        """Refuse to send a pickled value from a typed-only context."""
+        if self._refuse is not None and _payload.is_pickled(pld):
+            raise TypeError(f"{what} of type {type(value).__name__} would travel pickled, and {self._refuse}")
+
+    def _set_typed_only(self, fn_name: str) -> None:
+        self._refuse = f"{fn_name!r} accepts typed values only (typed_only=True)"
 
     def _is_own_cancel(self, err: BaseException) -> bool:
         return isinstance(err, ContextCancelled) and self.cancel_called and err.canceller == self._my_uid()
@@ -356,9 +393,7 @@ class Context:
         if type(msg) is not Started:
             raise RuntimeError(f"{self.fn_name} returned without calling ctx.started()")
         try:
-            if self._payload_type is None:
-                return any_decoder.decode(msg.pld)
-            return msgspec.msgpack.decode(msg.pld, type=self._payload_type)
+            return _payload.decode(msg.pld, _payload.decoder_for(self._payload_type), self._refuse)
         except msgspec.DecodeError as exc:
             raise self._reject(exc, "the value passed to ctx.started()", self._payload_type) from None
 
@@ -379,7 +414,9 @@ class Context:
 
     def _reject(self, exc: Exception, what: str, tp: Any) -> MsgTypeError:
         """Build the MsgTypeError for a payload that does not match ``tp``, and tell the sender."""
-        if isinstance(exc, msgspec.ValidationError):
+        if isinstance(exc, _payload.PickleRefused):
+            problem = "was refused"
+        elif isinstance(exc, msgspec.ValidationError):
             problem = f"does not match {_type_name(tp)}"
         else:
             problem = "cannot be decoded" if tp is None else f"cannot be decoded as {_type_name(tp)}"
@@ -470,7 +507,7 @@ class MsgStream(trio.abc.Channel[Any]):
         self._backpressure = backpressure
         self._allow_overruns = allow_overruns
         self._msg_type = msg_type
-        self._decode = any_decoder.decode if msg_type is None else msgspec.msgpack.Decoder(msg_type).decode
+        self._decoder = _payload.decoder_for(msg_type)
         self._credit_batch = max(1, min(window // 2, 64))
         self._head = _yield_head(ctx.cid)
         self._consumed = 0
@@ -518,10 +555,19 @@ class MsgStream(trio.abc.Channel[Any]):
         ctx = self._ctx
         # a cancelled send sends nothing: check first, send, then only a shielded yield
         await trio.lowlevel.checkpoint_if_cancelled()
+        if ctx._refuse is not None:
+            ctx._check_typed(encode_pld(value, "a stream message"), value, "a stream message")
         if ctx._credit <= 0 or self._closed or ctx._peer_stopped or ctx._final is not None or ctx._rejected is not None:
             await self._wait_to_send()
         try:
-            ctx.chan.send_prefixed_nowait(self._head, value)
+            try:
+                ctx.chan.send_prefixed_nowait(self._head, value)
+            except (TypeError, OverflowError) as exc:
+                if isinstance(exc, _payload.Unpicklable):
+                    raise
+                # msgpack refused the value as a whole (an int over 64 bits, a dict with
+                # tuple keys): it travels as one pickle
+                ctx.chan.send_prefixed_nowait(self._head, _payload.whole(value))
         except (TypeError, ValueError, OverflowError) as exc:
             raise _unencodable(value, "a stream message", exc) from None
         ctx._credit -= 1
@@ -584,7 +630,7 @@ class MsgStream(trio.abc.Channel[Any]):
                 self._grant(self._consumed)
                 self._consumed = 0
             try:
-                return self._decode(msg.pld)
+                return _payload.decode(msg.pld, self._decoder, ctx._refuse)
             except msgspec.DecodeError as exc:
                 raise ctx._reject(exc, f"stream message #{self.received}", self._msg_type) from None
         self._raise_if_ended()
@@ -636,7 +682,7 @@ class MsgStream(trio.abc.Channel[Any]):
         if not self.received & 63:
             await trio.lowlevel.cancel_shielded_checkpoint()
         try:
-            return self._decode(msg.pld)
+            return _payload.decode(msg.pld, self._decoder, self._ctx._refuse)
         except msgspec.DecodeError as exc:
             raise self._ctx._reject(exc, f"stream message #{self.received}", self._msg_type) from None
 
@@ -722,6 +768,8 @@ async def open_context_from(portal: Any, fn: Any, kwargs: dict[str, Any]) -> Asy
         )
     ctx = portal._start(fn, (), kwargs, "context")
     ctx._payload_type = getattr(fn, "_notebook_actors_payload_type", None)
+    if getattr(fn, "_notebook_actors_typed_only", False):
+        ctx._set_typed_only(ctx.fn_name)
     # Made before Started arrives: the far end's Error may come in the same batch,
     # and a scope cancelled before it is entered is cancelled on entry.
     ctx._body_scope = trio.CancelScope()
@@ -769,7 +817,7 @@ def _has_ctx_param(fn: Callable[..., Any]) -> bool:
     return "ctx" in params or any(p.annotation in (Context, "Context") for p in params.values())
 
 
-def context(fn: Callable[..., Any] | None = None, *, payload_type: Any = None) -> Any:
+def context(fn: Callable[..., Any] | None = None, *, payload_type: Any = None, typed_only: bool = False) -> Any:
     """Mark ``async def fn(ctx, **kwargs)`` as a context endpoint.
 
     Use as ``@context`` or ``@context(payload_type=MyStruct)``: the type of the value
@@ -777,6 +825,10 @@ def context(fn: Callable[..., Any] | None = None, *, payload_type: Any = None) -
     checked where they are received (a mismatch raises :class:`MsgTypeError` there
     and is reported to the sender). Call it with ``portal.open_context(fn, **kw)``,
     not ``portal.run``.
+
+    With ``typed_only=True`` both sides of the context refuse pickled values (see
+    ``docs/data.md``): sending one raises TypeError, receiving one raises
+    :class:`MsgTypeError` naming its type (and the sender is told).
     """
 
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -788,15 +840,18 @@ def context(fn: Callable[..., Any] | None = None, *, payload_type: Any = None) -
                 f"`async def {f.__name__}(ctx, ...)`"
             )
         endpoint = f
-        if payload_type is not None:
+        if payload_type is not None or typed_only:
 
             @functools.wraps(f)
             async def endpoint(ctx: Context, *args: Any, **kwargs: Any) -> Any:
                 ctx._payload_type = payload_type
+                if typed_only:
+                    ctx._set_typed_only(ctx.fn_name)
                 return await f(ctx, *args, **kwargs)
 
         endpoint._notebook_actors_kind = "context"  # type: ignore[attr-defined]
         endpoint._notebook_actors_payload_type = payload_type  # type: ignore[attr-defined]
+        endpoint._notebook_actors_typed_only = typed_only  # type: ignore[attr-defined]
         return endpoint
 
     return mark(fn) if fn is not None else mark

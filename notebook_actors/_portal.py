@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._context import DEFAULT_WINDOW, Context, MsgStream, _note_far_end_error, encode_pld, open_context_from, unbox
+from ._context import DEFAULT_WINDOW, Context, MsgStream, _note_far_end_error, encode_args, open_context_from, unbox
 from ._exceptions import NoResult
-from .msg import Cancel, Return, Start, Started, any_decoder
+from .msg import Cancel, Return, Start, Started
 
 if TYPE_CHECKING:
     from ._channel import Channel
@@ -162,8 +162,9 @@ class Portal:
         ns, name, code = _split_target(fn, args)
         ctx = self._new_ctx(f"{ns}:{name}")
         try:
-            encode_pld(kwargs, f"the arguments of {name}")  # fail here, in the caller, with a clear error
-            self.channel.send_nowait(Start(ctx.cid, ns, name, kwargs, kind, credit, code))
+            # encoded once, here: an argument that cannot travel fails in the caller
+            args, pickled = encode_args(kwargs, f"the arguments of {name}")
+            self.channel.send_nowait(Start(ctx.cid, ns, name, args, kind, credit, code, pickled))
         except BaseException:
             self.channel.ctxs.pop(ctx.cid, None)
             raise
@@ -174,7 +175,7 @@ class Portal:
             while True:
                 msg = await ctx._next()
                 if type(msg) is Return:
-                    return any_decoder.decode(msg.pld)
+                    return ctx._decode_result(msg.pld)
                 if type(msg) is not Started:
                     raise unbox(msg.err)
         except trio.Cancelled:

@@ -18,15 +18,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import msgspec
 import trio
 
-from . import _state, _transport
+from . import _payload, _state, _transport
 from ._channel import Channel, connect, handshake_as_acceptor
 from ._context import DEFAULT_WINDOW, Context, MsgStream, encode_pld
 from ._exceptions import (
     FrameError,
     HandshakeError,
     ModuleNotExposed,
+    MsgTypeError,
     PeerLeft,
     RemoteActorError,
     TransportClosed,
@@ -61,6 +63,21 @@ SELF_RPC = frozenset(
         "tree_snapshot",
     }
 )
+
+
+def _load_args(kwargs: dict[str, Any], name: str, fn: Any) -> dict[str, Any]:
+    """A call's pickled arguments, rebuilt (refused by a typed-only ``@context``).
+
+    Raises:
+        MsgTypeError: an argument was refused, or cannot be rebuilt here.
+    """
+    refuse = f"{name!r} accepts typed values only (typed_only=True)" if getattr(
+        fn, "_notebook_actors_typed_only", False
+    ) else None
+    try:
+        return _payload.load_args(kwargs, refuse)
+    except msgspec.DecodeError as exc:
+        raise MsgTypeError(f"the arguments of {name}: {exc}") from None
 
 
 def box_error(exc: BaseException, uid: Any, *, canceller: Any = None, exitcode: int | None = None) -> ErrorInfo:
@@ -406,7 +423,7 @@ class Actor:
         if not self._accepting or self._rpc_n is None or self.cancel_called:
             self._reply_error(chan, msg.cid, RuntimeError(f"actor {self.uid} is shutting down"))
             return
-        pending = self._call_inline(chan, msg) if msg.kind == "call" and msg.code is None else None
+        pending = self._call_inline(chan, msg) if msg.kind == "call" and not msg.code and not msg.pickled else None
         if pending is _DONE:
             return
         ctx = Context(chan, msg.cid, "callee", fn_name=f"{msg.ns}:{msg.func}")
@@ -517,6 +534,8 @@ class Actor:
         fn = self._resolve(msg.ns, msg.func, msg.code)
         kind = getattr(fn, "_notebook_actors_kind", None)
         name = ctx.fn_name
+        if msg.pickled:
+            msg.kwargs = _load_args(msg.kwargs, name, fn)
         if msg.kind == "call":
             if kind or inspect.isasyncgenfunction(fn):
                 use = "open_context" if kind == "context" else "open_stream_from"

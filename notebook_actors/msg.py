@@ -16,6 +16,8 @@ from typing import Any
 import msgspec
 from msgspec import Raw, Struct
 
+from ._payload import deferring_ext_hook, enc_hook
+
 __all__ = [
     "Cancel",
     "Credit",
@@ -26,6 +28,7 @@ __all__ = [
     "Msg",
     "NamespacePath",
     "Reject",
+    "Release",
     "Return",
     "SpawnSpec",
     "Start",
@@ -71,6 +74,7 @@ class Start(Msg, tag="start"):
     kind: str = "call"
     credit: int = 0  # receive window the caller grants a ``stream`` callee up front
     code: bytes | None = None  # the function by value (cloudpickle), trusted tree only
+    pickled: int = 0  # how many argument values travel pickled (see _payload)
 
 
 class Started(Msg, tag="started"):
@@ -137,6 +141,13 @@ class Reject(Msg, tag="reject"):
     err: ErrorInfo
 
 
+class Release(Msg, tag="release"):
+    """The receiver dropped its last view of these shared-memory segments (ids the
+    sender gave them): the sender may reuse them. Handled by the channel itself."""
+
+    segs: list[int]
+
+
 class SpawnSpec(Msg, tag="spawnspec"):
     """The parent's first message to a child: how to run."""
 
@@ -148,7 +159,7 @@ class SpawnSpec(Msg, tag="spawnspec"):
     parent_main_path: str | None = None
 
 
-AnyMsg = Start | Started | Yield | Stop | Return | Error | Cancel | Credit | SpawnSpec | Reject
+AnyMsg = Start | Started | Yield | Stop | Return | Error | Cancel | Credit | SpawnSpec | Reject | Release
 
 
 class Hello(Struct, array_like=True, tag="hello"):
@@ -175,8 +186,10 @@ class Welcome(Struct, array_like=True, tag="welcome"):
 
 Handshake = Hello | Proof | Welcome
 
-# Reused codec objects: building them per message costs more than encoding.
-encoder = msgspec.msgpack.Encoder()
-msg_decoder = msgspec.msgpack.Decoder(AnyMsg)
+# Reused codec objects: building them per message costs more than encoding. Values
+# msgpack cannot encode are pickled where they sit (see _payload); a call's pickled
+# arguments are unpickled by the call, not while the channel decodes its message.
+encoder = msgspec.msgpack.Encoder(enc_hook=enc_hook)
+msg_decoder = msgspec.msgpack.Decoder(AnyMsg, ext_hook=deferring_ext_hook)
 handshake_decoder = msgspec.msgpack.Decoder(Handshake)
 any_decoder = msgspec.msgpack.Decoder()

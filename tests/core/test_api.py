@@ -8,6 +8,7 @@ says "a tractor user's call still works" for each line of the contract.
 
 from __future__ import annotations
 
+import threading
 import inspect
 import socket
 
@@ -65,7 +66,7 @@ async def misuses(ctx: na.Context) -> list[str]:
     except RuntimeError:
         seen.append("open_stream before started: RuntimeError")
     try:
-        await ctx.started(object())
+        await ctx.started(threading.Lock())
     except TypeError:
         seen.append("unencodable started: TypeError")
     await ctx.started("ok")

@@ -7,6 +7,7 @@ announced (and bounded) frame.
 
 from __future__ import annotations
 
+import threading
 import itertools
 import sys
 from pathlib import Path
@@ -257,7 +258,7 @@ class TestEncode:
         out = bytearray(encode_frame(Stop(1)))
         before = bytes(out)
         with pytest.raises(TypeError):
-            append_frame(out, Start(1, "m", "f", {"x": object()}))
+            append_frame(out, Start(1, "m", "f", {"x": threading.Lock()}))
         assert bytes(out) == before
 
 

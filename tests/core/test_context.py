@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import pytest
 import trio
 
@@ -28,7 +29,7 @@ async def started_twice(ctx) -> str:
 @na.context
 async def unencodable_first(ctx) -> str:
     try:
-        await ctx.started(object())
+        await ctx.started(threading.Lock())
     except TypeError as exc:
         await ctx.started("recovered")
         return str(exc)
@@ -126,7 +127,7 @@ def test_started_misuse_is_reported_in_the_callee(reg):
             async with portal.open_context(unencodable_first) as (ctx, first):
                 assert first == "recovered"
             msg = await ctx.result()
-            assert "the value passed to ctx.started() of type object cannot be sent" in msg
+            assert "the value passed to ctx.started() of type lock cannot be sent" in msg
             async with portal.open_context(stream_before_started) as (ctx, _):
                 pass
             assert "call `await ctx.started()` first" in await ctx.result()
