@@ -358,9 +358,7 @@ def ext_hook(code: int, data: memoryview) -> Any:
     try:
         return pickle.loads(body, buffers=bufs)
     except Exception as exc:
-        raise msgspec.DecodeError(
-            f"a pickled {name} could not be rebuilt here: {type(exc).__name__}: {exc}"
-        ) from None
+        raise msgspec.DecodeError(f"a pickled {name} could not be rebuilt here: {type(exc).__name__}: {exc}") from None
 
 
 def deferring_ext_hook(code: int, data: memoryview) -> Any:

@@ -71,9 +71,11 @@ def _load_args(kwargs: dict[str, Any], name: str, fn: Any) -> dict[str, Any]:
     Raises:
         MsgTypeError: an argument was refused, or cannot be rebuilt here.
     """
-    refuse = f"{name!r} accepts typed values only (typed_only=True)" if getattr(
-        fn, "_notebook_actors_typed_only", False
-    ) else None
+    refuse = (
+        f"{name!r} accepts typed values only (typed_only=True)"
+        if getattr(fn, "_notebook_actors_typed_only", False)
+        else None
+    )
     try:
         return _payload.load_args(kwargs, refuse)
     except msgspec.DecodeError as exc:

@@ -8,9 +8,9 @@ says "a tractor user's call still works" for each line of the contract.
 
 from __future__ import annotations
 
-import threading
 import inspect
 import socket
+import threading
 
 import pytest
 import trio

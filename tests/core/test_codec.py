@@ -7,9 +7,9 @@ announced (and bounded) frame.
 
 from __future__ import annotations
 
-import threading
 import itertools
 import sys
+import threading
 from pathlib import Path
 
 import msgspec
@@ -17,7 +17,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from notebook_actors._codec import HEADER, FrameDecoder, InvalidFrame, append_frame, encode_frame
+from notebook_actors import _payload
+from notebook_actors._codec import (
+    DATA_FLAG,
+    ENTRY,
+    HEADER,
+    INLINE,
+    SHARED,
+    FrameDecoder,
+    InvalidFrame,
+    append_frame,
+    append_inline,
+    encode_frame,
+)
 from notebook_actors._exceptions import FrameError
 from notebook_actors.msg import (
     AnyMsg,
@@ -157,10 +169,11 @@ class TestFrameDecoder:
         assert same(got, msg)
 
     @SETTINGS
-    @given(st.integers(MAX + 1, 2**32 - 1), st.binary(max_size=64))
+    @given(st.integers(MAX + 1, 2**31 - 1), st.binary(max_size=64))
     def test_oversized_prefix_refused_before_body(self, size, tail):
         """Test that a header announcing more than the limit raises FrameError at once,
-        naming the size and the limit, without waiting for (or buffering) the body."""
+        naming the size and the limit, without waiting for (or buffering) the body
+        (headers with the top bit set are data frames: see TestDataFrames)."""
         decoder = new_decoder()
         with pytest.raises(FrameError, match=rf"announces {size} bytes, over the limit of {MAX}"):
             decoder.feed(size.to_bytes(HEADER, "big") + tail)
@@ -249,6 +262,71 @@ class TestFrameDecoder:
             got.extend(decoder.feed(data[i : i + 4096]))
         [ret] = got
         assert bytes(ret.pld) == bytes(pld)
+
+
+def data_frame(msg) -> bytes:
+    out = bytearray()
+    bufs = append_frame(out, msg)
+    assert bufs, "the message has no out-of-band buffers"
+    append_inline(out, 0, bufs)
+    return bytes(out)
+
+
+class TestDataFrames:
+    """Frames with out-of-band buffers: announced, limited, received into place."""
+
+    @SETTINGS
+    @given(st.lists(st.integers(0, 300_000), min_size=1, max_size=4), st.lists(st.integers(1, 10**6), max_size=20))
+    def test_buffers_arrive_whole_in_any_chunking(self, sizes, cuts):
+        """Test that a data frame with inline buffers of any sizes, fed in any chunks,
+        gives back the message with every buffer's bytes in order."""
+        import numpy as np
+
+        sizes = [_payload.OOB_MIN, *sizes]  # one at least goes out of band
+        arrays = [np.full(n, i % 251, dtype=np.uint8) for i, n in enumerate(sizes)]
+        data = data_frame(Return(7, _payload.pack(arrays))) + frame_bytes(encoder.encode(Stop(7)))
+        decoder = FrameDecoder(msg_decoder, max_frame=1 << 20, peer="test peer")
+        got = feed_all(decoder, chunked(data, cuts))
+        assert [type(m) for m in got] == [Return, Stop] and decoder.buffered == 0
+        back = _payload.decode(got[0].pld)
+        assert [a.tobytes() for a in back] == [a.tobytes() for a in arrays]
+
+    @SETTINGS
+    @given(st.integers(MAX + 1, 2**31 - 1))
+    def test_oversized_control_message_refused(self, size):
+        """Test that a data frame whose control message is over the frame limit is
+        refused at once, before its table or body."""
+        decoder = new_decoder()
+        with pytest.raises(FrameError, match="control message, over the limit"):
+            decoder.feed((DATA_FLAG | size).to_bytes(HEADER, "big"))
+        assert decoder.buffered == 0
+
+    @pytest.mark.parametrize("count", [0, 4097, 2**32 - 1])
+    def test_buffer_count_out_of_range_refused(self, count):
+        """Test that announcing no buffers, or more than the limit, is refused."""
+        with pytest.raises(FrameError, match=f"announces {count} buffers"):
+            new_decoder().feed((DATA_FLAG | 10).to_bytes(HEADER, "big") + count.to_bytes(4, "big"))
+
+    def test_data_over_the_limit_refused_before_allocation(self):
+        """Test that buffers announced beyond max_data are refused from the table
+        alone (nothing is allocated), while the same frame under a larger limit is
+        accepted: a 2 GB array is not refused by the frame limit."""
+        table = (DATA_FLAG | 3).to_bytes(HEADER, "big") + (1).to_bytes(4, "big")
+        table += ENTRY.pack(2 * 10**9, INLINE, 0) + b"\x91\x01\x02"[:3]
+        small = FrameDecoder(msg_decoder, max_frame=MAX, max_data=10**9, peer="test peer")
+        with pytest.raises(FrameError, match="2000000000 bytes of buffers, over the limit"):
+            small.feed(table)
+        big = FrameDecoder(msg_decoder, max_frame=MAX, max_data=4 * 10**9, peer="test peer")
+        assert big.feed(table[:-3]) == []  # waits for the control message, refuses nothing
+
+    def test_shared_buffer_without_descriptor_refused(self):
+        """Test that a frame announcing shared memory on a stream that cannot carry
+        descriptors is a FrameError, not a crash."""
+        body = encoder.encode(Stop(1))
+        frame = (DATA_FLAG | len(body)).to_bytes(HEADER, "big") + (1).to_bytes(4, "big")
+        frame += ENTRY.pack(4096, SHARED, 1) + body
+        with pytest.raises(FrameError, match="unknown kind|did not send"):
+            new_decoder().feed(frame)
 
 
 class TestEncode:

@@ -5,6 +5,7 @@ to the sender, and no actor dies of it."""
 from __future__ import annotations
 
 import threading
+
 import msgspec
 import pytest
 import trio
