@@ -325,7 +325,7 @@ class TestDataFrames:
         body = encoder.encode(Stop(1))
         frame = (DATA_FLAG | len(body)).to_bytes(HEADER, "big") + (1).to_bytes(4, "big")
         frame += ENTRY.pack(4096, SHARED, 1) + body
-        with pytest.raises(FrameError, match="unknown kind|did not send"):
+        with pytest.raises(FrameError, match=r"unknown kind|did not send"):
             new_decoder().feed(frame)
 
 
