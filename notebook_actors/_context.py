@@ -132,6 +132,7 @@ class Context:
         self._started = False
         self._stream: MsgStream | None = None
         self._stream_opened = False
+        self._draining = False  # caller awaited result() without a stream: drop Yields
         self._peer_stopped = False
         self._stop_sent = False
         self._rejected: MsgTypeError | None = None  # the peer refused one of our messages
@@ -156,8 +157,8 @@ class Context:
         kind = type(msg)
         if kind is Yield:
             stream = self._stream
-            if stream is not None and stream._closed:
-                return  # we closed our end: nobody will read it
+            if self._draining or (stream is not None and stream._closed):
+                return  # we closed our end, or only wait for the result: nobody will read it
             self._inbox.append(msg)
             if self._arrived:
                 self._arrived.unpark_all()
@@ -249,7 +250,7 @@ class Context:
             backpressure: when the peer's buffer is full, ``send`` waits (True) or
                 raises :class:`StreamOverrun` (False).
             msg_buffer_size: how many unread messages this side buffers (the window
-                it grants the sender); default 512.
+                it grants the sender); default ``Actor.msg_buffer_size`` (512).
             allow_overruns: never limit the sender; this side's buffer is unbounded,
                 so only use it when you know the peer sends a bounded amount.
             msg_type: decode received messages as this type (default: the
@@ -259,13 +260,15 @@ class Context:
         Raises:
             RuntimeError: the context was not started yet, or a stream is already open.
         """
+        if self.cancel_called:
+            raise self._cancelled_here()
         if self.side == "callee" and not self._started:
             raise RuntimeError(f"open_stream() before started() in {self.fn_name!r}: call `await ctx.started()` first")
         if self._stream_opened:
             if self._stream is None:
                 raise RuntimeError(
                     f"ctx.result() of {self.fn_name!r} was awaited before this side opened its stream, "
-                    "which told the callee nobody reads it: open the stream first, then await the result"
+                    "so its stream messages were dropped: open the stream first, then await the result"
                 )
             raise RuntimeError(f"the stream of {self.fn_name!r} was already opened (one per context)")
         if msg_buffer_size is not None and msg_buffer_size < 1:
@@ -273,7 +276,7 @@ class Context:
         self._stream_opened = True
         stream = MsgStream(
             self,
-            window=msg_buffer_size or DEFAULT_WINDOW,
+            window=msg_buffer_size or self._default_window(),
             backpressure=backpressure,
             allow_overruns=allow_overruns,
             msg_type=msg_type if msg_type is not None else self._payload_type,
@@ -302,9 +305,9 @@ class Context:
 
         Stream messages still unread are discarded (their credit is returned, so a
         sender finishing a finite stream is not stuck): do not await it while another
-        task still reads the stream. If this side never opened its stream, the peer is
-        told so (its ``send`` fails instead of waiting forever) and the stream cannot be
-        opened any more.
+        task still reads the stream. If this side never opened its stream, the far
+        end's stream messages are dropped (its ``send`` never waits for a reader) and
+        the stream cannot be opened any more.
         After our own ``cancel()`` it returns None (or the value, if the far end
         finished first). Safe to call again.
 
@@ -317,8 +320,11 @@ class Context:
         if self.side != "caller":
             raise RuntimeError(f"ctx.result() is for the caller of {self.fn_name!r}; the callee returns it")
         if not self._stream_opened:
-            self._stream_opened = True
-            self._stop_nowait()
+            # nobody will read the far end's stream: let it send without waiting for a
+            # reader (its messages are dropped as they arrive) rather than stopping it,
+            # so a callee that streams then returns gives its result (tractor's rule)
+            self._stream_opened = self._draining = True
+            self._grant_unlimited()
         elif self._stream is not None and self._stream._closed:
             self._stop_nowait()  # owed if our stream block was left by an error
         while self._final is None:
@@ -329,6 +335,38 @@ class Context:
                 raise self._transport_closed("the wait for the result") from self.chan._close_reason
             await self._arrived.park()
         return self._final_value()
+
+    def _grant_unlimited(self) -> None:
+        if not self.chan.closed and self._final is None:
+            try:
+                self.chan.send_nowait(Credit(self.cid, UNLIMITED))
+            except TransportClosed:
+                pass
+
+    def _cancelled_here(self) -> ContextCancelled:
+        """The ContextCancelled for using a context this side already cancelled."""
+        uid = self._my_uid()
+        info = ErrorInfo(
+            "ContextCancelled",
+            ContextCancelled.__module__,
+            f"{self.fn_name!r} was already cancelled by this side ({self.side}, actor {uid})",
+            "",
+            uid,
+            [uid] if uid else [],
+            uid,
+        )
+        return ContextCancelled(info)
+
+    async def _cancel_if_it_streams_unread(self) -> None:
+        """At the end of the caller's block: if this side never opened its stream, wait
+        until the callee either returns or opens its own stream; in the second case
+        cancel it (nobody will ever read what it sends, or send what it waits for)."""
+        if self.side != "caller" or self._stream_opened:
+            return
+        while self._final is None and not self._credit_known and not self.chan.closed:
+            await self._arrived.park()  # Started came; Credit (its open_stream) or the end follows
+        if self._final is None and self._credit_known and not self.chan.closed:
+            await self.cancel()
 
     def _drain_unread(self) -> None:
         dropped = 0
@@ -377,6 +415,13 @@ class Context:
             return None
         err = unbox(self._final.err)
         return None if self._is_own_cancel(err) else err
+
+    def _default_window(self) -> int:
+        """This actor's ``msg_buffer_size`` (tractor's ``Actor.msg_buffer_size``)."""
+        from ._state import current_actor_or_none
+
+        actor = self._actor or current_actor_or_none()
+        return getattr(actor, "msg_buffer_size", DEFAULT_WINDOW) or DEFAULT_WINDOW
 
     def _my_uid(self) -> Any:
         from ._state import current_actor_or_none
@@ -782,6 +827,13 @@ async def open_context_from(portal: Any, fn: Any, kwargs: dict[str, Any]) -> Asy
     try:
         with ctx._body_scope:
             yield ctx, first
+    except ContextCancelled as exc:
+        if not ctx._is_own_cancel(exc):
+            await ctx._cancel_and_wait()
+            _note_far_end_error(ctx, exc)
+            raise
+        # our own ctx.cancel() coming back from open_stream()/receive(): the block
+        # ends as after any cancel of ours (tractor's rule), the result is None
     except BaseException as exc:
         # The body failed or was cancelled: stop the far end, then let the body's error
         # win; a different failure of the far end is not lost, it becomes a note.
@@ -791,6 +843,7 @@ async def open_context_from(portal: Any, fn: Any, kwargs: dict[str, Any]) -> Asy
     finally:
         ctx._body_scope = None
     try:
+        await ctx._cancel_if_it_streams_unread()
         # Also raises the far end's error when it is what interrupted the body.
         await ctx.result()
     finally:

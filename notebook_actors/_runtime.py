@@ -127,7 +127,14 @@ class Actor:
         name, uid: ``uid == (name, uuid_hex)``.
         is_arbiter: this actor hosts the registry.
         loglevel, accept_addr, enable_modules.
+        msg_buffer_size: (class attribute) how many unread stream messages a
+            ``ctx.open_stream()`` buffers when no ``msg_buffer_size=`` is given: past
+            it a sender waits, or gets StreamOverrun with ``backpressure=False``.
+            512 here (tractor's is 64; a bigger window streams ~2.5x faster with
+            credit-based flow control); set it to change every actor's default.
     """
+
+    msg_buffer_size: int = DEFAULT_WINDOW
 
     def __init__(
         self,
@@ -518,7 +525,11 @@ class Actor:
         canceller = ctx._canceller or self._cancelled_by or self.uid
         exc = trio.Cancelled.__new__(trio.Cancelled)  # only for its type name in the box
         info = box_error(exc, self.uid, canceller=canceller)
-        info.message = f"{ctx.fn_name} in actor {self.uid} was cancelled by actor {canceller}"
+        if tuple(canceller) == tuple(self.uid) and ctx._canceller is not None:
+            when = "" if ctx._started else " before calling ctx.started()"
+            info.message = f"{ctx.fn_name} in actor {self.uid} cancelled itself (ctx.cancel()){when}"
+        else:
+            info.message = f"{ctx.fn_name} in actor {self.uid} was cancelled by actor {canceller}"
         info.tb_str = "".join(traceback.format_stack(limit=4))
         self._send_error(ctx.chan, ctx.cid, info)
 
@@ -694,8 +705,12 @@ class Actor:
         self._registry.pop(tuple(uid), None)  # type: ignore[arg-type]
         self._registry_changed.unpark_all()
 
-    def get_registry(self) -> dict[str, str]:
-        """``{'name.uuid': addr}`` for every registered actor (tractor's shape)."""
+    async def get_registry(self) -> dict[str, str]:
+        """``{'name.uuid': addr}`` for every registered actor (tractor's shape).
+
+        A coroutine, as tractor's: ``await actor.get_registry()``, or remotely
+        ``await portal.run_from_ns('self', 'get_registry')``.
+        """
         return {f"{n}.{u}": a for (n, u), a in self._registry.items()}
 
     def find_actors(self, name: str) -> list[list[Any]]:

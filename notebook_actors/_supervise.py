@@ -23,6 +23,7 @@ from ._exceptions import ActorCrashed, ContextCancelled, TransportClosed, group_
 from ._launch import launcher_for
 from ._portal import Portal, func_ref
 from ._runtime import box_error, open_root_actor
+from .log import level_number
 from .msg import Start
 
 log = logging.getLogger("notebook_actors.supervise")
@@ -94,7 +95,9 @@ class ActorNursery:
         #: seconds a child gets to exit after a cancel request, then SIGTERM; as long
         #: again after SIGTERM, then SIGKILL
         self.cancel_grace = CANCEL_GRACE
+        #: the children not yet reaped when the block ended (emptied then, as tractor's)
         self._children: dict[tuple[str, str], _Child] = {}
+        self._exitcodes: dict[tuple[str, str], int | None] = {}
         self._body_scope = trio.CancelScope()
         self.cancelled = False
 
@@ -105,6 +108,12 @@ class ActorNursery:
     def children(self) -> dict[tuple[str, str], Portal]:
         """``{uid: portal}`` of the children that have not exited yet."""
         return {uid: c.portal for uid, c in self._children.items() if c.state != "exited"}
+
+    @property
+    def exitcodes(self) -> dict[tuple[str, str], int | None]:
+        """``{uid: exit code}`` of every child this nursery started that has exited
+        (negative: killed by that signal); kept after the block ends."""
+        return dict(self._exitcodes)
 
     async def start_actor(
         self,
@@ -185,6 +194,10 @@ class ActorNursery:
         actor = self._actor
         if actor.cancel_called or self.cancelled:
             raise trio.ClosedResourceError(f"actor nursery of {actor.uid} is cancelled: cannot spawn {name!r}")
+        if launcher is None:  # same host, same sys.path: a module that cannot load fails here, now
+            check_importable(modules)
+        if loglevel is not None:
+            level_number(loglevel)  # an unknown level is the caller's error, not a child crash
         import uuid
 
         from . import _transport
@@ -323,6 +336,7 @@ class ActorNursery:
             if died and (not child.asked_to_stop or _killed_by_someone_else(child)):
                 self._child_failed(child, _crashed(child, actor))
             child.state = "exited"
+            self._exitcodes[child.uid] = child.exitcode
             child.exited.set()
             tree = sys.modules.get("notebook_actors._tree")
             if tree is not None:  # a watcher shows how it ended, even if it lived briefly
@@ -357,6 +371,50 @@ class ActorNursery:
         with trio.CancelScope(shield=True):
             for child in list(self._children.values()):
                 await child.exited.wait()
+
+
+def _ignore_root_kwargs(actor: Any, root_kwargs: dict[str, Any]) -> None:
+    """Root options given to a nested ``open_nursery`` are ignored, as tractor does
+    (its scripts pass ``arbiter_addr=``/``registry_addrs=`` everywhere); a name that is
+    no root option at all is still a TypeError."""
+    import inspect
+
+    known = inspect.signature(open_root_actor).parameters
+    unknown = [k for k in root_kwargs if k not in known]
+    if unknown:
+        raise TypeError(
+            f"open_nursery() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+            f"it takes start_method, cancel_grace and the options of open_root_actor"
+        )
+    log.info(
+        "open_nursery(%s=...) ignored: actor %s already runs its root options",
+        "=..., ".join(root_kwargs),
+        actor.uid,
+    )
+
+
+def check_importable(modules: list[str]) -> None:
+    """Fail now, in the parent, if a module of ``enable_modules`` cannot be imported:
+    raise the error its import would raise (``ModuleNotFoundError``, ``SyntaxError``).
+
+    Only finds and compiles the module, never runs it; modules already imported here,
+    and the script itself, are trusted.
+    """
+    import importlib.util
+
+    for name in modules:
+        if name in sys.modules or name in ("__main__", "__mp_main__"):
+            continue
+        spec = importlib.util.find_spec(name)  # raises ModuleNotFoundError for a missing parent package
+        if spec is None:
+            raise ModuleNotFoundError(
+                f"No module named {name!r} (from enable_modules): the actor could not import it; "
+                "check the name and that it is on sys.path",
+                name=name,
+            )
+        get_code = getattr(spec.loader, "get_code", None)
+        if get_code is not None:
+            get_code(name)  # compiles: a SyntaxError surfaces here, nothing is executed
 
 
 def _main_module_name(main_mod: Any) -> str | None:
@@ -415,6 +473,7 @@ async def _open_actor_nursery(
         except BaseException as exc:
             body_exc = exc
             an._cancel_all_soon()
+    an._children.clear()  # every child is reaped by now (tractor programs check it)
     if body_exc is not None:
         if errors and not isinstance(body_exc, trio.Cancelled):
             explained = any(e is body_exc for e in errors) or _caused_by_crash(body_exc, errors)
@@ -476,10 +535,7 @@ async def _open_nursery(
                 yield an
         return
     if root_kwargs:
-        raise TypeError(
-            f"open_nursery({', '.join(root_kwargs)}=...) only applies when it starts the root actor; "
-            "this process already runs one"
-        )
+        _ignore_root_kwargs(actor, root_kwargs)
     async with _open_actor_nursery(actor, start_method, cancel_grace) as an:
         yield an
 

@@ -45,7 +45,7 @@ def _pids_of(nursery: na.ActorNursery) -> dict[str, int]:
 
 
 def _exitcodes(nursery: na.ActorNursery) -> dict[str, int | None]:
-    return {uid[0]: child.exitcode for uid, child in nursery._children.items()}
+    return {uid[0]: code for uid, code in nursery.exitcodes.items()}
 
 
 def test_nursery_cancel_stops_every_daemon(reg):

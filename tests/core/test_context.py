@@ -334,16 +334,17 @@ async def streams_to_nobody(ctx) -> int:
     return stream.sent
 
 
-def test_result_without_opening_the_stream_tells_the_callee(reg):
-    """Test that awaiting ctx.result() without ever opening our stream makes the callee's
-    send end its stream block cleanly (nobody would read), instead of both waiting
-    forever, and that opening the stream afterwards is refused with a clear error."""
+def test_result_without_opening_the_stream_drops_the_callees_messages(reg):
+    """Test that awaiting ctx.result() without ever opening our stream lets the callee
+    stream to nobody without waiting for a reader (its messages are dropped) and gives
+    its result (tractor's rule), and that opening the stream afterwards is refused with
+    a clear error."""
 
     async def main() -> None:
         async with na.open_nursery(**reg) as n:
             portal = await n.start_actor("nobody", enable_modules=[__name__])
             async with portal.open_context(streams_to_nobody) as (ctx, _):
-                assert await ctx.result() == 0
+                assert await ctx.result() == 1000
                 with pytest.raises(RuntimeError, match="open the stream first"):
                     ctx.open_stream()
             await portal.cancel_actor()

@@ -165,7 +165,7 @@ class TestDeregister:
                     await wait_registered(actor, p.channel.uid)
                     await p.cancel_actor()
                 assert await na.query_actor("brief") is None
-                assert actor.get_registry() == {f"root.{actor.uid[1]}": actor.accept_addr}
+                assert await actor.get_registry() == {f"root.{actor.uid[1]}": actor.accept_addr}
 
     @trio_test
     async def test_crashed_child_removed_by_parent(self, reg):
@@ -209,7 +209,7 @@ async def registry_when_idle():
     # the registry's table once every task there (channel readers that may have an
     # EOF to process) has run and blocked: no race with a peer's death
     await trio.testing.wait_all_tasks_blocked()
-    return na.current_actor().get_registry()
+    return await na.current_actor().get_registry()
 
 def double(x):
     return 2 * x

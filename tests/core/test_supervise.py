@@ -39,7 +39,7 @@ def test_block_end_waits_for_run_in_actor_results(reg, tmp_path):
             portals = [await n.run_in_actor(slow_square, name=f"sq{x}", x=x, release=str(release)) for x in range(3)]
             release.touch()  # they finish only after the body ended
         assert [await p.result() for p in portals] == [0, 1, 4]
-        assert all(c.exitcode == 0 for c in n._children.values())
+        assert list(n.exitcodes.values()) == [0, 0, 0]
 
     trio.run(main)
 
@@ -84,14 +84,17 @@ def test_spawning_in_a_cancelled_nursery_is_refused(reg):
     trio.run(main)
 
 
-def test_root_kwargs_inside_a_runtime_are_refused(reg):
-    """Test that open_nursery(root kwargs) inside a running actor raises TypeError
-    saying those only apply to the root."""
+def test_root_kwargs_inside_a_runtime_are_ignored(reg):
+    """Test that open_nursery(root kwargs) inside a running actor ignores them (as
+    tractor does; its scripts pass arbiter_addr= everywhere) and that a name that is no
+    option at all is a TypeError naming it."""
 
     async def main() -> None:
-        async with na.open_root_actor(**reg):
-            with pytest.raises(TypeError, match="only applies when it starts the root"):
-                async with na.open_nursery(loglevel="info"):
+        async with na.open_root_actor(**reg) as actor:
+            async with na.open_nursery(loglevel="info", arbiter_addr=("127.0.0.1", 1)):
+                assert actor.loglevel is None
+            with pytest.raises(TypeError, match="no_such_option"):
+                async with na.open_nursery(no_such_option=1):
                     pass
 
     trio.run(main)

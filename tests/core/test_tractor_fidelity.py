@@ -159,6 +159,8 @@ class TestLogLevels:
                 portal = await n.start_actor("logger", enable_modules=[__name__], loglevel="cancel")
                 assert await portal.run(enabled_levels) == ["cancel", "info"]
                 await portal.cancel_actor()
+                with pytest.raises(ValueError, match="runtime"):
+                    await n.start_actor("bad_level", loglevel="chatty")  # refused before spawning
 
         run(main)
 
@@ -445,3 +447,287 @@ class TestAsyncio:
                 assert n.cancelled and cancelled == [tractor.current_actor().uid]
 
         run(main)
+
+
+# -- RPC errors and enable_modules ----------------------------------------------------------
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def test_rpc_errors_are_boxed(reg):
+    """Test that a function of a module the actor did not enable raises RemoteActorError
+    whose .type is ModuleNotExposed, and an unknown name in an enabled module one whose
+    .type is AttributeError."""
+
+    async def main():
+        async with tractor.open_nursery(**reg) as n:
+            portal = await n.start_actor("rpc", enable_modules=[__name__])
+            with pytest.raises(tractor.RemoteActorError) as info:
+                await portal.run("os.path", "join")
+            assert info.value.type is tractor.ModuleNotExposed
+            with pytest.raises(tractor.RemoteActorError) as info:
+                await portal.run(__name__, "no_such_function")
+            assert info.value.type is AttributeError
+            assert await portal.run(__name__, "add", a=1, b=2) == 3  # the actor survives both
+            await portal.cancel_actor()
+
+    run(main)
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [("import no_such_module_for_fidelity\n", None), ("def broken(:\n", SyntaxError)],
+    ids=["missing", "syntax"],
+)
+def test_enable_modules_that_cannot_import_fail_in_the_parent(reg, tmp_path, monkeypatch, source, error):
+    """Test that start_actor/run_in_actor with an enable_modules entry that cannot be
+    imported (missing, or a syntax error) raise the import's own error type in the
+    parent right away, and spawn nothing."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "fidelity_bad_mod.py").write_text(source)
+    missing = "fidelity_module_that_does_not_exist"
+
+    async def main():
+        async with tractor.open_nursery(**reg) as n:
+            if error is None:
+                with pytest.raises(ModuleNotFoundError):
+                    await n.start_actor("bad", enable_modules=[missing])
+                with pytest.raises(ModuleNotFoundError):
+                    await n.run_in_actor(add, a=1, b=2, enable_modules=["no_such_pkg_fidelity.sub"])
+            else:
+                with pytest.raises(error):
+                    await n.start_actor("bad", enable_modules=["fidelity_bad_mod"])
+            assert not n.children
+        assert n.exitcodes == {}
+
+    run(main)
+
+
+def test_children_is_empty_after_the_block(reg):
+    """Test that an actor nursery's _children is empty after its block, whether the
+    block ended normally or by a child's error (tractor programs check it)."""
+
+    async def main():
+        async with tractor.open_nursery(**reg) as n:
+            await n.run_in_actor(add, a=1, b=2)
+            assert n._children
+        assert not n._children and list(n.exitcodes.values()) == [0]
+        with pytest.raises(tractor.RemoteActorError):
+            async with tractor.open_nursery(**reg) as n:
+                await n.run_in_actor(run_task_fails, kind="assert", infect_asyncio=True)
+        assert not n._children
+
+    run(main)
+
+
+def test_nested_open_nursery_accepts_root_options(reg):
+    """Test that open_nursery(arbiter_addr=..., registry_addrs=...) inside a running
+    root is accepted and ignored (as tractor does); a misspelled option is still a
+    TypeError."""
+
+    async def main():
+        async with tractor.open_nursery(**reg) as outer:
+            async with tractor.open_nursery(arbiter_addr=("127.0.0.1", 1616)) as n:
+                assert await (await n.run_in_actor(add, a=2, b=3)).result() == 5
+            async with tractor.open_nursery(registry_addrs=[("127.0.0.1", 1616)], loglevel="cancel"):
+                pass
+            with pytest.raises(TypeError, match="arbitter_addr"):
+                async with tractor.open_nursery(arbitter_addr=("127.0.0.1", 1616)):
+                    pass
+            assert not outer._children
+
+    run(main)
+
+
+# -- contexts ----------------------------------------------------------------------------
+
+_state: list = []
+
+
+@tractor.context
+async def streams_then_returns(ctx, count: int) -> str:
+    await ctx.started("ready")
+    async with ctx.open_stream() as stream:
+        for i in range(count):
+            await stream.send(i)
+    return "done"
+
+
+@tractor.context
+async def opens_stream_and_returns(ctx) -> int:
+    await ctx.started()
+    async with ctx.open_stream():
+        pass
+    return 42
+
+
+@tractor.context
+async def echo_until_cancelled(ctx) -> None:
+    await ctx.started()
+    testing.record("callee", "streaming")
+    try:
+        async with ctx.open_stream() as stream:
+            async for msg in stream:
+                await stream.send(msg)
+    except trio.Cancelled:
+        testing.record("callee", f"cancelled by {ctx.canceller[0]}")
+        raise
+    testing.record("callee", "returned")
+
+
+@tractor.context
+async def cancels_itself_first(ctx) -> None:
+    await ctx.cancel()
+    await trio.sleep_forever()
+
+
+class TestContexts:
+    def test_result_with_the_callees_stream_unopened(self, reg):
+        """Test that ctx.result() works when the callee streamed into a stream we never
+        opened (its messages are dropped, far more than one buffer's worth)."""
+
+        async def main():
+            async with tractor.open_nursery(**reg) as n:
+                portal = await n.start_actor("ctx", enable_modules=[__name__])
+                async with portal.open_context(streams_then_returns, count=3000) as (ctx, first):
+                    assert first == "ready"
+                    assert await ctx.result() == "done"
+                await portal.cancel_actor()
+
+        run(main)
+
+    def test_callee_opens_its_stream_then_returns(self, reg):
+        """Test that a callee that opens its stream and returns at once gives the caller
+        a stream that ends at once, then its result."""
+
+        async def main():
+            async with tractor.open_nursery(**reg) as n:
+                portal = await n.start_actor("ctx", enable_modules=[__name__])
+                async with portal.open_context(opens_stream_and_returns) as (ctx, _):
+                    async with ctx.open_stream() as stream:
+                        assert [m async for m in stream] == []
+                    assert await ctx.result() == 42
+                await portal.cancel_actor()
+
+        run(main)
+
+    def test_leaving_the_block_cancels_a_callee_streaming_unheard(self, reg):
+        """Test that leaving open_context after the callee opened its stream (ours never
+        opened) cancels the callee, which sees the cancellation naming us."""
+
+        async def main():
+            async with tractor.open_nursery(**reg) as n:
+                portal = await n.start_actor("ctx", enable_modules=[__name__, testing.RECORDER])
+                async with portal.open_context(echo_until_cancelled) as (ctx, _):
+                    assert await portal.run(testing.wait_recorded, key="callee") == "streaming"
+                assert await ctx.result() is None
+                assert await portal.run(testing.recorded, key="callee") == "cancelled by root"
+                assert portal.channel.connected()
+                await portal.cancel_actor()
+
+        run(main)
+
+    def test_open_stream_after_our_cancel_raises_context_cancelled(self, reg):
+        """Test tractor's sequence: ctx.cancel(), then ctx.open_stream() raises
+        ContextCancelled, which ends the block quietly (our own cancel); opening again
+        after the block raises it again; the callee saw trio.Cancelled."""
+
+        async def main():
+            async with tractor.open_nursery(**reg) as n:
+                portal = await n.start_actor("ctx", enable_modules=[__name__, testing.RECORDER])
+                async with portal.open_context(echo_until_cancelled) as (ctx, _):
+                    await portal.run(testing.wait_recorded, key="callee")
+                    await ctx.cancel()
+                    with pytest.raises(tractor.ContextCancelled) as info:
+                        async with ctx.open_stream():
+                            pass
+                    assert info.value.canceller == tractor.current_actor().uid
+                    raise info.value
+                with pytest.raises(tractor.ContextCancelled):
+                    async with ctx.open_stream():
+                        pass
+                assert await portal.run(testing.recorded, key="callee") == "cancelled by root"
+                await portal.cancel_actor()
+
+        run(main)
+
+    def test_result_blocks_while_the_callee_waits_on_its_stream(self, reg):
+        """Test that ctx.result() does not end a callee that waits to receive on its
+        stream (it stays blocked until we cancel it)."""
+
+        async def main():
+            async with tractor.open_nursery(**reg) as n:
+                portal = await n.start_actor("ctx", enable_modules=[__name__, testing.RECORDER])
+                async with portal.open_context(echo_until_cancelled) as (ctx, _):
+                    await portal.run(testing.wait_recorded, key="callee")
+                    with trio.move_on_after(0.5) as waited:  # it must still be blocked then
+                        await ctx.result()
+                    assert waited.cancelled_caught
+                    assert await portal.run(testing.recorded, key="callee") == "streaming"
+                    await ctx.cancel()
+                await portal.cancel_actor()
+
+        run(main)
+
+    def test_callee_that_cancels_itself_says_so(self, reg):
+        """Test that a callee cancelling itself before started() reports a
+        ContextCancelled whose text says it cancelled itself."""
+
+        async def main():
+            async with tractor.open_nursery(**reg) as n:
+                portal = await n.start_actor("ctx", enable_modules=[__name__])
+                with pytest.raises(tractor.ContextCancelled) as info:
+                    async with portal.open_context(cancels_itself_first):
+                        pass
+                assert "cancelled itself" in str(info.value)
+                assert info.value.canceller == portal.channel.uid
+                await portal.cancel_actor()
+
+        run(main)
+
+    def test_msg_buffer_size_follows_the_actor_class_attribute(self, reg):
+        """Test that Actor.msg_buffer_size is a class attribute setting the default
+        receive window: a sender without backpressure to a reader that does not read
+        overruns past it, not before; msg_buffer_size= overrides it."""
+
+        async def flood(portal, count, key, **open_kw):
+            async with portal.open_context(floods_without_backpressure, count=count, key=key) as (ctx, _):
+                async with ctx.open_stream(**open_kw) as stream:
+                    await stream.send("go")
+                    outcome = await portal.run(testing.wait_recorded, key=key)  # we read nothing meanwhile
+            return outcome
+
+        async def main():
+            size = tractor.Actor.msg_buffer_size
+            assert isinstance(size, int) and size > 0
+            async with tractor.open_nursery(**reg) as n:
+                portal = await n.start_actor("ctx", enable_modules=[__name__, testing.RECORDER])
+                assert await flood(portal, size, "a") == "no overrun"
+                assert await flood(portal, size + 1, "b") == "overrun"
+                tractor.Actor.msg_buffer_size = 8  # this (the reading) actor's default window
+                try:
+                    assert await flood(portal, 9, "c") == "overrun"
+                    assert await flood(portal, 9, "d", msg_buffer_size=9) == "no overrun"
+                finally:
+                    tractor.Actor.msg_buffer_size = size
+                await portal.cancel_actor()
+
+        run(main)
+
+
+@tractor.context
+async def floods_without_backpressure(ctx, count: int, key: str) -> None:
+    await ctx.started()
+    async with ctx.open_stream(backpressure=False) as stream:
+        await stream.receive()  # the caller's stream is open: its window is granted
+        try:
+            for i in range(count):
+                await stream.send(i)
+        except tractor.StreamOverrun:
+            testing.record(key, "overrun")
+        else:
+            testing.record(key, "no overrun")
+        async for _ in stream:  # until the caller closes its stream
+            pass
