@@ -1,7 +1,7 @@
 """Command line: ``python -m notebook_actors ps [--watch]`` and ``stack NAME`` (also
 ``notebook-actors ps``).
 
-``ps`` connects to a running program's registry (default ``127.0.0.1:1616``, or
+``ps`` connects to a running program's registry (default: this user's registry socket, or
 ``$NOTEBOOK_ACTORS_REGISTRY``) with this user's tree secret, asks every registered
 actor to describe itself, and prints the actors as a tree, like ``pstree``. ``stack
 NAME`` asks the root of NAME's tree for NAME's task and thread stacks.
@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 from . import _transport
-from ._runtime import DEFAULT_REGISTRY_ADDR
+from ._transport._rundir import default_registry_addr
 
 #: Seconds one actor gets to answer before ps leaves it out.
 ASK_TIMEOUT = 2.0
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         "--registry",
         default=None,
         help="registry address: host:port, a socket path, or uds:/tcp: form "
-        "(default $NOTEBOOK_ACTORS_REGISTRY or 127.0.0.1:1616)",
+        "(default $NOTEBOOK_ACTORS_REGISTRY, else your own programs' registry on this host)",
     )
     p.add_argument("--watch", "-w", action="store_true", help="redraw until Ctrl-C")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between redraws (--watch)")
@@ -146,9 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import os
 
-    registry = _transport.normalize_addr(
-        args.registry or os.environ.get("NOTEBOOK_ACTORS_REGISTRY") or DEFAULT_REGISTRY_ADDR
-    )
+    given = args.registry or os.environ.get("NOTEBOOK_ACTORS_REGISTRY")
+    registry = _transport.normalize_addr(given) if given else default_registry_addr()
     try:
         if args.command == "stack":
             trio.run(stack, registry, args.name)

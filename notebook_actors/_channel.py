@@ -7,11 +7,13 @@ accepting side odd ones) so both sides can start calls without colliding.
 
 Every connection starts with a handshake before anything else is read: the acceptor
 sends a nonce, the dialer answers with an HMAC (under the tree's secret) over both
-nonces and its identity, and the acceptor answers with its own HMAC. A peer that
-fails, stalls (HANDSHAKE_TIMEOUT) or sends anything else is dropped, having been
-able to make us buffer at most HANDSHAKE_MAX_FRAME bytes. What the handshake does
-not give: secrecy (bytes travel in the clear; use TCP across hosts only on trusted
-networks or through a tunnel) or integrity after it (see docs/security.md).
+nonces, its identity and the address it meant to reach, and the acceptor checks that
+address is its own before answering with an HMAC over the whole transcript and its
+identity (so a proof cannot be relayed to another listener: docs/security.md). A peer
+that fails, stalls (HANDSHAKE_TIMEOUT) or sends anything else is dropped, having been
+able to make us buffer at most HANDSHAKE_MAX_FRAME bytes. TCP connections are
+encrypted by their transport (TLS under a key derived from the secret); Unix sockets
+rely on their private directory.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import os
 import secrets as _secrets
 import socket
+import ssl
 import struct
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -53,10 +56,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("notebook_actors.channel")
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 NONCE_SIZE = 32
 #: Seconds a connecting peer gets to complete the handshake before it is dropped.
-HANDSHAKE_TIMEOUT = float(os.environ.get("NOTEBOOK_ACTORS_HANDSHAKE_TIMEOUT", 5.0))
+HANDSHAKE_TIMEOUT = float(os.environ.get("NOTEBOOK_ACTORS_HANDSHAKE_TIMEOUT", 3.0))
 HANDSHAKE_MAX_FRAME = 4096
 RECV_SIZE = 256 * 1024
 #: Output bytes buffered before ``send`` waits for the writer (socket backpressure).
@@ -181,24 +184,64 @@ def _mac(secret: bytes, role: bytes, *parts: bytes) -> bytes:
     """HMAC over a role label and length-prefixed parts.
 
     The role (``dial``/``accept``) stops a peer from reflecting one side's answer as
-    the other's; the parts bind both nonces and the sender's identity, so a proof is
-    good for one connection and one identity only.
+    the other's; the parts are the transcript (see :func:`dial_mac`, :func:`accept_mac`).
     """
-    h = hmac.new(secret, b"notebook_actors/2 " + role, hashlib.sha256)
+    h = hmac.new(secret, f"notebook_actors/{PROTOCOL_VERSION} ".encode() + role, hashlib.sha256)
     for part in parts:
         h.update(len(part).to_bytes(4, "big"))
         h.update(part)
     return h.digest()
 
 
+def dial_mac(secret: bytes, nonce_a: bytes, nonce_d: bytes, ident_d: Ident, target: str) -> bytes:
+    """The dialer's proof: both nonces, its identity and the address it meant to reach."""
+    return _mac(secret, b"dial", nonce_a, nonce_d, _ident_bytes(ident_d), target.encode())
+
+
+def accept_mac(
+    secret: bytes, nonce_a: bytes, nonce_d: bytes, ident_d: Ident, target: str, ident_a: Ident, own: str
+) -> bytes:
+    """The acceptor's proof: the whole transcript, its identity and its own address."""
+    parts = (nonce_a, nonce_d, _ident_bytes(ident_d), target.encode(), _ident_bytes(ident_a), own.encode())
+    return _mac(secret, b"accept", *parts)
+
+
 def _ident_bytes(ident: Ident) -> bytes:
     return encoder.encode(ident)
+
+
+def _socket_of(stream: trio.abc.Stream) -> Any:
+    """The socket under ``stream`` (through a TLS layer), or None (in-memory)."""
+    while not hasattr(stream, "socket") and hasattr(stream, "transport_stream"):
+        stream = stream.transport_stream
+    return getattr(stream, "socket", None)
+
+
+def stream_addr(stream: trio.abc.Stream, *, local: bool) -> str:
+    """The address at one end of a connected stream, in address form (``uds:``/``tcp:``).
+
+    The dialer binds the address it reached (the peer's end), the acceptor the address
+    it was reached at (its own end): for an honest connection both are the same, for a
+    relayed one they differ. In-memory streams have no address (``""``).
+    """
+    sock = _socket_of(stream)
+    if sock is None:
+        return ""
+    try:
+        name = sock.getsockname() if local else sock.getpeername()
+    except OSError:
+        return ""
+    if sock.family == socket.AF_UNIX:
+        path = name.decode(errors="replace") if isinstance(name, bytes) else name
+        return f"uds:{path}"
+    host, port = name[:2]
+    return f"tcp:[{host}]:{port}" if ":" in host else f"tcp:{host}:{port}"
 
 
 def describe_peer(stream: trio.abc.Stream) -> str:
     """Who is on the other end of an accepted stream, for log lines: the process and
     user of a Unix socket peer (SO_PEERCRED), or the address of a TCP one."""
-    sock = getattr(stream, "socket", None)
+    sock = _socket_of(stream)
     if sock is None:
         return "an in-process stream"
     try:
@@ -232,20 +275,30 @@ async def _recv_frame(stream: trio.abc.Stream, rest: bytes, peer: str) -> tuple[
         buf += data
 
 
-async def handshake_as_dialer(stream: trio.abc.Stream, secret: bytes, me: Ident, peer: str) -> tuple[Ident, bytes]:
+class RelayRefused(HandshakeError):
+    """A proof made for another address arrived here: someone relayed a connection."""
+
+
+async def handshake_as_dialer(
+    stream: trio.abc.Stream, secret: bytes, me: Ident, peer: str, *, target: str | None = None
+) -> tuple[Ident, bytes]:
     """Prove our knowledge of ``secret`` to the acceptor, and check its proof.
+
+    Args:
+        target: the address we meant to reach; default: the stream's far end.
 
     Raises:
         HandshakeError: the peer is not an actor of this tree, speaks another
-            protocol, or stalled for HANDSHAKE_TIMEOUT seconds.
+            protocol, is not at ``target``, or stalled for HANDSHAKE_TIMEOUT seconds.
     """
+    target = stream_addr(stream, local=False) if target is None else target
     with _handshake_deadline(peer):
         hello, rest = await _recv_frame(stream, b"", peer)
         if not isinstance(hello, Hello) or hello.version != PROTOCOL_VERSION:
             raise HandshakeError(f"{peer} does not speak notebook_actors protocol {PROTOCOL_VERSION}")
         my_nonce = os.urandom(NONCE_SIZE)
-        mac = _mac(secret, b"dial", hello.nonce, my_nonce, _ident_bytes(me))
-        await stream.send_all(encode_frame(Proof(mac, my_nonce, me)))
+        mac = dial_mac(secret, hello.nonce, my_nonce, me, target)
+        await stream.send_all(encode_frame(Proof(mac, my_nonce, me, target)))
         try:
             welcome, rest = await _recv_frame(stream, rest, peer)
         except PeerLeft:  # hanging up on our proof is how an acceptor refuses it
@@ -253,20 +306,35 @@ async def handshake_as_dialer(stream: trio.abc.Stream, secret: bytes, me: Ident,
                 f"{peer} refused our handshake: is it an actor of this tree (the same secret)?"
             ) from None
         if not isinstance(welcome, Welcome) or not hmac.compare_digest(
-            welcome.mac, _mac(secret, b"accept", hello.nonce, my_nonce, _ident_bytes(welcome.ident))
+            welcome.mac, accept_mac(secret, hello.nonce, my_nonce, me, target, welcome.ident, target)
         ):
             raise HandshakeError(f"{peer} failed to prove it knows the tree's secret")
         return welcome.ident, rest
 
 
-async def handshake_as_acceptor(stream: trio.abc.Stream, secret: bytes, me: Ident, peer: str) -> tuple[Ident, bytes]:
+async def handshake_as_acceptor(
+    stream: trio.abc.Stream,
+    secret: bytes,
+    me: Ident,
+    peer: str,
+    *,
+    own: str | None = None,
+    also_known_as: tuple[str, ...] = (),
+) -> tuple[Ident, bytes]:
     """Challenge a connecting peer; nothing it sends is used before it proves itself.
+
+    Args:
+        own: the address this connection reached us at; default: the stream's near end.
+        also_known_as: more addresses a dialer may honestly have meant (a forwarded
+            port); a proof made for any other address is refused as a relay.
 
     Raises:
         HandshakeError: the peer sent anything but a valid proof, or stalled for
             HANDSHAKE_TIMEOUT seconds (the message names the peer's process and user
             for a Unix socket, its address for TCP).
+        RelayRefused: the proof was made for another address (a relay).
     """
+    own = stream_addr(stream, local=True) if own is None else own
     peer = f"{peer} from {describe_peer(stream)}"
     with _handshake_deadline(peer):
         nonce = os.urandom(NONCE_SIZE)
@@ -275,23 +343,33 @@ async def handshake_as_acceptor(stream: trio.abc.Stream, secret: bytes, me: Iden
         if (
             not isinstance(proof, Proof)
             or len(proof.nonce) < NONCE_SIZE
-            or not hmac.compare_digest(proof.mac, _mac(secret, b"dial", nonce, proof.nonce, _ident_bytes(proof.ident)))
+            or not hmac.compare_digest(proof.mac, dial_mac(secret, nonce, proof.nonce, proof.ident, proof.target))
         ):
             raise HandshakeError(f"{peer} failed the handshake (wrong secret, or not an actor)")
-        mac = _mac(secret, b"accept", nonce, proof.nonce, _ident_bytes(me))
+        if proof.target != own and proof.target not in also_known_as:
+            raise RelayRefused(
+                f"{peer} presented a proof made for {proof.target or 'no address'}, not for {own}: "
+                "someone relayed a connection meant for another address (refused; nothing ran)"
+            )
+        mac = accept_mac(secret, nonce, proof.nonce, proof.ident, proof.target, me, proof.target)
         await stream.send_all(encode_frame(Welcome(mac, me)))
         return proof.ident, rest
 
 
 @contextmanager
 def _handshake_deadline(peer: str) -> Iterator[None]:
-    """HANDSHAKE_TIMEOUT for the whole handshake; a stall is a HandshakeError that
-    names the peer (an OSError, like every other way a connection fails)."""
+    """HANDSHAKE_TIMEOUT for the whole handshake; a stall or a failed TLS handshake is
+    a HandshakeError that names the peer (an OSError, like every other way a
+    connection fails)."""
     try:
         with trio.fail_after(HANDSHAKE_TIMEOUT):
             yield
     except trio.TooSlowError:
         raise HandshakeError(f"{peer} did not complete the handshake within {HANDSHAKE_TIMEOUT:g} s") from None
+    except trio.BrokenResourceError as exc:
+        if isinstance(exc.__cause__, ssl.SSLError):
+            raise HandshakeError(f"{peer} failed the TLS handshake (wrong secret, or not an actor)") from None
+        raise
 
 
 # --- the channel ---------------------------------------------------------------------
@@ -732,11 +810,14 @@ async def connect(addr: str, secret: bytes, me: Ident) -> Channel:
         OSError: nothing listens at ``addr``.
         HandshakeError: the peer is not an actor of this tree.
     """
-    stream = await _transport.connect(addr)
+    stream = await _transport.connect(addr, secret=secret)
     try:
-        ident, rest = await handshake_as_dialer(stream, secret, me, addr)
+        # the address we meant: a routed dial (a forwarded socket) still means the
+        # peer's own address; a direct one, the far end we reached (a resolved host)
+        target = addr if _transport.is_routed(addr) else None
+        ident, rest = await handshake_as_dialer(stream, secret, me, addr, target=target)
     except BaseException as exc:
-        with trio.CancelScope(shield=True):
+        with trio.CancelScope(shield=True), trio.move_on_after(0.5):
             await stream.aclose()
         if isinstance(exc, trio.BrokenResourceError):  # the peer died mid-handshake
             raise HandshakeError(f"{addr} broke the connection during the handshake: {exc}") from exc

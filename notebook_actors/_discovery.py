@@ -1,7 +1,7 @@
 """Finding actors by name through the registry.
 
-The registry is an actor (by default the root of the first program on this host, at
-``127.0.0.1:1616``) that maps actor uids to addresses. Actors register on start and
+The registry is an actor (by default the root of this user's first program on this host, at
+a private Unix socket of this user) that maps actor uids to addresses. Actors register on start and
 deregister on exit; when an actor dies without deregistering (a crash, SIGKILL), its
 entry goes when its last channel to the registry closes, and a parent that hosts the
 registry removes a crashed child's entry as it reaps it.
@@ -51,7 +51,7 @@ async def get_registry(
 
     Args:
         host, port / addr: where the registry listens; default: this actor's registry
-            (``registry_addrs`` of ``open_root_actor``, else ``127.0.0.1:1616``).
+            (``registry_addrs`` of ``open_root_actor``, else this user's private registry socket).
 
     Raises:
         OSError: nothing listens at the registry address.

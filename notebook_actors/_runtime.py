@@ -33,14 +33,12 @@ from ._exceptions import (
     RemoteActorError,
     TransportClosed,
 )
+from ._transport._admission import DropLog, HandshakeGate, peer_source
+from ._transport._rundir import default_registry_addr
 from .msg import Cancel, Error, ErrorInfo, Ident, Return, Start
 
 log = logging.getLogger("notebook_actors.runtime")
 
-DEFAULT_REGISTRY_ADDR = ("127.0.0.1", 1616)
-#: Connections allowed to be mid-handshake at once; more are closed on arrival, so a
-#: flood of unauthenticated peers costs at most this many descriptors and tasks.
-MAX_PENDING_HANDSHAKES = 128
 #: ``_call_inline`` answered the call itself.
 _DONE = object()
 #: Code flags of ``async def`` functions and (async) generators: never run inline.
@@ -188,7 +186,8 @@ class Actor:
         self._lifetime_scope: trio.CancelScope | None = None
         self.children: dict[tuple[str, str], Any] = {}  # uid -> child record (supervisors)
         self._accepting = True
-        self._handshaking = 0
+        self._drops: DropLog | None = None
+        self._gates: list[HandshakeGate] = []
 
     def __repr__(self) -> str:
         return f"<Actor {self.uid} pid={self.pid}>"
@@ -229,6 +228,8 @@ class Actor:
         finally:
             undo_debug()
             self._accepting = False
+            if self._drops is not None:
+                self._drops.flush()
             for listener in self._listeners:
                 with trio.CancelScope(shield=True):
                     await listener.aclose()
@@ -267,22 +268,34 @@ class Actor:
             if self.parent_addr is None:
                 sweep_stale(runtime_dir())
             self.bind_addr = "uds:" + socket_path(self.name, self.uid[1])
-        listeners, self.accept_addr = await _transport.listen(self.bind_addr)
+        listeners, self.accept_addr = await _transport.listen(self.bind_addr, secret=self.secret)
         self._serve_listeners(listeners)
         if self.parent_addr is None:
             await self._maybe_become_registry()
 
     def _serve_listeners(self, listeners: list[trio.abc.Listener]) -> None:
+        """Accept on each listener, each with its own budget of pending handshakes
+        (a flood on one address never touches another: _transport._admission)."""
         assert self._transport_n is not None
+        if self._drops is None:
+            self._drops = DropLog(f"actor {self.uid}")
+            self._transport_n.start_soon(self._drops.run)
         self._listeners.extend(listeners)
         for listener in listeners:
-            self._transport_n.start_soon(self._accept_loop, listener)
+            gate = HandshakeGate(self._drops)
+            self._gates.append(gate)
+            self._transport_n.start_soon(self._accept_loop, listener, gate)
+
+    @property
+    def pending_handshakes(self) -> int:
+        """Connections accepted but not yet authenticated, over all listeners."""
+        return sum(gate.pending for gate in self._gates)
 
     async def _maybe_become_registry(self) -> None:
         """Host the registry at the first registry address, unless someone already does."""
         addr = self.registry_addrs[0]
         try:
-            listeners, _ = await _transport.listen(addr)
+            listeners, _ = await _transport.listen(addr, secret=self.secret)
         except OSError as exc:
             log.info("registry address %s is taken (%s): joining that registry", addr, exc)
             return
@@ -290,7 +303,7 @@ class Actor:
         self._serve_listeners(listeners)
         self._registry[self.uid] = self.accept_addr  # type: ignore[assignment]
 
-    async def _accept_loop(self, listener: trio.abc.Listener) -> None:
+    async def _accept_loop(self, listener: trio.abc.Listener, gate: HandshakeGate) -> None:
         while True:
             try:
                 stream = await listener.accept()
@@ -300,37 +313,26 @@ class Actor:
                 log.warning("accept failed on %s: %s", self.accept_addr, exc)
                 await trio.sleep(0.05)
                 continue
-            self._transport_n.start_soon(self._handle_incoming, stream)  # type: ignore[union-attr]
+            self._transport_n.start_soon(self._handle_incoming, stream, gate)  # type: ignore[union-attr]
 
-    async def _handle_incoming(self, stream: trio.abc.Stream) -> None:
+    async def _handle_incoming(self, stream: trio.abc.Stream, gate: HandshakeGate) -> None:
         peer = f"connection to {self.uid}"
-        if self._handshaking >= MAX_PENDING_HANDSHAKES:
-            log.warning(
-                "actor %s refused a connection: %d others are still in their handshake (a flood?)",
-                self.uid,
-                self._handshaking,
-            )
+        source = peer_source(stream)
+        ident = None
+        with gate.admit(source) as slot:
+            try:
+                ident, rest = await handshake_as_acceptor(stream, self.secret, self.ident, peer)
+            except (HandshakeError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                # A peer that just hung up proved nothing wrong (a liveness probe, a program
+                # cancelled while connecting): only a failed or garbled handshake is a warning.
+                hung_up = isinstance(exc, (PeerLeft, trio.BrokenResourceError, trio.ClosedResourceError))
+                level = logging.DEBUG if hung_up else logging.WARNING
+                self._drops.drop(level, f"dropped an unauthenticated peer: {exc}", source)  # type: ignore[union-attr]
+        if ident is None:  # refused, or evicted for a newer connection
             with trio.CancelScope(shield=True):
                 await stream.aclose()
             return
-        self._handshaking += 1
-        try:
-            ident, rest = await handshake_as_acceptor(stream, self.secret, self.ident, peer)
-        except (HandshakeError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            # A peer that just hung up proved nothing wrong (a liveness probe, a program
-            # cancelled while connecting): only a failed or garbled handshake is a warning.
-            hung_up = isinstance(exc, (PeerLeft, trio.BrokenResourceError, trio.ClosedResourceError))
-            log.log(
-                logging.DEBUG if hung_up else logging.WARNING,
-                "actor %s dropped an unauthenticated peer: %s",
-                self.uid,
-                exc,
-            )
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
-            return
-        finally:
-            self._handshaking -= 1
+        assert not slot.evicted
         uid = tuple(ident.uid)
         chan = self._pending_children.pop(uid, None)  # type: ignore[arg-type]
         if chan is None:
@@ -681,7 +683,15 @@ class Actor:
                 from ._portal import Portal
 
                 await Portal(reg, self).run_from_ns("self", "register_actor", uid=list(self.uid), addr=self.accept_addr)
-        except (OSError, HandshakeError, RemoteActorError, TransportClosed, trio.BrokenResourceError) as exc:
+        except HandshakeError as exc:  # something that is not our tree holds the address
+            log.warning(
+                "actor %s did not register at %s: whatever listens there is not an actor of your tree "
+                "(another user's program?): %s",
+                self.uid,
+                self.registry_addrs[0],
+                exc,
+            )
+        except (OSError, RemoteActorError, TransportClosed, trio.BrokenResourceError) as exc:
             log.info("actor %s could not register at %s: %s", self.uid, self.registry_addrs, exc)
 
     async def _unregister_self(self) -> None:
@@ -751,7 +761,7 @@ def _default_registry_addrs(arbiter_addr: Any, registry_addrs: Any) -> list[str]
     if arbiter_addr:
         return [_transport.normalize_addr(arbiter_addr)]
     env = os.environ.get("NOTEBOOK_ACTORS_REGISTRY")
-    return [_transport.normalize_addr(env or DEFAULT_REGISTRY_ADDR)]
+    return [_transport.normalize_addr(env) if env else default_registry_addr()]
 
 
 @asynccontextmanager
@@ -770,8 +780,9 @@ async def open_root_actor(
 ) -> AsyncIterator[Actor]:
     """Start this process' actor runtime (the root of a new tree); yield the Actor.
 
-    The root hosts the registry at the registry address (default ``127.0.0.1:1616``)
-    unless one already listens there, in which case it joins that one.
+    The root hosts the registry at the registry address (default: this user's private
+    Unix socket, see docs/discovery.md) unless one already listens there, in which
+    case it joins that one.
 
     Args:
         secret: the tree's shared secret (bytes or a key file); default: the per-user

@@ -170,11 +170,13 @@ class Hello(Struct, array_like=True, tag="hello"):
 
 
 class Proof(Struct, array_like=True, tag="proof"):
-    """Handshake 2 (dialer → acceptor): the answer, a counter-challenge and who it is."""
+    """Handshake 2 (dialer → acceptor): the answer, a counter-challenge, who it is and
+    the address it meant to reach (bound into the answer, so it cannot be relayed)."""
 
     mac: bytes
     nonce: bytes
     ident: Ident
+    target: str = ""
 
 
 class Welcome(Struct, array_like=True, tag="welcome"):

@@ -1,13 +1,17 @@
 """Transports, chosen by address: ``"uds:/path/to.sock"`` or ``"tcp:host:port"``.
 
 Backends are imported by name on first use; user-facing ``(host, port)`` tuples are
-normalised with :func:`normalize_addr`.
+normalised with :func:`normalize_addr`. A transport that crosses hosts (``encrypts``)
+gets TLS keyed by the tree's secret when :func:`connect`/:func:`listen` are given it;
+a new transport (e.g. over SSH) sets ``encrypts`` to False if it is already private.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
+
+import trio
 
 from ._base import Transport
 
@@ -51,14 +55,41 @@ def normalize_addr(addr: Any) -> str:
     raise ValueError(f"cannot read {addr!r} as an actor address: use (host, port) or a socket path")
 
 
-async def connect(addr: str):
+def is_routed(addr: str) -> bool:
+    """True when dialling ``addr`` goes another way (see :func:`set_routes`)."""
+    return addr in _routes
+
+
+async def connect(addr: str, *, secret: bytes | None = None) -> trio.abc.Stream:
+    """A byte stream to ``addr`` (through its route, if it has one); encrypted under
+    ``secret`` where the transport needs it (TCP: TLS keyed by the secret, see ``_tls``).
+
+    Raises:
+        OSError: nothing listens at ``addr``.
+    """
     transport, location = get_transport(_routes.get(addr, addr))
-    return await transport.connect(location)
+    stream = await transport.connect(location)
+    if secret is not None and transport.encrypts:
+        from ._tls import wrap_client
+
+        return wrap_client(stream, secret)
+    return stream
 
 
-async def listen(addr: str):
+async def listen(addr: str, *, secret: bytes | None = None) -> tuple[list[trio.abc.Listener], str]:
+    """Listen on ``addr``; return the listeners and the bound address. With ``secret``,
+    an encrypting transport's listeners hand out TLS streams (the TLS handshake runs on
+    first use, inside the actor handshake's deadline).
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
     transport, location = get_transport(addr)
     listeners, bound = await transport.listen(location)
+    if secret is not None and transport.encrypts:
+        from ._tls import wrap_listener
+
+        listeners = [wrap_listener(listener, secret) for listener in listeners]
     return listeners, f"{transport.scheme}:{bound}"
 
 

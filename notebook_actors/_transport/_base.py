@@ -14,6 +14,9 @@ import trio
 class Transport(ABC):
     #: The address prefix this transport serves (``"uds"``, ``"tcp"``).
     scheme: str
+    #: Whether its streams need encryption on top (they may cross hosts or be seen
+    #: by other users); a private channel (a 0700 Unix socket) does not.
+    encrypts: bool = False
 
     @abstractmethod
     async def connect(self, location: str) -> trio.abc.Stream:

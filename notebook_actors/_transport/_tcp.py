@@ -1,4 +1,4 @@
-"""TCP: for actors on other hosts, and for the well-known registry address."""
+"""TCP: for actors on other hosts (encrypted with TLS by the transport layer, ``_tls``)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def split_hostport(location: str) -> tuple[str, int]:
 
 class TCPTransport(Transport):
     scheme = "tcp"
+    encrypts = True
 
     async def connect(self, location: str) -> trio.abc.Stream:
         host, port = split_hostport(location)

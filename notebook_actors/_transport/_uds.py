@@ -1,6 +1,6 @@
 """Unix domain sockets: the default between actors on one host.
 
-Socket files live in a private per-user directory (mode 0700), are named after the
+Socket files live in a private per-user directory (mode 0700, see ``_rundir``), are named after the
 actor and its pid, and are removed on exit; files left by killed actors are swept
 the next time a socket is bound.
 """
@@ -10,24 +10,12 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import tempfile
 from pathlib import Path
 
 import trio
 
 from ._base import Transport
-
-
-def runtime_dir() -> Path:
-    """The per-user directory for socket files, created with mode 0700."""
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    root = Path(base) if base and os.access(base, os.W_OK) else Path(tempfile.gettempdir())
-    path = root / f"notebook_actors-{os.getuid()}"
-    path.mkdir(mode=0o700, exist_ok=True)
-    if path.stat().st_uid != os.getuid():
-        raise PermissionError(f"{path} belongs to another user; refusing to put sockets there")
-    os.chmod(path, 0o700)
-    return path
+from ._rundir import default_registry_addr, runtime_dir
 
 
 def sweep_stale(directory: Path) -> None:
@@ -100,3 +88,5 @@ def socket_path(name: str, uid_hex: str) -> str:
 
 
 backend_class = UDSTransport
+
+__all__ = ["UDSTransport", "default_registry_addr", "runtime_dir", "socket_path", "sweep_stale"]

@@ -140,7 +140,7 @@ def private_registry_addr() -> str:
     """A fresh Unix-socket registry address, so a test's tree is alone on the host.
 
     Pass it as ``open_nursery(registry_addrs=[addr])``: without it, concurrent test
-    runs (or a user's running programs) would all share ``127.0.0.1:1616``.
+    runs (or a user's running programs) would all share this user's registry socket.
     """
     import tempfile
     import uuid

@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from notebook_actors import _channel, _transport
 from notebook_actors._channel import (
     HANDSHAKE_MAX_FRAME,
-    _ident_bytes,
-    _mac,
+    RelayRefused,
+    accept_mac,
     describe_peer,
+    dial_mac,
     handshake_as_acceptor,
     handshake_as_dialer,
     load_secret,
@@ -106,8 +107,8 @@ class TestHandshake:
             hello = await read_hello(client)
             honest, forged = ident("honest"), ident("forged")
             nonce = os.urandom(32)
-            mac = _mac(SECRET, b"dial", hello.nonce, nonce, _ident_bytes(honest))
-            await client.send_all(encode_frame(Proof(mac, nonce, forged)))
+            mac = dial_mac(SECRET, hello.nonce, nonce, honest, "")
+            await client.send_all(encode_frame(Proof(mac, nonce, forged, "")))
 
     @trio_test
     async def test_accept_role_answer_is_not_a_dial_proof(self):
@@ -115,8 +116,62 @@ class TestHandshake:
         async with refused_dialer("failed the handshake") as client:
             hello = await read_hello(client)
             me, nonce = ident("reflector"), os.urandom(32)
-            mac = _mac(SECRET, b"accept", hello.nonce, nonce, _ident_bytes(me))
-            await client.send_all(encode_frame(Proof(mac, nonce, me)))
+            mac = accept_mac(SECRET, hello.nonce, nonce, me, "", me, "")
+            await client.send_all(encode_frame(Proof(mac, nonce, me, "")))
+
+    @trio_test
+    async def test_proof_for_another_address_is_refused_as_relay(self):
+        """Test that a valid proof the dialer made for another address (what a relay
+        squatting that address forwards) is refused as a relay, and that the dialer
+        gets no welcome: nothing after it is read."""
+        client, server = trio.testing.memory_stream_pair()
+
+        async def acceptor():
+            with pytest.raises(RelayRefused, match=r"made for tcp:127\.0\.0\.1:1616, not for uds:/run/me\.sock"):
+                await handshake_as_acceptor(server, SECRET, ident("victim"), "a", own="uds:/run/me.sock")
+            await server.aclose()
+
+        async with trio.open_nursery() as n:
+            n.start_soon(acceptor)
+            with trio.fail_after(10), pytest.raises(HandshakeError, match="refused our handshake"):
+                await handshake_as_dialer(client, SECRET, ident("victim-root"), "d", target="tcp:127.0.0.1:1616")
+
+    @trio_test
+    async def test_welcome_binds_the_acceptor_address(self):
+        """Test that the dialer refuses a welcome computed for another address than
+        the one it meant (an acceptor cannot claim to be somewhere else)."""
+        client, server = trio.testing.memory_stream_pair()
+
+        async def acceptor_elsewhere():
+            await server.send_all(encode_frame(Hello(_channel.PROTOCOL_VERSION, nonce_a := os.urandom(32))))
+            data = await server.receive_some()
+            proof = handshake_decoder.decode(data[4:])
+            me = ident("elsewhere")
+            mac = accept_mac(SECRET, nonce_a, proof.nonce, proof.ident, proof.target, me, "uds:/other.sock")
+            await server.send_all(encode_frame(Welcome(mac, me)))
+
+        async with trio.open_nursery() as n:
+            n.start_soon(acceptor_elsewhere)
+            with trio.fail_after(10), pytest.raises(HandshakeError, match="failed to prove"):
+                await handshake_as_dialer(client, SECRET, ident("dialer"), "d", target="uds:/meant.sock")
+            await client.aclose()
+
+    @trio_test
+    async def test_an_alias_is_accepted(self):
+        """Test that a proof made for an address the acceptor declares as an alias (a
+        forwarded port) is accepted, and both sides learn each other's identity."""
+        client, server = trio.testing.memory_stream_pair()
+        me_a, me_d, got = ident("acceptor"), ident("dialer"), {}
+
+        async def acceptor():
+            got["a"], _ = await handshake_as_acceptor(
+                server, SECRET, me_a, "a", own="tcp:10.0.0.1:1617", also_known_as=("tcp:127.0.0.1:9000",)
+            )
+
+        async with trio.open_nursery() as n:
+            n.start_soon(acceptor)
+            got["d"], _ = await handshake_as_dialer(client, SECRET, me_d, "d", target="tcp:127.0.0.1:9000")
+        assert got["a"] == me_d and got["d"] == me_a
 
     @trio_test
     async def test_message_before_handshake_is_refused(self):
@@ -138,8 +193,8 @@ class TestHandshake:
         async with refused_dialer("failed the handshake") as client:
             hello = await read_hello(client)
             me, nonce = ident("lazy"), b"\x00"
-            mac = _mac(SECRET, b"dial", hello.nonce, nonce, _ident_bytes(me))
-            await client.send_all(encode_frame(Proof(mac, nonce, me)))
+            mac = dial_mac(SECRET, hello.nonce, nonce, me, "")
+            await client.send_all(encode_frame(Proof(mac, nonce, me, "")))
 
     def test_stalled_peer_times_out(self):
         """Test that a peer that connects and says nothing is dropped after
@@ -149,7 +204,7 @@ class TestHandshake:
             _client, server = trio.testing.memory_stream_pair()
             start = trio.current_time()
             with pytest.raises(
-                HandshakeError, match=r"a from an in-process stream did not complete the handshake within 5 s"
+                HandshakeError, match=r"a from an in-process stream did not complete the handshake within 3 s"
             ):
                 await handshake_as_acceptor(server, SECRET, ident("acceptor"), "a")
             assert trio.current_time() - start == pytest.approx(_channel.HANDSHAKE_TIMEOUT)
@@ -169,7 +224,7 @@ class TestHandshake:
             data = await server.receive_some()
             proof = handshake_decoder.decode(data[4:])
             me = ident("impostor")
-            mac = _mac(impostor_secret, b"accept", b"", proof.nonce, _ident_bytes(me))
+            mac = accept_mac(impostor_secret, b"", proof.nonce, proof.ident, proof.target, me, proof.target)
             await server.send_all(encode_frame(Welcome(mac, me)))
 
         async with trio.open_nursery() as n:

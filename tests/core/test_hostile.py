@@ -18,7 +18,7 @@ import trio.testing
 
 import notebook_actors as na
 from notebook_actors import _transport, testing
-from notebook_actors._channel import connect, handshake_as_dialer
+from notebook_actors._channel import connect, handshake_as_dialer, load_secret
 from notebook_actors._codec import encode_frame
 from notebook_actors._exceptions import HandshakeError
 from notebook_actors.msg import Error, Ident, Return, Start, encoder
@@ -71,7 +71,9 @@ async def read_until_eof(stream: trio.abc.Stream) -> bytes:
 
 
 async def raw_connect(addr: str) -> trio.abc.Stream:
-    return await _transport.connect(addr)
+    """A byte stream to the actor under the transport's own layer (TLS keyed by the
+    tree's secret for TCP), so what follows reaches the actor's handshake itself."""
+    return await _transport.connect(addr, secret=load_secret())
 
 
 async def authenticated(addr: str, secret: bytes) -> tuple[trio.abc.Stream, bytes]:
@@ -136,10 +138,15 @@ async def dropped_after(addr: str, payload: bytes = b"") -> bytes:
     """Connect, send ``payload`` (if any), and return all the actor sent before it
     dropped the connection."""
     stream = await raw_connect(addr)
-    if payload:
-        await stream.send_all(payload)
-    got = await read_until_eof(stream)
-    await stream.aclose()
+    try:
+        if payload:
+            await stream.send_all(payload)
+    except trio.BrokenResourceError:  # dropped before it spoke (a crowd evicts its own oldest)
+        got = b""
+    else:
+        got = await read_until_eof(stream)
+    finally:
+        await stream.aclose()
     return got
 
 
@@ -199,7 +206,7 @@ class TestBeforeHandshake:
         async with attacked_target(tree_kw, target_bind) as (n, _portal, addr):
             secret = n._actor.secret
             legit = Recording(await raw_connect(addr))
-            await handshake_as_dialer(legit, secret, ident("legit"), addr)
+            await handshake_as_dialer(legit, secret, ident("legit"), addr, target=addr)
             await legit.aclose()
             replay = await raw_connect(addr)
             await replay.send_all(bytes(legit.sent))
@@ -322,14 +329,14 @@ async def test_unauthorised_call_is_logged(caplog):
 
 
 @trio_test
-async def test_handshake_flood_is_capped(monkeypatch):
-    """Test that connections beyond the cap of pending handshakes are closed on
-    arrival (no challenge sent), and that the actor accepts again once the pending
-    ones are gone."""
-    from notebook_actors import _runtime
+async def test_handshake_flood_evicts_its_own_oldest(monkeypatch):
+    """Test that a source over its limit of pending handshakes loses its own oldest
+    connection (closed without a word), that the newcomer is challenged, and that a
+    real peer still gets in and the count returns to zero."""
     from notebook_actors._channel import connect
+    from notebook_actors._transport import _admission
 
-    monkeypatch.setattr(_runtime, "MAX_PENDING_HANDSHAKES", 2)
+    monkeypatch.setattr(_admission, "PER_SOURCE", 2)
     with trio.fail_after(TIMEOUT):
         async with na.open_root_actor(registry_addrs=[testing.private_registry_addr()]) as actor:
             stalled = []
@@ -337,13 +344,45 @@ async def test_handshake_flood_is_capped(monkeypatch):
                 stream = await raw_connect(actor.accept_addr)
                 assert await stream.receive_some()  # the challenge: it is in its handshake
                 stalled.append(stream)
-            extra = await raw_connect(actor.accept_addr)
-            assert await read_until_eof(extra) == b""  # closed without a word
-            await extra.aclose()
-            for stream in stalled:
+            newest = await raw_connect(actor.accept_addr)
+            assert await newest.receive_some()  # challenged too
+            assert await read_until_eof(stalled[0]) == b""  # the oldest went to make room
+            assert actor.pending_handshakes == 2
+            for stream in [*stalled, newest]:
                 await stream.aclose()
             await trio.testing.wait_all_tasks_blocked()  # the actor saw them go
-            assert actor._handshaking == 0
+            assert actor.pending_handshakes == 0
             chan = await connect(actor.accept_addr, actor.secret, ident("legit"))
             assert chan.uid == actor.uid
             await chan.aclose()
+
+
+@trio_test
+async def test_gate_makes_room_from_the_biggest_source():
+    """Test the budget's rules on their own: a full gate drops the oldest pending
+    connection of the source holding the most slots, never the newcomer's."""
+    from notebook_actors._transport._admission import DropLog, HandshakeGate
+
+    gate = HandshakeGate(DropLog("test gate", interval=3600), budget=3, per_source=2)
+    outcome: dict[str, bool] = {}
+
+    async def pending(name: str, source: str, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with gate.admit(source) as slot:
+            task_status.started()
+            await trio.sleep_forever()
+        outcome[name] = slot.evicted
+
+    async with trio.open_nursery() as n:
+        await n.start(pending, "flood-1", "uid 65534")
+        await n.start(pending, "flood-2", "uid 65534")
+        await n.start(pending, "mine-1", "uid 0")
+        assert gate.pending == 3
+        await n.start(pending, "mine-2", "uid 0")  # full: the flood's oldest goes
+        await trio.testing.wait_all_tasks_blocked()
+        assert outcome == {"flood-1": True}
+        await n.start(pending, "mine-3", "uid 0")  # its own limit: its own oldest goes
+        await trio.testing.wait_all_tasks_blocked()
+        assert outcome == {"flood-1": True, "mine-1": True}
+        assert gate.pending == 3 and gate.drops.total == 2
+        n.cancel_scope.cancel()
+    assert gate.pending == 0
