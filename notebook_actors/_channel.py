@@ -255,6 +255,22 @@ def describe_peer(stream: trio.abc.Stream) -> str:
         return "an unknown peer"
 
 
+def _is_peer_process(sock: socket.socket, pid: int) -> bool:
+    """Whether the Unix socket's other end is the peer actor's own process.
+
+    Not so when the socket is forwarded to another machine (``ssh -R``: the other end
+    is ssh or sshd, which pass bytes but drop descriptors), so shared memory and
+    descriptor passing stay off there and out-of-band data goes inline.
+    """
+    if not hasattr(socket, "SO_PEERCRED"):
+        return False
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return False
+    return struct.unpack("3i", creds)[0] == pid
+
+
 async def _recv_frame(stream: trio.abc.Stream, rest: bytes, peer: str) -> tuple[Any, bytes]:
     """Read exactly one handshake frame; return it and the bytes that followed it."""
     buf = rest
@@ -429,7 +445,7 @@ class Channel:
         self.raddr = ident.addr or self.raddr
         sock = stream.socket if type(stream) is trio.SocketStream else None
         self._sock = sock
-        self._unix = sock is not None and sock.family == socket.AF_UNIX
+        self._unix = sock is not None and sock.family == socket.AF_UNIX and _is_peer_process(sock, ident.pid)
         if self._unix and _shm.available():
             self._pool = _shm.SegmentPool()
         self._decoder = FrameDecoder(

@@ -276,3 +276,25 @@ async def test_a_remote_actor_killed_there_is_reported_with_its_signal(ssh_host,
             os.kill(pid, signal.SIGKILL)
             with trio.fail_after(20):
                 await trio.sleep_forever()
+
+
+def checksum(arr) -> float:
+    return float(arr.sum())
+
+
+def doubled(arr):
+    return arr * 2
+
+
+@testing.trio_test
+async def test_numpy_arrays_cross_the_link_without_shared_memory(ssh_host, reg):
+    """Test that large arrays travel to and from an actor on the far host: out-of-band
+    data goes inline over the forwarded socket (no descriptor can cross it)."""
+    np = pytest.importorskip("numpy")
+    big = np.arange(8 * 1024 * 1024, dtype=np.float64)  # 64 MiB: over the shared-memory threshold
+    async with na.open_nursery(**reg) as n:
+        portal = await n.start_actor("far", enable_modules=[__name__], host=launcher(ssh_host))
+        assert await portal.run(checksum, arr=big) == float(big.sum())
+        back = await portal.run(doubled, arr=big[::2])
+        assert np.array_equal(back, big[::2] * 2)
+        await portal.cancel_actor()
