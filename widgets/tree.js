@@ -101,8 +101,10 @@ function sparkline(kind) {
   line.setAttribute("class", "na-spark-line");
   line.setAttribute("vector-effect", "non-scaling-stroke");
   svg.append(area, line);
+  svg.classList.add("na-spark-empty");
   /** @param {number[]} values @param {number} max */
   function draw(values, max) {
+    svg.classList.toggle("na-spark-empty", values.length < 2);
     if (values.length < 2) { line.setAttribute("d", ""); area.setAttribute("d", ""); return; }
     const x0 = HISTORY - values.length;
     const y = (/** @type {number} */ v) => (15.5 - (15 * Math.min(v, max)) / (max || 1)).toFixed(2);

@@ -257,6 +257,10 @@ def test_actor_tree_magic_shows_actor_cells(tmp_path):
         )
         worker = node_named(ks.states[comm], "worker")
         assert worker["state"] == "running" and worker["activity_since"] > worker["started"]
+        # the cell's own output stream is plumbing: neither side lists it, and the kernel
+        # is not "streaming" because a cell runs in one of its actors
+        kernel_node = ks.states[comm]["tree"]["nodes"][worker["parent"]]
+        assert kernel_node["state"] == "idle" and kernel_node["calls"] == worker["calls"] == []
 
         # Killed, it crashes; restart is offered on the crashed actor and respawns it,
         # and the new row replaces the crashed one.
