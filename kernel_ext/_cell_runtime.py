@@ -47,6 +47,7 @@ ASYNCIO_HINT = (
     "`await notebook_actors.to_asyncio.run_task(async_fn, **kwargs)`."
 )
 
+_IPYKERNEL_INLINE = "module://matplotlib_inline.backend_inline"
 _namespace: dict[str, Any] | None = None
 _installed = False
 
@@ -74,8 +75,11 @@ def _install() -> None:
     _installed = True
     _cell_output.install(sys.__stdout__, sys.__stderr__)
     _cell_display.install(_cell_output.emit)
+    # ipykernel's own inline backend (which kernels put in MPLBACKEND, and so in our
+    # environment) needs an IPython shell; ours is the same backend made for an actor
     if "matplotlib" not in sys.modules and _has_module("matplotlib_inline"):
-        os.environ.setdefault("MPLBACKEND", _cell_display.INLINE_BACKEND)
+        if os.environ.get("MPLBACKEND", _IPYKERNEL_INLINE) == _IPYKERNEL_INLINE:
+            os.environ["MPLBACKEND"] = _cell_display.INLINE_BACKEND
     signal.signal(signal.SIGINT, _on_sigint)
 
 

@@ -92,8 +92,15 @@ class Kernel:
     def pid(self) -> int:
         return self.km.provisioner.process.pid  # type: ignore[union-attr]
 
-    def submit(self, code: str) -> str:
-        return self.kc.execute(code, allow_stdin=False)
+    def submit(self, code: str, allow_stdin: bool = False) -> str:
+        return self.kc.execute(code, allow_stdin=allow_stdin)
+
+    def answer_prompt(self, value: str) -> dict[str, Any]:
+        """Wait for the running cell's ``input_request``, answer ``value``; the request."""
+        request = self.kc.get_stdin_msg(timeout=CELL_TIMEOUT)
+        assert request["msg_type"] == "input_request", request
+        self.kc.input(value)
+        return request["content"]
 
     def collect(self, msg_id: str, until=None, timeout: float = CELL_TIMEOUT) -> CellRun:
         """Read iopub for ``msg_id`` until the kernel is idle (or ``until(msg)`` holds)."""
