@@ -176,7 +176,11 @@ class NotebookActors:
 
     async def _spawn(self, path: str, opts: dict[str, Any]) -> ActorHandle:
         handle = ActorHandle(path, opts)
-        spawn_opts = {"debug_mode": bool(opts.get("debug")), "infect_asyncio": bool(opts.get("asyncio"))}
+        spawn_opts = {
+            "debug_mode": bool(opts.get("debug")),
+            "infect_asyncio": bool(opts.get("asyncio")),
+            "host": opts.get("host"),
+        }
         if handle.parent is None:
             held = Held(handle.name)
             await self.rt.start(held.hold, spawn_opts)
@@ -239,6 +243,7 @@ class NotebookActors:
                 "ppid": h.info.ppid if h.info else None,
                 "state": h.state,
                 "uptime": now - h.started_at,
+                "host": getattr(h.opts.get("host"), "host", h.opts.get("host")),
             }
             for path, h in sorted(self.handles.items())
         ]

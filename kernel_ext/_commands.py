@@ -184,9 +184,11 @@ class ActorTable:
     def __repr__(self) -> str:
         if not self.rows:
             return "no actors yet: a `%%actor NAME` cell spawns one"
-        lines = [f"{'PATH':20} {'PID':>7} {'PARENT':>7} {'UPTIME':>9}  STATE"]
+        hosts = any(r.get("host") for r in self.rows)  # a HOST column once an actor runs elsewhere
+        lines = [f"{'PATH':20} {'PID':>7} {'PARENT':>7} {'UPTIME':>9}  {'HOST  ' if hosts else ''}STATE"]
         for r in self.rows:
+            host = f"{r.get('host') or 'here':6}" if hosts else ""
             lines.append(
-                f"{r['path']:20} {r['pid'] or '-':>7} {r['ppid'] or '-':>7} {r['uptime']:>8.1f}s  {r['state']}"
+                f"{r['path']:20} {r['pid'] or '-':>7} {r['ppid'] or '-':>7} {r['uptime']:>8.1f}s  {host}{r['state']}"
             )
         return "\n".join(lines)

@@ -49,6 +49,7 @@ class Held:
                     enable_modules=[_cell_runtime.__name__],
                     debug_mode=opts.get("debug_mode") or None,
                     infect_asyncio=bool(opts.get("infect_asyncio")),
+                    host=opts.get("host"),
                 )
                 self.info = decode_info(await self.portal.run(_cell_runtime.whoami))
                 self.state, started = "running", True

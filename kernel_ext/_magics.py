@@ -16,6 +16,8 @@ import trio
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
+import notebook_actors as na
+
 from . import _guest
 from ._outcomes import ActorGone, CellInterrupted, CellResult, CellsFailed, CellTimeout, cell_error
 
@@ -51,6 +53,13 @@ CELL_PARSER.add_argument(
 )
 CELL_PARSER.add_argument(
     "--debug", action="store_true", help="spawn the actor in debug mode (crashes open the debugger here)"
+)
+CELL_PARSER.add_argument(
+    "--host",
+    metavar="DEST",
+    default=None,
+    help="spawn the actor on another machine: an ssh destination, or the name of a launcher "
+    "in this notebook (`far = na.SSHLauncher(...)`, `na.SlurmLauncher(...)`)",
 )
 CELL_PARSER.add_argument(
     "--group",
@@ -139,7 +148,7 @@ async def run_actor_cell(session: Any, line: str, code: str, header: str, offset
         raise UsageError(str(exc)) from None
     if args.bg and len(paths) > 1:
         raise UsageError("--bg runs a cell in one actor; name one")
-    opts = {"asyncio": args.asyncio, "debug": args.debug}
+    opts = {"asyncio": args.asyncio, "debug": args.debug, "host": _host(session, args.host)}
     cell = CellCode(code=code, header=header, offset=offset, count=session.shell.execution_count)
     handles = await _ensure_all(actors, paths, opts, args.new)
     if args.bg:
@@ -149,6 +158,12 @@ async def run_actor_cell(session: Any, line: str, code: str, header: str, offset
         if len(handles) == 1:
             return await _run_one(actors, handles[0], cell, timed_out, args.timeout)
         return await _run_many(actors, handles, cell, args.group, timed_out, args.timeout)
+
+
+def _host(session: Any, name: str | None) -> Any:
+    """``--host``: a launcher of that name in the notebook's namespace, else an ssh destination."""
+    found = session.shell.user_ns.get(name) if name else None
+    return found if isinstance(found, na.Launcher) else name
 
 
 async def _ensure_all(actors: Any, paths: list[str], opts: dict[str, Any], new: bool) -> list[Any]:
