@@ -37,6 +37,7 @@ lab: $(BIN)/python
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.data
 
 fuzz: $(STAMP)
 	$(PIP_INSTALL) -e ".[fuzz]"

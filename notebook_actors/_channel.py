@@ -510,9 +510,12 @@ class Channel:
         del out[:sent]
         return not out
 
-    def send_prefixed_nowait(self, head: bytes, value: Any) -> None:
+    def send_prefixed_nowait(self, head: bytes, value: Any) -> int:
         """Queue one frame: an already encoded message ``head`` followed by ``value``
         encoded in place (a stream's hot path: no bytes per message besides the frame).
+
+        Returns the bytes of ``value``'s payload (its encoding and its buffers; what a
+        stream's byte credit counts).
 
         Raises:
             TypeError: ``value`` cannot be encoded (nothing is queued).
@@ -523,11 +526,14 @@ class Channel:
         lone = not out and self._eager_ok and not self._writing and not self._bulk
         start = len(out)
         bufs = append_frame(out, value, head)
+        nbytes = len(out) - start - HEADER - len(head)
         if bufs:
+            nbytes += sum(b.nbytes for b in bufs)
             self._queue_data(start, bufs)
         elif lone and self._write_now():
-            return
+            return nbytes
         self._writer_wakeup.set()
+        return nbytes
 
     def _queue_data(self, start: int, bufs: list[memoryview]) -> None:
         """Make the frame just appended at ``out[start:]`` a data frame: buffers of at

@@ -46,6 +46,8 @@ log = logging.getLogger("notebook_actors.context")
 
 #: Messages a receiver buffers by default (the credit it grants its sender).
 DEFAULT_WINDOW = 512
+#: Payload bytes a receiver buffers by default (the byte credit it grants).
+DEFAULT_WINDOW_BYTES = 64 * 1024 * 1024
 #: Credit granted by a receiver that opened its stream with ``allow_overruns=True``.
 UNLIMITED = 1 << 62
 #: How long leaving a context waits for the far end to confirm a cancel.
@@ -140,6 +142,7 @@ class Context:
         self._refuse: str | None = None  # typed-only: why pickled values are refused
         # sending credit (granted by the peer's receiver)
         self._credit = 0
+        self._credit_bytes = 0
         self._credit_known = False
         self._peer_window = 0
         self._credit_lot = trio.lowlevel.ParkingLot()
@@ -168,6 +171,9 @@ class Context:
                 return  # nonsense from a broken peer: granting nothing changes nothing
             if not self._credit_known:
                 self._peer_window = msg.n
+                self._credit_bytes = msg.nbytes or UNLIMITED  # 0: the peer counts messages only
+            else:
+                self._credit_bytes += msg.nbytes
             self._credit += msg.n
             self._credit_known = True
         elif kind is Stop:
@@ -240,6 +246,7 @@ class Context:
         msg_buffer_size: int | None = None,
         allow_overruns: bool = False,
         msg_type: Any = None,
+        buffer_bytes: int | None = None,
     ) -> Any:
         """Open the context's two-way stream (an async context manager → MsgStream).
 
@@ -256,6 +263,9 @@ class Context:
             msg_type: decode received messages as this type (default: the
                 ``payload_type`` of the ``@context``); a mismatch raises
                 :class:`MsgTypeError` naming the field, here and to the sender.
+            buffer_bytes: how many bytes of unread payload this side buffers (the
+                byte window granted with the message window); default 64 MiB. A
+                single larger message still goes through, alone.
 
         Raises:
             RuntimeError: the context was not started yet, or a stream is already open.
@@ -273,6 +283,8 @@ class Context:
             raise RuntimeError(f"the stream of {self.fn_name!r} was already opened (one per context)")
         if msg_buffer_size is not None and msg_buffer_size < 1:
             raise ValueError(f"msg_buffer_size must be at least 1, not {msg_buffer_size}")
+        if buffer_bytes is not None and buffer_bytes < 1:
+            raise ValueError(f"buffer_bytes must be at least 1, not {buffer_bytes}")
         self._stream_opened = True
         stream = MsgStream(
             self,
@@ -280,6 +292,7 @@ class Context:
             backpressure=backpressure,
             allow_overruns=allow_overruns,
             msg_type=msg_type if msg_type is not None else self._payload_type,
+            window_bytes=buffer_bytes or DEFAULT_WINDOW_BYTES,
         )
         self._stream = stream
         return _stream_cm(stream)
@@ -369,13 +382,16 @@ class Context:
             await self.cancel()
 
     def _drain_unread(self) -> None:
-        dropped = 0
+        dropped = dropped_bytes = 0
         while self._inbox and type(self._inbox[0]) is not Return and type(self._inbox[0]) is not Error:
-            dropped += type(self._inbox.popleft()) is Yield
+            msg = self._inbox.popleft()
+            if type(msg) is Yield:
+                dropped += 1
+                dropped_bytes += len(msg.pld)
         stream = self._stream
         if dropped and stream is not None and not stream._closed:
             log.debug("%r: %d unread stream messages dropped while waiting for the result", self, dropped)
-            stream._grant(dropped)
+            stream._grant(dropped, dropped_bytes)
 
     def _final_value(self) -> Any:
         msg = self._final
@@ -546,9 +562,13 @@ class MsgStream(trio.abc.Channel[Any]):
         backpressure: bool = True,
         allow_overruns: bool = False,
         msg_type: Any = None,
+        window_bytes: int = DEFAULT_WINDOW_BYTES,
     ) -> None:
         self._ctx = ctx
         self._window = window
+        self._window_bytes = window_bytes
+        self._bytes_batch = max(1, window_bytes // 4)
+        self._consumed_bytes = 0
         self._backpressure = backpressure
         self._allow_overruns = allow_overruns
         self._msg_type = msg_type
@@ -569,7 +589,7 @@ class MsgStream(trio.abc.Channel[Any]):
     def ctx(self) -> Context:
         return self._ctx
 
-    def _grant(self, n: int | None = None) -> None:
+    def _grant(self, n: int | None = None, nbytes: int = 0) -> None:
         """Grant the peer our receive window (on open) or return consumed credit."""
         if self._allow_overruns and n is not None:
             return  # the first grant was unlimited
@@ -577,11 +597,21 @@ class MsgStream(trio.abc.Channel[Any]):
         if ctx.chan.closed or ctx._final is not None:
             return
         if n is None:
-            n = UNLIMITED if self._allow_overruns else self._window
+            n, nbytes = (UNLIMITED, UNLIMITED) if self._allow_overruns else (self._window, self._window_bytes)
         try:
-            ctx.chan.send_nowait(Credit(ctx.cid, n))
+            ctx.chan.send_nowait(Credit(ctx.cid, n, nbytes))
         except TransportClosed:
             pass
+
+    def _consume(self, msg: Any) -> None:
+        """Count a message taken by the reader; return credit in batches (or at once
+        when its bytes reach a quarter of the byte window)."""
+        self.received += 1
+        self._consumed += 1
+        self._consumed_bytes += len(msg.pld)
+        if self._consumed >= self._credit_batch or self._consumed_bytes >= self._bytes_batch:
+            self._grant(self._consumed, self._consumed_bytes)
+            self._consumed = self._consumed_bytes = 0
 
     # -- sending --
     async def send(self, value: Any) -> None:
@@ -602,21 +632,31 @@ class MsgStream(trio.abc.Channel[Any]):
         await trio.lowlevel.checkpoint_if_cancelled()
         if ctx._refuse is not None:
             ctx._check_typed(encode_pld(value, "a stream message"), value, "a stream message")
-        if ctx._credit <= 0 or self._closed or ctx._peer_stopped or ctx._final is not None or ctx._rejected is not None:
+        if (
+            ctx._credit <= 0
+            or ctx._credit_bytes <= 0
+            or self._closed
+            or ctx._peer_stopped
+            or ctx._final is not None
+            or ctx._rejected is not None
+        ):
             await self._wait_to_send()
         try:
             try:
-                ctx.chan.send_prefixed_nowait(self._head, value)
+                nbytes = ctx.chan.send_prefixed_nowait(self._head, value)
             except (TypeError, OverflowError) as exc:
                 if isinstance(exc, _payload.Unpicklable):
                     raise
                 # msgpack refused the value as a whole (an int over 64 bits, a dict with
                 # tuple keys): it travels as one pickle
-                ctx.chan.send_prefixed_nowait(self._head, _payload.whole(value))
+                nbytes = ctx.chan.send_prefixed_nowait(self._head, _payload.whole(value))
         except (TypeError, ValueError, OverflowError) as exc:
             raise _unencodable(value, "a stream message", exc) from None
         ctx._credit -= 1
+        ctx._credit_bytes -= nbytes
         self.sent += 1
+        if nbytes >= _payload.OOB_MIN:
+            await ctx.chan.wait_sent()  # large buffers read from the caller's memory have left
         if not self.sent & 63:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
@@ -625,9 +665,15 @@ class MsgStream(trio.abc.Channel[Any]):
         ctx = self._ctx
         while True:
             self._check_can_send()
-            if ctx._credit > 0:
+            if ctx._credit > 0 and ctx._credit_bytes > 0:
                 return
             if ctx._credit_known and not self._backpressure:
+                if ctx._credit > 0:
+                    raise StreamOverrun(
+                        f"actor {ctx.chan.uid} has a full byte window of unread messages of {ctx.fn_name!r} "
+                        "buffered (its buffer_bytes): open the stream with backpressure=True to wait, "
+                        "or have the peer read faster / use a bigger buffer_bytes"
+                    )
                 raise StreamOverrun(
                     f"actor {ctx.chan.uid} has {ctx._peer_window} unread messages of {ctx.fn_name!r} "
                     "buffered (its msg_buffer_size): open the stream with backpressure=True to wait, "
@@ -669,11 +715,7 @@ class MsgStream(trio.abc.Channel[Any]):
         inbox = ctx._inbox
         if inbox and type(inbox[0]) is Yield:
             msg = inbox.popleft()
-            self.received += 1
-            self._consumed += 1
-            if self._consumed >= self._credit_batch:
-                self._grant(self._consumed)
-                self._consumed = 0
+            self._consume(msg)
             try:
                 return _payload.decode(msg.pld, self._decoder, ctx._refuse)
             except msgspec.DecodeError as exc:
@@ -719,11 +761,7 @@ class MsgStream(trio.abc.Channel[Any]):
                 await self._ctx._arrived.park()
         # receive_nowait's fast path, inlined: this runs once per message
         msg = inbox.popleft()
-        self.received += 1
-        self._consumed += 1
-        if self._consumed >= self._credit_batch:
-            self._grant(self._consumed)
-            self._consumed = 0
+        self._consume(msg)
         if not self.received & 63:
             await trio.lowlevel.cancel_shielded_checkpoint()
         try:

@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._context import DEFAULT_WINDOW, Context, MsgStream, _note_far_end_error, encode_args, open_context_from, unbox
+from ._context import (
+    DEFAULT_WINDOW,
+    DEFAULT_WINDOW_BYTES,
+    Context,
+    MsgStream,
+    _note_far_end_error,
+    encode_args,
+    open_context_from,
+    unbox,
+)
 from ._exceptions import NoResult
 from .msg import Cancel, Return, Start, Started
 
@@ -158,13 +167,15 @@ class Portal:
         chan.ctxs[ctx.cid] = ctx
         return ctx
 
-    def _start(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str, credit: int = 0) -> Context:
+    def _start(
+        self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str, credit: int = 0, credit_bytes: int = 0
+    ) -> Context:
         ns, name, code = _split_target(fn, args)
         ctx = self._new_ctx(f"{ns}:{name}")
         try:
             # encoded once, here: an argument that cannot travel fails in the caller
             args, pickled = encode_args(kwargs, f"the arguments of {name}")
-            self.channel.send_nowait(Start(ctx.cid, ns, name, args, kind, credit, code, pickled))
+            self.channel.send_nowait(Start(ctx.cid, ns, name, args, kind, credit, code, pickled, credit_bytes))
         except BaseException:
             self.channel.ctxs.pop(ctx.cid, None)
             raise
@@ -238,7 +249,7 @@ class Portal:
                 f"{async_gen_fn.__qualname__} is a @context function: use "
                 f"`portal.open_context({async_gen_fn.__name__})`, not open_stream_from"
             )
-        ctx = self._start(async_gen_fn, (), kwargs, "stream", credit=DEFAULT_WINDOW)
+        ctx = self._start(async_gen_fn, (), kwargs, "stream", credit=DEFAULT_WINDOW, credit_bytes=DEFAULT_WINDOW_BYTES)
         stream = MsgStream(ctx, window=DEFAULT_WINDOW)
         ctx._stream, ctx._stream_opened, stream._receive_only = stream, True, True
         try:

@@ -23,7 +23,7 @@ import trio
 
 from . import _payload, _state, _transport
 from ._channel import Channel, connect, handshake_as_acceptor
-from ._context import DEFAULT_WINDOW, Context, MsgStream, encode_pld
+from ._context import DEFAULT_WINDOW, UNLIMITED, Context, MsgStream, encode_pld
 from ._exceptions import (
     FrameError,
     HandshakeError,
@@ -568,6 +568,7 @@ class Actor:
             return result
         if msg.kind == "stream":
             ctx._credit, ctx._credit_known = msg.credit, True
+            ctx._credit_bytes = msg.credit_bytes or UNLIMITED
             stream = MsgStream(ctx, window=DEFAULT_WINDOW)
             ctx._stream = stream
             if inspect.isasyncgenfunction(fn):

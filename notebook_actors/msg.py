@@ -75,6 +75,7 @@ class Start(Msg, tag="start"):
     credit: int = 0  # receive window the caller grants a ``stream`` callee up front
     code: bytes | None = None  # the function by value (cloudpickle), trusted tree only
     pickled: int = 0  # how many argument values travel pickled (see _payload)
+    credit_bytes: int = 0  # the byte window granted with ``credit`` (0: not limited)
 
 
 class Started(Msg, tag="started"):
@@ -127,10 +128,13 @@ class Cancel(Msg, tag="cancel"):
 
 
 class Credit(Msg, tag="credit"):
-    """The receiver consumed ``n`` more messages of stream ``cid``: send that many."""
+    """The receiver consumed ``n`` more messages of stream ``cid`` (and ``nbytes``
+    bytes of their payloads): send that many more. A first grant with ``nbytes`` 0
+    does not limit bytes (a peer that counts messages only)."""
 
     cid: int
     n: int
+    nbytes: int = 0
 
 
 class Reject(Msg, tag="reject"):

@@ -23,7 +23,8 @@ def outputs(nb) -> list[dict]:
 
 
 def test_quickstart_shows_what_it_promises():
-    """Test that the quickstart runs and shows nesting, streaming, errors and zombie safety."""
+    """Test that the quickstart runs and shows nesting, streaming, a numpy/pandas round
+    trip, errors and zombie safety."""
     nb = execute(NOTEBOOK_DIR / "quickstart.ipynb")
     text = "".join(
         o.get("text", "") + o.get("data", {}).get("text/plain", "") + "\n".join(o.get("traceback", []))
@@ -34,6 +35,11 @@ def test_quickstart_shows_what_it_promises():
     assert "received 25" in text and "tick 4" in text
     assert "ZeroDivisionError in actor 'worker'" in text and "return a / b" in text
     assert "worker alive: False | helper alive: False" in text
+    # numpy/pandas round trip: pushed, changed in the actor, shown as a table, pulled back
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outputs(nb))
+    assert "<table" in html and "change" in html
+    assert "'n': 2000000" in text and "[nan, 1.0, 1.0, 1.0, 1.0]" in text
+    assert "((2000000,), 1.0)" in text
 
 
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem != "quickstart"], ids=lambda p: p.stem)
