@@ -1,4 +1,5 @@
-"""The entry point of every child actor process: ``python -m notebook_actors._child``.
+"""The entry point of every child actor process (started through ``_boot``, which
+watches the parent first).
 
 It reads its boot spec from stdin (so the tree's secret never shows on a command
 line), arranges to die with its parent, connects back and serves until cancelled.
@@ -12,45 +13,10 @@ import sys
 
 
 def _die_with_parent() -> None:
-    """SIGKILL ourselves when our parent process dies (Linux; no-op elsewhere).
+    """Arrange to die, with everything we started, when our parent dies (``_boot``)."""
+    from ._boot import die_with_parent
 
-    The trap: ``PR_SET_PDEATHSIG`` fires when the parent *thread* that forked us
-    exits, not the parent process, and trio starts processes from worker threads
-    that exit after 10 s idle, which killed every actor 10 s after its spawn. So
-    watch the parent process itself through a pidfd; PDEATHSIG is only the fallback
-    where pidfds are missing (Linux < 5.3).
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    import signal
-
-    parent = os.getppid()
-    try:
-        pidfd = os.pidfd_open(parent)
-    except (AttributeError, OSError):
-        pidfd = None
-    if pidfd is not None:
-        import threading
-
-        threading.Thread(target=_kill_self_when_readable, args=(pidfd,), name="parent-watch", daemon=True).start()
-    else:
-        import ctypes
-
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            return
-    if os.getppid() != parent:  # the parent died before the watch took effect
-        os._exit(1)
-
-
-def _kill_self_when_readable(pidfd: int) -> None:
-    import select
-    import signal
-
-    select.select([pidfd], [], [])  # a pidfd turns readable when its process exits
-    os.kill(os.getpid(), signal.SIGKILL)
+    die_with_parent()
 
 
 def run_child(boot) -> None:
@@ -91,12 +57,18 @@ def run_child(boot) -> None:
         _state.set_actor(actor)
         await actor.run()
 
-    if boot.infect_asyncio:
-        from .to_asyncio import run_as_asyncio_guest
+    try:
+        if boot.infect_asyncio:
+            from .to_asyncio import run_as_asyncio_guest
 
-        run_as_asyncio_guest(main)
-    else:
-        trio.run(main)
+            run_as_asyncio_guest(main)
+        else:
+            trio.run(main)
+    finally:
+        # plain subprocesses of actor code end with the actor (see _boot for the opt-out)
+        from ._boot import reap_own_group
+
+        reap_own_group()
 
 
 def _decode_boot(raw: bytes):
@@ -114,8 +86,10 @@ def mp_main(raw: bytes) -> None:
     run_child(_decode_boot(raw))
 
 
-def main() -> None:
-    _die_with_parent()
+def main(watching: bool = False) -> None:
+    """Boot from the spec on stdin; ``watching``: ``_boot`` already watches the parent."""
+    if not watching:
+        _die_with_parent()
     raw = sys.stdin.buffer.read()
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)  # a child never reads the terminal

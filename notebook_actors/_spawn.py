@@ -2,7 +2,7 @@
 
 Backends (``start_method``):
 
-- ``"trio"`` (default): ``python -m notebook_actors._child`` through trio's process
+- ``"trio"`` (default): ``python .../_boot.py`` (``_child``) through trio's process
   API; the boot spec (with the tree's secret) goes through the child's stdin, never its
   command line.
 - ``"forkserver"``: a warm template process (runtime already imported) forks each
@@ -25,6 +25,9 @@ from typing import Any
 import trio
 
 from .msg import SpawnSpec, encoder
+
+#: started as a script: it watches the parent before the package is imported (_boot)
+_BOOT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_boot.py")
 
 START_METHODS = ("trio", "forkserver", "mp_spawn", "mp_forkserver")
 _default_method = "trio"
@@ -74,6 +77,10 @@ class ChildBoot(SpawnSpec, tag="boot"):
 
 class ChildProcess:
     """A started actor process, whatever the backend."""
+
+    #: the process leads its own session and process group (every local backend):
+    #: what is left of the group when it exits is killed with it (kill_group)
+    leads_group = True
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -145,7 +152,8 @@ async def start_process(boot: ChildBoot, launcher: Any = None) -> ChildProcess:
         return await _forkserver.start_process(boot)
     if method == "trio":
         proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "notebook_actors._child"],
+            # -S: site (and its .pth files) loads after the parent watch is up (_boot)
+            [sys.executable, "-S", _BOOT_SCRIPT, str(os.getpid())],
             stdin=subprocess.PIPE,
             start_new_session=True,
         )
@@ -170,6 +178,16 @@ async def start_process(boot: ChildBoot, launcher: Any = None) -> ChildProcess:
     proc = ctx.Process(target=mp_main, args=(encoder.encode(boot),), name=f"actor:{boot.name}")
     await trio.to_thread.run_sync(proc.start)
     return MPChild(proc)
+
+
+def kill_group(proc: ChildProcess) -> None:
+    """SIGKILL what is left of an exited actor's process group: the plain subprocesses
+    of an actor that could not end them itself (SIGKILLed, crashed). An actor leads its
+    own group; one that started its own session (``start_new_session``) opted out."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 async def reap(proc: ChildProcess, grace: float, term_grace: float | None = None) -> int:

@@ -328,6 +328,8 @@ class ActorNursery:
                     child.proc.kill()
                 await _spawn.reap(child.proc, self.cancel_grace)
             child.exitcode = child.proc.returncode if child.proc is not None else child.exitcode
+            if child.proc is not None and getattr(child.proc, "leads_group", False):
+                _spawn.kill_group(child.proc)
             # only now: a child still starting up connects to this very channel, where
             # its cancel request waits for it
             actor._pending_children.pop(child.uid, None)

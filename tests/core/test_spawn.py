@@ -52,7 +52,7 @@ def test_backend_per_root_runs_the_basics(reg, method):
             assert info["method"] == method
             assert info["sid"] == info["pid"]
             if method == "trio":
-                assert "notebook_actors._child" in info["cmdline"]
+                assert "notebook_actors/_boot.py" in info["cmdline"]
             elif method.startswith("mp_"):
                 assert "multiprocessing" in info["cmdline"]
             daemon = await n.start_actor("daemon", enable_modules=[__name__])
