@@ -1,0 +1,314 @@
+"""Security between users on one host, tested with a second Unix user (uid 65534 via
+``setpriv``) in a private network namespace (``unshare --net``), so the addresses a
+test binds never collide with anything else on the machine.
+
+Each test runs a driver script (the victim, as this user) inside the namespace; the
+attacker is a separate program the driver starts as the other user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("setpriv") or not shutil.which("ip"),
+    reason="needs root (CI runs as root), unshare, setpriv and ip to make a second user and a private network",
+)
+
+NOBODY = 65534
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+COMMON = textwrap.dedent(
+    f"""
+    import json, os, subprocess, sys, time
+    NOBODY = {NOBODY}
+    PY = {sys.executable!r}
+
+    def as_nobody(code, *args, env=None, **kw):
+        \"\"\"Start ``code`` as the other user (no groups, its own home and temp dir).\"\"\"
+        home = os.environ["OTHER_HOME"]
+        base = {{"PATH": os.environ["PATH"], "HOME": home, "TMPDIR": home, "XDG_CONFIG_HOME": home + "/config",
+                 "PYTHONPATH": {REPO!r}}}
+        return subprocess.Popen(
+            ["setpriv", f"--reuid={{NOBODY}}", f"--regid={{NOBODY}}", "--clear-groups", PY, "-c", code, *args],
+            env={{**base, **(env or {{}})}}, text=True, **kw)
+    """
+)
+
+
+@pytest.fixture
+def other_home():
+    """A home directory for the other user (its key file, its temp dir)."""
+    path = tempfile.mkdtemp(prefix="na-other-")
+    os.chown(path, NOBODY, NOBODY)
+    os.chmod(path, 0o700)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def run_in_netns(driver: str, other_home: str, *, timeout: float = 120, env: dict | None = None) -> dict:
+    """Run ``driver`` (after COMMON) as this user in a fresh network namespace with
+    only loopback; it prints one JSON line of results last."""
+    code = COMMON + textwrap.dedent(driver)
+    scratch = tempfile.mkdtemp(prefix="na-victim-")
+    path = os.path.join(scratch, "driver.py")
+    with open(path, "w") as f:
+        f.write(code)
+    full_env = {**os.environ, "OTHER_HOME": other_home, "PYTHONPATH": REPO, **(env or {})}
+    full_env.pop("NOTEBOOK_ACTORS_REGISTRY", None)
+    try:
+        out = subprocess.run(
+            ["unshare", "--net", "--", "sh", "-c", f'ip link set lo up && exec "{sys.executable}" "{path}"'],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    assert out.returncode == 0, f"driver failed:\n{out.stdout}\n{out.stderr}"
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["stderr"] = out.stderr
+    return result
+
+
+RELAY_ATTACKER = """
+import socket, sys, threading, os
+# squat the victim's TCP registry address, and relay every byte between whoever
+# dials it and the victim's own listener; then try to inject a plain RPC
+reg_port, victim_port = int(sys.argv[1]), int(sys.argv[2])
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", reg_port)); srv.listen(16)
+print("SQUATTING", flush=True)
+seen = bytearray()
+def pump(a, b):
+    while True:
+        try:
+            data = a.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            for s in (a, b):
+                try: s.shutdown(socket.SHUT_RDWR)
+                except OSError: pass
+            return
+        seen.extend(data)
+        try: b.sendall(data)
+        except OSError: return
+srv.settimeout(30)
+conn, _ = srv.accept()
+up = socket.create_connection(("127.0.0.1", victim_port))
+t = [threading.Thread(target=pump, args=(conn, up)), threading.Thread(target=pump, args=(up, conn))]
+for x in t: x.start()
+for x in t: x.join(30)
+# a direct injection: what a runtime message looks like in the clear
+inj = socket.create_connection(("127.0.0.1", victim_port))
+inj.sendall(b"\\x00\\x00\\x00\\x10" + b"start-os-system!")
+inj.settimeout(5)
+try: got = inj.recv(100)
+except OSError: got = b""
+print("RELAYED", len(seen), flush=True)
+print("SEEN", seen.hex(), flush=True)
+"""
+
+
+def test_relay_of_a_squatted_registry_runs_nothing_and_leaks_nothing(other_home):
+    """Test the reported attack: another user squats the TCP registry address the
+    victim asked for and relays the victim's registration to the victim's own TCP
+    listener. The relay is refused (the proof names the squatted address) and logged;
+    nothing the attacker sends runs; the bytes it saw never contain the key; the
+    victim's tree keeps working."""
+    result = run_in_netns(
+        f"""
+        import trio, notebook_actors as na
+        from notebook_actors._channel import load_secret
+        REG, MINE = 1616, 1617
+        attacker = as_nobody({RELAY_ATTACKER!r}, str(REG), str(MINE), stdout=subprocess.PIPE)
+        assert attacker.stdout.readline() == "SQUATTING\\n"
+        marker = os.path.join(os.environ["OTHER_HOME"], "..", "pwned-" + str(os.getpid()))
+
+        async def main():
+            async with na.open_nursery(registry_addrs=[("127.0.0.1", REG)], bind_addr=("127.0.0.1", MINE)) as n:
+                p = await n.start_actor("w", enable_modules=["os"])
+                uid = await p.run_from_ns("os", "getuid")
+                await p.cancel_actor()
+                return uid
+
+        uid = trio.run(main)
+        out = attacker.communicate(timeout=60)[0]
+        seen = bytes.fromhex(out.split("SEEN ")[1].split()[0]) if "SEEN " in out else b""
+        key = load_secret()
+        print(json.dumps({{"uid": uid, "relayed": len(seen), "key_seen": key in seen or key.hex().encode() in seen,
+                          "pwned": os.path.exists(marker)}}))
+        """,
+        other_home,
+    )
+    assert result["uid"] == 0  # the victim's own tree still works
+    assert result["relayed"] > 0, "the attacker did relay the victim's connection"
+    assert result["key_seen"] is False
+    assert result["pwned"] is False
+    assert result["stderr"].count("someone relayed a connection meant for another address") == 1
+    assert "not an actor of your tree" in result["stderr"]
+
+
+FLOOD_ATTACKER = """
+import socket, sys
+# hold 150 idle connections to every address given; try the Unix ones too
+held, refused = [], {}
+for addr in sys.argv[1:]:
+    for _ in range(150):
+        try:
+            if addr.startswith("uds:"):
+                s = socket.socket(socket.AF_UNIX); s.connect(addr[4:])
+            else:
+                host, port = addr[4:].rsplit(":", 1); s = socket.create_connection((host, int(port)))
+            held.append(s)
+        except OSError as exc:
+            refused[addr] = type(exc).__name__
+print("HELD %d %s" % (len(held), sorted(refused.items())), flush=True)
+sys.stdin.read()  # hold them until the victim is done
+"""
+
+
+def test_flood_from_another_user_leaves_connections_and_spawns_working(other_home):
+    """Test that 150 idle connections from another user to every address the
+    victim listens on (TCP registry, TCP actor address; the Unix socket refuses it
+    outright) leave at least 90 % of the victim's new connections and spawns working,
+    with a bounded number of log lines."""
+    result = run_in_netns(
+        """
+        import trio, notebook_actors as na
+        from notebook_actors._channel import connect, load_secret
+        from notebook_actors.msg import Ident
+
+        async def main():
+            async with na.open_nursery(registry_addrs=[("127.0.0.1", 1616)], bind_addr=("127.0.0.1", 1617)) as n:
+                me = na.current_actor()
+                addrs = ["tcp:127.0.0.1:1616", me.accept_addr]
+                child = await n.start_actor("w0", enable_modules=["os"])
+                child_addr = (await child.run_from_ns("self", "tree_snapshot"))["addr"]
+                attacker = as_nobody(FLOOD, *addrs, child_addr, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                held = await trio.to_thread.run_sync(attacker.stdout.readline)
+                ok_conn = 0
+                for i in range(40):
+                    try:
+                        with trio.fail_after(10):
+                            chan = await connect(addrs[i % 2], load_secret(), Ident(("legit", str(i)), os.getpid(), None))
+                        await chan.aclose()
+                        ok_conn += 1
+                    except Exception:
+                        pass
+                ok_spawn = 0
+                for i in range(10):
+                    try:
+                        with trio.fail_after(30):
+                            p = await n.start_actor(f"s{i}", enable_modules=["os"])
+                            assert await p.run_from_ns("os", "getpid")
+                            await p.cancel_actor()
+                        ok_spawn += 1
+                    except Exception:
+                        pass
+                attacker.stdin.close()
+                attacker.wait(30)
+                await n.cancel()
+                return held, ok_conn, ok_spawn
+
+        held, ok_conn, ok_spawn = trio.run(main)
+        print(json.dumps({"held": held, "ok_conn": ok_conn, "ok_spawn": ok_spawn}))
+        """.replace("FLOOD", repr(FLOOD_ATTACKER)),
+        other_home,
+        timeout=300,
+    )
+    held = result["held"].split()
+    assert int(held[1]) >= 300, result["held"]  # both TCP addresses took 150 each
+    assert "PermissionError" in result["held"], "the Unix sockets must refuse another user"
+    assert result["ok_conn"] >= 36, result  # >= 90 % of 40
+    assert result["ok_spawn"] >= 9, result  # >= 90 % of 10
+    assert len(result["stderr"].splitlines()) < 40, result["stderr"][-3000:]
+
+
+SIDE_BY_SIDE = """
+import os, sys, trio, notebook_actors as na
+async def serve():
+    async with na.open_root_actor(name="svc", enable_modules=["os"]):
+        print("UP", flush=True)
+        await trio.sleep_forever()
+async def ask():
+    async with na.open_root_actor(name="client"):
+        async with na.find_actor("svc") as p:
+            print("FOUND", -1 if p is None else await p.run_from_ns("os", "getuid"), flush=True)
+trio.run(serve if sys.argv[1] == "serve" else ask)
+"""
+
+
+def test_two_users_discover_their_own_actors_side_by_side(other_home):
+    """Test that two users' programs on one host, both with the default registry,
+    each find their own service of the same name (and never the other's)."""
+    own_tmp = tempfile.mkdtemp(prefix="na-owntmp-")
+    result = run_in_netns(
+        f"""
+        code = {SIDE_BY_SIDE!r}
+        mine_env = dict(os.environ)
+        def mine(*a, **kw):
+            return subprocess.Popen([PY, "-c", code, *a], text=True, env=mine_env, **kw)
+        servers = [as_nobody(code, "serve", stdout=subprocess.PIPE), mine("serve", stdout=subprocess.PIPE)]
+        for s in servers:
+            assert s.stdout.readline() == "UP\\n"
+        theirs = as_nobody(code, "ask", stdout=subprocess.PIPE).communicate(timeout=60)[0]
+        ours = mine("ask", stdout=subprocess.PIPE).communicate(timeout=60)[0]
+        for s in servers:
+            s.kill(); s.wait()
+        print(json.dumps({{"theirs": theirs.split(), "ours": ours.split()}}))
+        """,
+        other_home,
+        env={"XDG_RUNTIME_DIR": "", "TMPDIR": own_tmp},
+    )
+    assert result["theirs"] == ["FOUND", str(NOBODY)]
+    assert result["ours"] == ["FOUND", "0"]
+
+
+def test_a_squatted_runtime_directory_does_not_stop_the_root(other_home):
+    """Test that another user who pre-creates this user's socket directory (and a
+    symlink at the next candidate) only costs the default path: the root starts,
+    spawns and calls a child, and says which path it refused and why."""
+    shared_tmp = tempfile.mkdtemp(prefix="na-sharedtmp-")
+    os.chmod(shared_tmp, 0o1777)
+    try:
+        result = run_in_netns(
+            """
+            import trio, notebook_actors as na
+            tmp = os.environ["TMPDIR"]
+            squat = as_nobody(
+                "import os, sys; t = sys.argv[1]; os.mkdir(t + '/notebook_actors-0', 0o777); "
+                "os.chmod(t + '/notebook_actors-0', 0o777); os.symlink(t + '/notebook_actors-0', t + '/notebook_actors-0.1')",
+                tmp,
+            )
+            assert squat.wait(30) == 0
+
+            async def main():
+                async with na.open_nursery() as n:
+                    p = await n.start_actor("w", enable_modules=["os"])
+                    pid = await p.run_from_ns("os", "getpid")
+                    await p.cancel_actor()
+                    return pid, na.current_actor().accept_addr
+
+            pid, addr = trio.run(main)
+            print(json.dumps({"pid": pid, "addr": addr}))
+            """,
+            other_home,
+            env={"TMPDIR": shared_tmp, "XDG_RUNTIME_DIR": ""},
+        )
+    finally:
+        shutil.rmtree(shared_tmp, ignore_errors=True)
+    assert result["pid"] > 0
+    assert result["addr"].startswith(f"uds:{shared_tmp}/notebook_actors-0.2/")
+    assert f"not using {shared_tmp}/notebook_actors-0 for socket files (owner uid {NOBODY}" in result["stderr"]
+    assert "a symlink" in result["stderr"]
