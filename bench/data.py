@@ -65,16 +65,18 @@ def echo(arr: Any) -> Any:
     return arr
 
 
-def peak_rss_kib() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def rss_bytes() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
 
 
 def touch(arr: Any) -> int:
     """Read every page of the array (so its memory is really resident), then report
-    the process's peak RSS."""
+    the process's peak RSS in bytes (the kernel's high-water mark, or the RSS now)."""
     flat = arr.reshape(-1)
     float(flat[:: 4096 // flat.itemsize].sum())
-    return peak_rss_kib()
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, rss_bytes())
 
 
 async def arrays(count: int, nbytes: int):
@@ -90,31 +92,34 @@ def bench_notebook_actors(quick: bool) -> dict[str, float]:
     import trio
 
     import notebook_actors as na
+
+    # by their importable name (run as ``python -m bench.data`` this module is __main__)
+    from bench import data as fns
     from notebook_actors import testing
 
     out: dict[str, float] = {}
 
     async def main() -> None:
         async with na.open_nursery(registry_addrs=[testing.private_registry_addr()]) as n:
-            portal = await n.start_actor("data", enable_modules=[__name__])
+            portal = await n.start_actor("data", enable_modules=["bench.data"])
             for label, nbytes in SIZES:
                 arr = _array(nbytes)
                 reps = REPS[quick][nbytes]
-                out[f"one way {label}"] = nbytes / await _atime(lambda a=arr: portal.run(sink, arr=a), reps)
-                out[f"round trip {label}"] = nbytes / await _atime(lambda a=arr: portal.run(echo, arr=a), reps)
+                out[f"one way {label}"] = nbytes / await _atime(lambda a=arr: portal.run(fns.sink, arr=a), reps)
+                out[f"round trip {label}"] = nbytes / await _atime(lambda a=arr: portal.run(fns.echo, arr=a), reps)
             out["stream 1000 x 1 MiB"] = await _stream(portal)
             await portal.cancel_actor()
-            probe = await n.start_actor("rss", enable_modules=[__name__])
-            before = await probe.run(peak_rss_kib)
-            after = await probe.run(touch, arr=_array(256 * MiB))
-            out["rss growth 256 MiB"] = (after - before) * 1024 / (256 * MiB)
+            probe = await n.start_actor("rss", enable_modules=["bench.data"])
+            before = await probe.run(fns.rss_bytes)
+            after = await probe.run(fns.touch, arr=_array(256 * MiB))
+            out["rss growth 256 MiB"] = (after - before) / (256 * MiB)
             await probe.cancel_actor()
 
     async def _stream(portal: Any) -> float:
         count, nbytes = STREAM
         t0 = now()
         got = 0
-        async with portal.open_stream_from(arrays, count=count, nbytes=nbytes) as stream:
+        async with portal.open_stream_from(fns.arrays, count=count, nbytes=nbytes) as stream:
             async for arr in stream:
                 got += arr.nbytes
         return got / (now() - t0)
@@ -333,13 +338,18 @@ PEERS: dict[str, Callable[[bool], dict[str, float]]] = {
 ROWS = [f"{kind} {label}" for label, _ in SIZES for kind in ("one way", "round trip")] + ["stream 1000 x 1 MiB"]
 
 
+def _gbps(bytes_per_s: float) -> str:
+    gb = bytes_per_s / 1e9
+    return f"{gb:.2f}" if gb >= 0.1 else f"{gb:.4f}"
+
+
 def print_report(results: dict[str, dict[str, float]]) -> None:
     peers = list(results)
     print(f"\nnotebook_actors data figures, GB/s ({platform.python_version()}, {os.cpu_count()} CPUs)")
     print(f"{'':<24}" + "".join(f"{p:>16}" for p in peers) + f"{'vs memcpy':>11}{'vs Pipe':>9}")
     ours, floor, pipe = results.get("notebook_actors", {}), results.get("memcpy", {}), results.get("mp.Pipe", {})
     for row in ROWS:
-        cells = "".join(f"{results[p][row] / 1e9:>16.2f}" if row in results[p] else f"{'n/a':>16}" for p in peers)
+        cells = "".join(f"{_gbps(results[p][row]):>16}" if row in results[p] else f"{'n/a':>16}" for p in peers)
         mine = ours.get(row)
         vs_floor = f"{mine / floor[row]:>11.2f}" if mine and row in floor else f"{'':>11}"
         vs_pipe = f"{mine / pipe[row]:>8.1f}x" if mine and row in pipe else f"{'':>9}"

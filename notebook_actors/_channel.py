@@ -70,6 +70,16 @@ _ANC_SPACE = socket.CMSG_SPACE(253 * 4)  # the kernel's limit of descriptors per
 _IOV_MAX = 512
 
 
+def _fd_taker(fds: deque[int]) -> Callable[[], int | None]:
+    """The decoder's source of received descriptors (a closure over the queue, not a
+    method: the decoder must not keep its channel alive in a reference cycle)."""
+
+    def take() -> int | None:
+        return fds.popleft() if fds else None
+
+    return take
+
+
 class _Bulk:
     """Queued output with out-of-band buffers: the bytes before and of a data frame,
     the inline buffers (views of the sender's memory) and the segments' descriptors."""
@@ -453,7 +463,7 @@ class Channel:
             max_frame=MAX_FRAME,
             peer=f"actor {self.uid}",
             skip_invalid=True,
-            take_fd=self._take_fd if self._unix else None,
+            take_fd=_fd_taker(self._fds) if self._unix else None,
             on_release=self._released.append,
         )
         self._rest = rest
@@ -574,9 +584,6 @@ class Channel:
             return None
         seg.fill([buf])
         return seg
-
-    def _take_fd(self) -> int | None:
-        return self._fds.popleft() if self._fds else None
 
     @property
     def pending_bytes(self) -> int:

@@ -148,6 +148,12 @@ def enc_hook(obj: Any) -> Any:
     return _pickle_ext(obj)
 
 
+def _plain_array(obj: Any) -> bool:
+    """A numpy array of plain numbers: nothing in it needs pickling by value."""
+    tp = type(obj)
+    return tp.__name__ == "ndarray" and tp.__module__ == "numpy" and not obj.dtype.hasobject
+
+
 def _pickle_ext(obj: Any) -> Ext:
     import cloudpickle
 
@@ -164,7 +170,10 @@ def _pickle_ext(obj: Any) -> Ext:
         return False
 
     try:
-        data = cloudpickle.dumps(obj, protocol=5, buffer_callback=keep_in_band)
+        if _plain_array(obj):  # the common case: the C pickler, 2-3x faster than cloudpickle's
+            data = pickle.dumps(obj, protocol=5, buffer_callback=keep_in_band)
+        else:
+            data = cloudpickle.dumps(obj, protocol=5, buffer_callback=keep_in_band)
     except Exception as exc:
         raise Unpicklable(f"{_type_name(type(obj))}: {exc}") from exc
     _st.out.extend(bufs)
@@ -226,13 +235,19 @@ def pack(value: Any) -> Any:
         Unpicklable: a part of ``value`` fits neither msgpack nor pickle
             (:func:`describe_unpicklable` says which).
     """
-    with collecting() as bufs:
+    # not through collecting(): this is every call's and every result's path
+    try:
         try:
             raw = Raw(_encoder.encode(value))
         except Unpicklable:
             raise
         except (TypeError, OverflowError):  # e.g. an int over 64 bits: msgpack refused the whole
+            take_collected()
             raw = Raw(_encoder.encode(_Whole(value)))
+    except BaseException:
+        take_collected()
+        raise
+    bufs = take_collected()
     return Packed(raw, bufs) if bufs else raw
 
 

@@ -434,7 +434,7 @@ class Actor:
         if not self._accepting or self._rpc_n is None or self.cancel_called:
             self._reply_error(chan, msg.cid, RuntimeError(f"actor {self.uid} is shutting down"))
             return
-        pending = self._call_inline(chan, msg) if msg.kind == "call" and not msg.code and not msg.pickled else None
+        pending = self._call_inline(chan, msg) if msg.kind == "call" and not msg.code else None
         if pending is _DONE:
             return
         ctx = Context(chan, msg.cid, "callee", fn_name=f"{msg.ns}:{msg.func}")
@@ -464,6 +464,8 @@ class Actor:
         if not inspect.isfunction(fn) or fn.__code__.co_flags & _ASYNC_FLAGS or hasattr(fn, "_notebook_actors_kind"):
             return None
         try:
+            if msg.pickled:
+                msg.kwargs = _load_args(msg.kwargs, f"{msg.ns}:{msg.func}", fn)
             result = fn(**msg.kwargs)
         except Exception as exc:
             self._reply_error(chan, msg.cid, exc)
