@@ -24,7 +24,7 @@ from typing import Any
 
 import trio
 
-from notebook_actors import to_asyncio
+from notebook_actors import _spawn, to_asyncio
 
 #: Seconds the kernel waits for the actor tree to exit when it shuts down.
 SHUTDOWN_TIMEOUT = 10.0
@@ -87,6 +87,7 @@ class KernelRuntime:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._token = trio.lowlevel.current_trio_token()
+            nursery.start_soon(_spawn.warm_up)  # the first `%%actor` cell then spawns warm
             if not self._nursery_ready.done():
                 self._nursery_ready.set_result(None)
             await trio.sleep_forever()

@@ -1,27 +1,28 @@
-"""The ``"forkserver"`` spawn backend: a warm template process that forks actors.
+"""The ``"forkserver"`` spawn backend (the default): a warm template per spawning
+actor, whose forks are born children of that actor.
 
 A fresh ``python -m notebook_actors._child`` spends most of its start importing
-trio, msgspec and the runtime. The template pays that once: it imports everything
-an actor needs, then waits (plain blocking code, no trio run, one thread) for spawn
-requests on a private Unix socket and answers each with ``fork()``. The forked child
-starts its trio run from an already-imported interpreter and connects back to the
-actor that asked for it, exactly as a subprocess child does.
+trio, msgspec and the runtime. A template pays that once: it imports everything an
+actor needs, then waits (plain blocking code, no trio run, one thread) for spawn
+requests on a private Unix socket and answers each with a fork.
 
-Who owns the template: the first actor in a process that spawns with
-``start_method="forkserver"`` starts it (or call :func:`ensure_started` early, so
-that even the first spawn is fast); it stops when that actor's runtime ends (started
-outside a runtime: call :func:`stop`). Descendants find it through the
-``NOTEBOOK_ACTORS_FORKSERVER`` environment variable and reuse it.
+The tree stays real. Each actor that spawns owns its own template, a child process of
+its own, and the template forks with ``clone(CLONE_PARENT)``: the new actor's parent
+is the template's parent, the spawning actor, from its first instruction. So the
+spawning actor reaps it (a pidfd, then ``waitpid``) exactly as it reaps a subprocess
+child, ``kill -9`` of any actor is seen by its real parent, the process tree is the
+actor tree, and an actor watching its parent (``_child._die_with_parent``) watches
+the right process. Why this and not a template shared by the tree (whose forks would
+be its children) or adoption by a subreaper: ``docs/design.md``.
 
-Traps:
-- The template snapshots the environment and ``sys.path`` of the moment it started;
-  a child gets its spawner's ``sys.path`` and working directory from the request, but
-  environment variables set later in the spawner do not reach it.
-- Forked actors are children of the template, not of the actor that spawned them,
-  and ``ps`` shows them with the template's command line.
-  Their exit status travels back over the request's connection; zombie safety holds:
-  a forked actor exits when its parent's channel closes, and dies with the template,
-  which dies with its owner (both watch their parent: ``_child._die_with_parent``).
+Lifetime: an actor's first spawn starts its template (or call :func:`ensure_started`
+earlier, so that even the first spawn is warm; the kernel extension does at
+``%load_ext``). Spawn requests sent before the template has finished importing wait
+in its listening socket's backlog. The template exits when the actor that owns it
+ends (started outside any runtime: call :func:`stop`), or when its owner dies.
+
+A forked actor gets its spawner's environment, ``sys.path`` and working directory
+with the request, as a subprocess would at that moment.
 """
 
 from __future__ import annotations
@@ -34,13 +35,12 @@ from typing import Any
 
 from ._spawn import ChildProcess
 
-ENV_VAR = "NOTEBOOK_ACTORS_FORKSERVER"
 _LISTEN_FD_VAR = "NOTEBOOK_ACTORS_FORKSERVER_FD"
 #: Seconds the owner waits for the template to exit after asking it to stop.
 STOP_GRACE = 5.0
 _HEADER = 4
-#: Largest spawn request the template reads (a boot spec is a few KiB): a bigger
-#: announced size is refused instead of allocated.
+#: Largest spawn request the template reads (a boot spec and an environment are a
+#: few KiB): a bigger announced size is refused instead of allocated.
 MAX_REQUEST = 1 << 20
 #: Seconds the template waits for a connected spawner to send its request: the
 #: template serves one request at a time, a stalled peer must not freeze it.
@@ -76,6 +76,58 @@ def _recv_obj(sock: socket.socket) -> Any:
     return msgspec.msgpack.decode(_recv_exact(sock, size))
 
 
+# --- forking a sibling -----------------------------------------------------------------
+
+_CLONE_PARENT = 0x00008000
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}
+
+
+def _fork_as_sibling() -> int:
+    """``os.fork()``, except that the child's parent is our parent, not us.
+
+    Python has no ``os.clone``, so this is the raw ``clone`` syscall with only
+    ``CLONE_PARENT`` and ``SIGCHLD`` (no new stack: the child continues here, on a
+    copy of ours, as after ``fork``), wrapped in the interpreter's own before/after
+    fork hooks, as ``os.fork`` does. The template is single-threaded and holds no locks
+    when it calls this, so glibc's fork bookkeeping (which a raw syscall skips) has
+    nothing to repair.
+
+    Returns:
+        0 in the child, the child's pid in the template.
+
+    Raises:
+        OSError: the kernel refused (e.g. a seccomp policy).
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    # x86_64 and aarch64 both take (flags, stack, parent_tid, child_tid, tls)
+    pid = libc.syscall(
+        ctypes.c_long(_SYS_CLONE[os.uname().machine]),
+        ctypes.c_ulong(_CLONE_PARENT | signal.SIGCHLD),
+        None,
+        None,
+        None,
+        ctypes.c_ulong(0),
+    )
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return pid
+
+
+def supported() -> bool:
+    """Whether this machine can fork siblings (Linux on x86_64 or aarch64)."""
+    return sys.platform.startswith("linux") and os.uname().machine in _SYS_CLONE and hasattr(os, "pidfd_open")
+
+
 # --- the template process ------------------------------------------------------------
 
 
@@ -100,49 +152,21 @@ def _preload() -> None:
             print(f"notebook_actors fork server: cannot preload {name!r}: {exc}", file=sys.stderr)
 
 
-class _Template:
-    """The template's loop: accept requests, fork, report exit statuses."""
+def _serve(listener: socket.socket) -> None:
+    """Answer spawn requests until the owner closes our stdin (or dies)."""
+    import select
 
-    def __init__(self, listener: socket.socket) -> None:
-        import selectors
+    while True:
+        readable, _, _ = select.select([0, listener], [], [])
+        if 0 in readable and not os.read(0, 4096):
+            return
+        if listener in readable:
+            _answer(listener)
 
-        self.listener = listener
-        self.sel = selectors.DefaultSelector()
-        self.conns: dict[int, socket.socket] = {}  # pid -> the request's connection
-        self.stopping = False
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(self.wake_w, False)
-        signal.set_wakeup_fd(self.wake_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)  # the wakeup fd does the work
-        self.sel.register(listener, selectors.EVENT_READ, "accept")
-        self.sel.register(0, selectors.EVENT_READ, "owner")  # stdin EOF: the owner is done
-        self.sel.register(self.wake_r, selectors.EVENT_READ, "sigchld")
 
-    def run(self) -> None:
-        while not (self.stopping and not self.conns):
-            for key, _ in self.sel.select():
-                if key.data == "accept":
-                    self._accept()
-                elif key.data == "owner":
-                    if not os.read(0, 4096):
-                        self._stop_accepting()
-                elif key.data == "sigchld":
-                    try:
-                        while os.read(self.wake_r, 4096):
-                            pass
-                    except BlockingIOError:
-                        pass
-            self._reap()
-
-    def _stop_accepting(self) -> None:
-        self.stopping = True
-        self.sel.unregister(0)
-        self.sel.unregister(self.listener)
-        self.listener.close()
-
-    def _accept(self) -> None:
-        conn, _ = self.listener.accept()
+def _answer(listener: socket.socket) -> None:
+    conn, _ = listener.accept()
+    with conn:
         conn.settimeout(REQUEST_TIMEOUT)
         try:
             request = _recv_obj(conn)
@@ -150,79 +174,66 @@ class _Template:
                 raise ValueError(f"expected a map, got {type(request).__name__}")
             if request.get("ping"):  # readiness probe: answered once preloaded
                 conn.sendall(_pack("pong"))
-                conn.close()
                 return
-            conn.settimeout(None)
-            pid = os.fork()
+            boot = request["boot"]
         except Exception as exc:  # any bad request (even a RecursionError) spares the template
             print(f"notebook_actors fork server: bad spawn request: {type(exc).__name__}: {exc}", file=sys.stderr)
-            conn.close()
+            return
+        try:
+            pid = _fork_as_sibling()
+        except OSError as exc:
+            _send_quietly(conn, {"error": f"cannot fork: {exc}"})
             return
         if pid == 0:
-            self._become_actor(conn, request)  # never returns
-        self.conns[pid] = conn
-        try:
-            conn.sendall(_pack(pid))
-        except OSError:
-            pass  # the spawner is gone; the child will find its parent gone too
+            _become_actor(listener, conn, request, boot)  # never returns
+        # the spawner is gone if this fails; the actor then finds its parent gone too
+        _send_quietly(conn, pid)
 
-    def _reap(self) -> None:
-        while self.conns:
+
+def _send_quietly(conn: socket.socket, obj: Any) -> None:
+    try:
+        conn.sendall(_pack(obj))
+    except OSError:
+        pass
+
+
+def _become_actor(listener: socket.socket, conn: socket.socket, request: dict[str, Any], boot: bytes) -> None:
+    """In the forked child: drop the template's state, take the spawner's, run the actor."""
+    code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        listener.close()
+        conn.close()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)  # an actor never reads the owner's stdin pipe
+        os.close(devnull)
+        os.setsid()
+        from . import _child
+
+        _child._die_with_parent()
+        env = request.get("env")
+        if isinstance(env, dict):
+            os.environ.clear()
+            os.environ.update(env)
+        if request.get("cwd"):
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            conn = self.conns.pop(pid, None)
-            if conn is not None:
-                try:
-                    conn.sendall(_pack(os.waitstatus_to_exitcode(status)))
-                except OSError:
-                    pass
-                conn.close()
+                os.chdir(request["cwd"])
+            except OSError:
+                pass
+        _child.run_child(_child._decode_boot(boot))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        import traceback
 
-    def _become_actor(self, conn: socket.socket, request: dict[str, Any]) -> None:
-        """In the forked child: drop the template's state, then run the actor."""
-        code = 1
+        traceback.print_exc()
+    finally:
         try:
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            self.sel.close()
-            for fd in (self.wake_r, self.wake_w):
-                os.close(fd)
-            self.listener.close()
-            for other in self.conns.values():
-                other.close()
-            conn.close()
-            devnull = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(devnull, 0)  # an actor never reads the owner's stdin pipe
-            os.close(devnull)
-            os.setsid()
-            from . import _child
-
-            _child._die_with_parent()
-            if request.get("cwd"):
-                try:
-                    os.chdir(request["cwd"])
-                except OSError:
-                    pass
-            _child.run_child(_child._decode_boot(request["boot"]))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
+            sys.stdout.flush()
+            sys.stderr.flush()
         finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
+            os._exit(code)
 
 
 def _trim_heap() -> None:
@@ -244,34 +255,27 @@ def template_main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # only its owner stops it
     _child._die_with_parent()
     listener = socket.socket(fileno=int(os.environ.pop(_LISTEN_FD_VAR)))
-    os.environ[ENV_VAR] = listener.getsockname()
     _preload()
     import gc
 
     gc.collect()
     gc.freeze()  # the preloaded objects never move: forked actors share those pages
     _trim_heap()
-    _Template(listener).run()
+    _serve(listener)
 
 
 # --- the owner's side (trio) -----------------------------------------------------------
 
 
 class ForkServer:
-    """A running template, owned (started, stopped) by this process or inherited."""
+    """This process's template: a child process started, and stopped, by it."""
 
-    def __init__(self, path: str, proc: Any = None) -> None:
+    def __init__(self, path: str, proc: Any) -> None:
         self.path = path
-        self.proc = proc  # trio.Process when we own it
-
-    @property
-    def owned(self) -> bool:
-        return self.proc is not None
+        self.proc = proc  # trio.Process
 
     def alive(self) -> bool:
-        if self.proc is not None:
-            return self.proc.returncode is None
-        return os.path.exists(self.path)
+        return self.proc is not None and self.proc.returncode is None
 
     async def wait_ready(self) -> None:
         """Return once the template has preloaded and answers requests."""
@@ -280,12 +284,33 @@ class ForkServer:
         stream = await trio.open_unix_socket(self.path)
         async with stream:
             await stream.send_all(_pack({"ping": True}))
-            reader = ForkedChild(stream)
-            if await reader._read() != "pong":
+            if await _read_obj(stream) != "pong":
                 raise RuntimeError(f"the fork server at {self.path} gave a wrong answer to a ping")
 
+    async def fork(self, boot: bytes) -> int:
+        """Have the template fork an actor (our child) that boots from ``boot``; its pid."""
+        import trio
+
+        try:
+            stream = await trio.open_unix_socket(self.path)
+        except OSError as exc:
+            raise RuntimeError(f"the fork server of this actor is gone ({exc})") from None
+        async with stream:
+            request = {"boot": boot, "cwd": os.getcwd(), "env": dict(os.environ)}
+            await stream.send_all(_pack(request))
+            # Shielded: once the request is sent a child may exist, and only its pid lets
+            # us reap it. The template answers within milliseconds.
+            with trio.CancelScope(shield=True):
+                try:
+                    answer = await _read_obj(stream)
+                except (EOFError, trio.BrokenResourceError):
+                    raise RuntimeError("the fork server died while forking an actor") from None
+        if isinstance(answer, dict):
+            raise OSError(f"the fork server could not start an actor: {answer.get('error')}")
+        return int(answer)
+
     async def aclose(self) -> None:
-        """Ask the template to stop (it exits once its last actor has), then wait."""
+        """Ask the template to stop, then wait (killing it after :data:`STOP_GRACE`)."""
         import trio
 
         if self.proc is None:
@@ -296,33 +321,43 @@ class ForkServer:
                 await proc.stdin.aclose()
             with trio.move_on_after(STOP_GRACE):
                 await proc.wait()
-                return
-            proc.kill()
-            await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
         try:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
 
 
+async def _read_obj(stream: Any) -> Any:
+    """One framed object from a trio stream (the owner's side of ``_recv_obj``)."""
+    import msgspec
+
+    buf = bytearray()
+    while len(buf) < _HEADER or len(buf) < _HEADER + int.from_bytes(buf[:_HEADER], "big"):
+        chunk = await stream.receive_some(4096)
+        if not chunk:
+            raise EOFError("the fork server closed the connection")
+        buf += chunk
+    end = _HEADER + int.from_bytes(buf[:_HEADER], "big")
+    return msgspec.msgpack.decode(bytes(buf[_HEADER:end]))
+
+
 _server: ForkServer | None = None
 
 
 async def ensure_started(*, wait_ready: bool = False) -> ForkServer:
-    """Start this process' fork server (or find the inherited one) and return it.
+    """Start this actor's template (if it has none running) and return it.
 
-    Call it early (e.g. right after the root actor starts) so that the first
-    ``start_method="forkserver"`` spawn does not pay for the template's imports.
-    Spawns sent before the template is ready simply queue; ``wait_ready=True`` waits
-    until it has finished importing (about as long as one subprocess spawn).
+    Call it early (e.g. right after the root actor starts) so that the first spawn
+    does not pay for the template's imports. Spawns sent before the template is ready
+    simply queue; ``wait_ready=True`` waits until it has finished importing (about as
+    long as one subprocess spawn).
     """
     global _server
     if _server is None or not _server.alive():
-        inherited = os.environ.get(ENV_VAR)  # a template inherited from an ancestor
-        if inherited and os.path.exists(inherited) and (_server is None or _server.path != inherited):  # noqa: ASYNC240
-            _server = ForkServer(inherited)
-        else:
-            _server = await _start_template()
+        _server = await _start_template()
     if wait_ready:
         await _server.wait_ready()
     return _server
@@ -345,7 +380,6 @@ async def _start_template() -> ForkServer:
         # The template inherits the bound socket, so spawn requests can queue in its
         # backlog before it finished importing: no readiness handshake needed.
         env = dict(os.environ, **{_LISTEN_FD_VAR: str(listener.fileno())})
-        env.pop(ENV_VAR, None)
         proc = await trio.lowlevel.open_process(
             [sys.executable, "-m", "notebook_actors._forkserver"],
             stdin=subprocess.PIPE,
@@ -391,73 +425,46 @@ async def stop() -> None:
 
 
 async def start_process(boot: Any) -> ForkedChild:
-    """Fork an actor for ``boot`` from the template; the ``_spawn`` backend entry."""
-    import trio
-
+    """Fork an actor for ``boot`` from this actor's template; the ``_spawn`` backend entry."""
     from .msg import encoder
 
-    global _server
     server = await ensure_started()
-    try:
-        stream = await trio.open_unix_socket(server.path)
-    except OSError:
-        if server.owned:
-            raise
-        _server = None  # an inherited template that is gone: start our own
-        if os.environ.get(ENV_VAR) == server.path:
-            del os.environ[ENV_VAR]
-        server = await ensure_started()
-        stream = await trio.open_unix_socket(server.path)
-    child = ForkedChild(stream)
-    try:
-        await stream.send_all(_pack({"boot": encoder.encode(boot), "cwd": os.getcwd()}))
-        child.pid = await child._read()
-    except BaseException:
-        with trio.CancelScope(shield=True):
-            await stream.aclose()
-        raise
-    return child
+    return ForkedChild(await server.fork(encoder.encode(boot)))
 
 
 class ForkedChild(ChildProcess):
-    """An actor forked by the template: its exit status arrives over ``stream``."""
+    """An actor forked by our template: our own child, reaped through a pidfd."""
 
-    def __init__(self, stream: Any) -> None:
-        super().__init__(0)
-        self._stream = stream
-        self._buf = bytearray()
+    def __init__(self, pid: int) -> None:
+        import trio
+
+        super().__init__(pid)
+        # Nobody but us can reap our child, so its pid cannot be reused before we do.
+        self._pidfd = os.pidfd_open(pid)
         self._returncode: int | None = None
+        self._wait_lock = trio.Lock()  # one task waits on the pidfd, the others on it
 
     @property
     def returncode(self) -> int | None:
         return self._returncode
 
-    async def _read(self) -> Any:
-        import msgspec
-
-        buf = self._buf
-        while len(buf) < _HEADER or len(buf) < _HEADER + int.from_bytes(buf[:_HEADER], "big"):
-            chunk = await self._stream.receive_some(4096)
-            if not chunk:
-                raise EOFError("the fork server closed the connection")
-            buf += chunk
-        end = _HEADER + int.from_bytes(buf[:_HEADER], "big")
-        obj = msgspec.msgpack.decode(bytes(buf[_HEADER:end]))
-        del buf[:end]
-        return obj
-
     async def wait(self) -> int:
-        if self._returncode is None:
-            try:
-                self._returncode = int(await self._read())
-            except EOFError:
-                # The template died (it takes its children with it): report a kill.
-                self._returncode = -signal.SIGKILL
-            import trio
+        import trio
 
-            with trio.CancelScope(shield=True):
-                await self._stream.aclose()
+        async with self._wait_lock:
+            if self._returncode is None:
+                await trio.lowlevel.wait_readable(self._pidfd)
+                self._reap()
         return self._returncode
+
+    def _reap(self) -> None:
+        try:
+            _, status = os.waitpid(self.pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            code = 0  # someone else reaped it (like subprocess.Popen, report success)
+        self._returncode = code
+        os.close(self._pidfd)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,12 @@
 
 Backends (``start_method``):
 
-- ``"trio"`` (default): ``python .../_boot.py`` (``_child``) through trio's process
-  API; the boot spec (with the tree's secret) goes through the child's stdin, never its
-  command line.
-- ``"forkserver"``: a warm template process (runtime already imported) forks each
-  actor: ~10x faster spawn (see ``_forkserver``).
+- ``"forkserver"`` (default on Linux): the spawning actor's warm template process
+  (runtime already imported) forks each actor as a child of the spawning actor: ~10x
+  faster spawn (see ``_forkserver``).
+- ``"trio"`` (the subprocess backend; the default elsewhere): ``python .../_boot.py``
+  (``_child``) through trio's process API; the boot spec (with the tree's secret) goes
+  through the child's stdin, never its command line.
 - ``"mp_spawn"`` / ``"mp_forkserver"``: the same child main through multiprocessing.
 
 Every child starts in its own session (a terminal's or kernel's SIGINT reaches it only
@@ -30,7 +31,10 @@ from .msg import SpawnSpec, encoder
 _BOOT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_boot.py")
 
 START_METHODS = ("trio", "forkserver", "mp_spawn", "mp_forkserver")
-_default_method = "trio"
+#: Names the default backend of a whole program and its actors (e.g. ``trio`` for the
+#: subprocess backend); ``try_set_start_method`` overrides it.
+START_METHOD_VAR = "NOTEBOOK_ACTORS_START_METHOD"
+_default_method: str | None = None
 
 
 def check_start_method(name: str) -> str:
@@ -47,7 +51,27 @@ def try_set_start_method(name: str) -> str:
 
 
 def default_start_method() -> str:
+    """The backend of nurseries that name none: ``try_set_start_method``'s, else
+    ``$NOTEBOOK_ACTORS_START_METHOD``'s, else the fork server where it works."""
+    global _default_method
+    if _default_method is None:
+        from . import _forkserver
+
+        chosen = os.environ.get(START_METHOD_VAR) or ("forkserver" if _forkserver.supported() else "trio")
+        _default_method = check_start_method(chosen)
     return _default_method
+
+
+async def warm_up(start_method: str | None = None) -> None:
+    """Start what makes a backend's first spawn fast, now (the fork server's template);
+    a no-op for backends that have nothing to warm.
+
+    The template is started without waiting for it: spawns sent meanwhile queue.
+    """
+    if (start_method or default_start_method()) == "forkserver":
+        from . import _forkserver
+
+        await _forkserver.ensure_started()
 
 
 def running_as_asyncio_guest() -> bool:
