@@ -1,9 +1,10 @@
 """``python -m bench [--quick] [--rounds N] [--peers a,b] [--no-kernel] [--setup-tractor]``
 
 Runs every figure for every peer, one fresh worker process per sample, in rounds
-that interleave the peers (the order rotates each round); prints one table
-(figure × peer), the cost ratios against the floor and against each peer, and the
-issue's targets; writes everything as JSON to ``bench/results/``.
+that interleave the peers (the order rotates each round), with a progress bar (which
+peer and figure, rounds left); prints one table (figure × peer), the cost ratios
+against the floor and against each peer, and the issue's targets; writes everything
+as JSON to ``bench/results/``, with charts of the comparison (PNG, SVG) beside it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import _charts
 from ._report import build_report, print_report, render_markdown
 from ._worker import PEER_MODULES, RESULT_TAG
 
@@ -35,7 +37,8 @@ ROUND_CAP = {
     ("kernel", "px"): 2,
     ("kernel", "idle_cpu"): 2,
     ("kernel", "cells"): 3,
-    ("kernel", "cells_forkserver"): 2,
+    ("kernel", "cells_trio"): 2,
+    ("notebook_actors", "fanout"): 1,
 }
 #: Figures too slow for --quick.
 QUICK_SKIP = {("ipyparallel", "spawn10")}
@@ -201,12 +204,18 @@ def main() -> None:
     ap.add_argument(
         "--markdown", metavar="JSON", help="print a saved report (e.g. bench/results/latest.json) as Markdown"
     )
+    ap.add_argument("--charts", metavar="JSON", help="redraw the charts of a saved report (PNG and SVG beside it)")
     args = ap.parse_args()
     if args.setup_tractor:
         setup_tractor()
         return
     if args.markdown:
         print(render_markdown(json.loads(Path(args.markdown).read_text())))
+        return
+    if args.charts:
+        path = Path(args.charts)
+        for out in _charts.draw(json.loads(path.read_text()), path.with_suffix("")):
+            print(out)
         return
     set_subreaper()
     compile_bytecode()
@@ -229,34 +238,74 @@ def main() -> None:
             plan[peer] = check["figures"]
     samples: dict[str, dict[str, list]] = {p: {} for p in plan}
     notes: dict[str, list[str]] = {}
-    order = list(plan)
-    for r in range(rounds):
-        order = order[1:] + order[:1] if r else order  # rotate: no peer always goes first
-        print(f"round {r + 1}/{rounds}: {', '.join(order)}", file=sys.stderr)
-        for peer in order:
-            for fig in plan[peer]:
-                if r >= ROUND_CAP.get((peer, fig), rounds) or (args.quick and (peer, fig) in QUICK_SKIP):
-                    continue
-                res = run_worker(peer, fig, args.quick)
-                if "error" in res:
-                    notes.setdefault(peer, []).append(f"{fig}: {res['error']}")
-                    print(f"  ! {peer} {fig}: {res['error']}\n{res.get('stderr', '')[-800:]}", file=sys.stderr)
-                    continue
-                if res.get("leaked"):
-                    notes.setdefault(peer, []).append(f"{fig}: left processes behind: {res['leaked']}")
-                for key, val in res["values"].items():
-                    if key == "pending":
-                        if val not in notes.get(peer, []):
-                            notes.setdefault(peer, []).append(val)
-                    else:
-                        samples[peer].setdefault(key, []).extend(val)
+    schedule = plan_rounds(plan, rounds, args.quick)
+    with _progress() as progress:
+        bar = progress.add_task("", total=len(schedule))
+        for r, peer, fig in schedule:
+            progress.update(bar, description=f"round {r + 1}/{rounds} · {peer} · {fig}")
+            res = run_worker(peer, fig, args.quick)
+            progress.advance(bar)
+            if "error" in res:
+                notes.setdefault(peer, []).append(f"{fig}: {res['error']}")
+                progress.console.print(f"  ! {peer} {fig}: {res['error']}\n{res.get('stderr', '')[-800:]}")
+                continue
+            if res.get("leaked"):
+                notes.setdefault(peer, []).append(f"{fig}: left processes behind: {res['leaked']}")
+            for key, val in res["values"].items():
+                if key == "pending":
+                    if val not in notes.get(peer, []):
+                        notes.setdefault(peer, []).append(val)
+                else:
+                    samples[peer].setdefault(key, []).extend(val)
     report = build_report(samples, skipped, notes, facts, rounds, args.quick, time.time() - started)
     print_report(report)
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    for name in (f"bench-{stamp}.json", "latest.json"):
-        (RESULTS / name).write_text(json.dumps(report, indent=2))
+    for name in (f"bench-{stamp}", "latest"):
+        (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2))
+        charts = _charts.draw(report, RESULTS / name)
     print(f"\nJSON: {RESULTS / f'bench-{stamp}.json'} (and latest.json)")
+    if charts:
+        print(f"charts: {', '.join(str(c) for c in charts)}")
+
+
+def plan_rounds(plan: dict[str, list[str]], rounds: int, quick: bool) -> list[tuple[int, str, str]]:
+    """Every sample to run, as (round, peer, figure), in order: the peers interleave,
+    and their order rotates each round so that no peer always goes first."""
+    out = []
+    order = list(plan)
+    for r in range(rounds):
+        order = order[1:] + order[:1] if r else order
+        for peer in order:
+            for fig in plan[peer]:
+                if r >= ROUND_CAP.get((peer, fig), rounds) or (quick and (peer, fig) in QUICK_SKIP):
+                    continue
+                out.append((r, peer, fig))
+    return out
+
+
+def _progress():
+    """A progress bar on stderr: which sample runs, how many are left, time left."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ RESULT_TAG = "BENCH-RESULT "
 #: peer name → (module, variant passed to ``make_figures``/``unavailable``, or None)
 PEER_MODULES = {
     "floor": ("bench.peers.floor", None),
-    "notebook_actors": ("bench.peers.na", "trio"),
-    "notebook_actors/forkserver": ("bench.peers.na", "forkserver"),
+    "notebook_actors": ("bench.peers.na", "default"),
+    "notebook_actors/subprocess": ("bench.peers.na", "trio"),
     "mp/spawn": ("bench.peers.mp", "spawn"),
     "mp/forkserver": ("bench.peers.mp", "forkserver"),
     "trio-parallel": ("bench.peers.tp", None),

@@ -22,7 +22,9 @@ in its listening socket's backlog. The template exits when the actor that owns i
 ends (started outside any runtime: call :func:`stop`), or when its owner dies.
 
 A forked actor gets its spawner's environment, ``sys.path`` and working directory
-with the request, as a subprocess would at that moment.
+with the request, as a subprocess would at that moment, and the command line
+(``ps``) of a subprocess actor. Its parent's other child, the template, shows as
+``python -m notebook_actors._forkserver``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ from typing import Any
 from ._spawn import ChildProcess
 
 _LISTEN_FD_VAR = "NOTEBOOK_ACTORS_FORKSERVER_FD"
+#: What ``ps`` shows for a template (its real command line) ...
+TEMPLATE_MODULE = "notebook_actors._forkserver"
+#: ... and for an actor it forked: the command line a subprocess actor has.
+ACTOR_TITLE = f"{sys.executable} -m notebook_actors._child"
 #: Seconds the owner waits for the template to exit after asking it to stop.
 STOP_GRACE = 5.0
 _HEADER = 4
@@ -139,6 +145,7 @@ def _preload() -> None:
     for notebooks, which ship cell-defined functions by value).
     """
     import msgspec  # noqa: F401
+    import setproctitle  # noqa: F401
     import trio  # noqa: F401
 
     import notebook_actors  # noqa: F401
@@ -208,6 +215,9 @@ def _become_actor(listener: socket.socket, conn: socket.socket, request: dict[st
         os.dup2(devnull, 0)  # an actor never reads the owner's stdin pipe
         os.close(devnull)
         os.setsid()
+        import setproctitle
+
+        setproctitle.setproctitle(ACTOR_TITLE)
         from . import _child
 
         _child._die_with_parent()
@@ -295,13 +305,14 @@ class ForkServer:
             stream = await trio.open_unix_socket(self.path)
         except OSError as exc:
             raise RuntimeError(f"the fork server of this actor is gone ({exc})") from None
-        async with stream:
-            request = {"boot": boot, "cwd": os.getcwd(), "env": dict(os.environ)}
-            await stream.send_all(_pack(request))
-            # Shielded: once the request is sent a child may exist, and only its pid lets
-            # us reap it. The template answers within milliseconds.
-            with trio.CancelScope(shield=True):
+        request = _pack({"boot": boot, "cwd": os.getcwd(), "env": dict(os.environ)})
+        # Shielded up to the return: once any of the request is out a child may come to
+        # exist, and only its pid lets our caller reap it. A ready template answers
+        # within milliseconds.
+        with trio.CancelScope(shield=True), trio.fail_after(REQUEST_TIMEOUT + STOP_GRACE):
+            async with stream:
                 try:
+                    await stream.send_all(request)
                     answer = await _read_obj(stream)
                 except (EOFError, trio.BrokenResourceError):
                     raise RuntimeError("the fork server died while forking an actor") from None
@@ -381,7 +392,7 @@ async def _start_template() -> ForkServer:
         # backlog before it finished importing: no readiness handshake needed.
         env = dict(os.environ, **{_LISTEN_FD_VAR: str(listener.fileno())})
         proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "notebook_actors._forkserver"],
+            [sys.executable, "-m", TEMPLATE_MODULE],
             stdin=subprocess.PIPE,
             pass_fds=[listener.fileno()],
             env=env,

@@ -127,10 +127,9 @@ def cells(quick: bool) -> dict:
     return _cells(quick, None)
 
 
-def cells_forkserver(quick: bool) -> dict:
-    """New-actor cells with the fork-server backend selected in the kernel (the
-    template starts with the first actor; the next ones fork from it)."""
-    return _cells(quick, "forkserver")
+def cells_trio(quick: bool) -> dict:
+    """New-actor cells with the subprocess backend selected in the kernel."""
+    return _cells(quick, "trio")
 
 
 def px(quick: bool) -> dict:
@@ -192,4 +191,4 @@ def _cpu(p) -> float:
         return 0.0
 
 
-FIGURES = {"cells": cells, "cells_forkserver": cells_forkserver, "px": px, "idle_cpu": idle_cpu}
+FIGURES = {"cells": cells, "cells_trio": cells_trio, "px": px, "idle_cpu": idle_cpu}

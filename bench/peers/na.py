@@ -1,4 +1,6 @@
-"""notebook_actors itself, per spawn backend (``start_method``)."""
+"""notebook_actors itself, per spawn backend: ``"default"`` (what a program gets
+without naming one: the fork server on Linux) and ``"trio"`` (the subprocess
+backend)."""
 
 from __future__ import annotations
 
@@ -14,10 +16,16 @@ from .. import _fns, _na_fns
 from .._util import RPC_N, SPAWN_REPS, STREAM_N, now, round_trip_summary, rss_of
 
 
-def _root(start_method: str, registry_dir: str):
+def _method(variant: str) -> str | None:
+    return None if variant == "default" else variant
+
+
+def _root(variant: str, registry_dir: str):
     # A private registry, so a registry that someone else runs at the default
     # address never joins in.
-    return na.open_root_actor(start_method=start_method, registry_addrs=[os.path.join(registry_dir, "registry.sock")])
+    return na.open_root_actor(
+        start_method=_method(variant), registry_addrs=[os.path.join(registry_dir, "registry.sock")]
+    )
 
 
 def _run(async_fn, *args):
@@ -28,10 +36,13 @@ def _run(async_fn, *args):
         shutil.rmtree(d, ignore_errors=True)
 
 
-async def _warm(start_method: str) -> None:
-    """Bring a warm backend (the fork server) up before timing: it is started once per
-    program (in the kernel: when the extension loads), not per spawn."""
-    if start_method == "forkserver":
+async def _warm(variant: str) -> None:
+    """Bring a warm backend (the fork server's template) up before timing: a program
+    starts it once, with its first spawn (in the kernel: when the extension loads),
+    not per spawn. ``spawn1_root`` times a program's cold first spawn instead."""
+    from notebook_actors import _spawn
+
+    if (_method(variant) or _spawn.default_start_method()) == "forkserver":
         from notebook_actors import _forkserver
 
         await _forkserver.ensure_started(wait_ready=True)
@@ -67,8 +78,7 @@ def make_figures(start_method: str) -> dict:
     def spawn1_root(quick: bool) -> dict:
         async def main(d: str) -> float:
             t0 = now()
-            async with _root(start_method, d):
-                await _warm(start_method)
+            async with _root(start_method, d):  # cold: the first spawn starts the template
                 await _first_results(1, [])
             return now() - t0
 
@@ -134,7 +144,40 @@ def make_figures(start_method: str) -> dict:
 
         return _run(with_server, body)
 
-    return {
+    def fanout(quick: bool) -> dict:
+        """``FANOUT[quick]`` daemon actors at once (each answers one call), held alive
+        together, then cancelled: spawn time per actor, teardown, memory per actor."""
+        count = FANOUT[quick]
+
+        async def main(d: str) -> dict:
+            async with _root(start_method, d):
+                await _warm(start_method)
+                t0 = now()
+                async with na.open_nursery() as n:
+                    portals = [await n.start_actor(f"f{i}", enable_modules=["bench._fns"]) for i in range(count)]
+                    pids = []
+                    async with trio.open_nursery() as calls:
+
+                        async def call(p):
+                            pids.append(await p.run(_fns.getpid))
+
+                        for p in portals:
+                            calls.start_soon(call, p)
+                    spawned = now() - t0
+                    mem = _memory_of(pids)
+                    t1 = now()
+                    await n.cancel()
+                teardown = now() - t1
+            return {
+                "fanout_n": [count],
+                "fanout_spawn_per_actor_ms": [spawned * 1e3 / count],
+                "fanout_teardown_ms": [teardown * 1e3],
+                **mem,
+            }
+
+        return _run(main)
+
+    figures = {
         "spawn1": spawn1,
         "spawn1_root": spawn1_root,
         "spawn10": spawn10,
@@ -143,11 +186,30 @@ def make_figures(start_method: str) -> dict:
         "echo": echo,
         "rss": rss,
     }
+    if start_method == "default":  # a thousand subprocesses would take minutes and ~25 GB
+        figures["fanout"] = fanout
+    return figures
+
+
+#: actors in the fan-out figure (full / quick)
+FANOUT = {False: 1000, True: 100}
+#: actors whose unique pages are read (reading smaps costs ~10 ms per process)
+FANOUT_MEMORY_SAMPLE = 50
+
+
+def _memory_of(pids: list[int]) -> dict:
+    """RSS per actor (all of them) and USS per actor (a sample), in MB."""
+    import psutil
+
+    rss = [psutil.Process(pid).memory_info().rss / 1e6 for pid in pids]
+    step = max(1, len(pids) // FANOUT_MEMORY_SAMPLE)
+    uss = [psutil.Process(pid).memory_full_info().uss / 1e6 for pid in pids[::step]]
+    return {"fanout_rss_mb": [sum(rss) / len(rss)], "fanout_uss_mb": [sum(uss) / len(uss)]}
 
 
 def unavailable(start_method: str) -> str | None:
     from notebook_actors import _spawn
 
-    if start_method not in _spawn.START_METHODS:
+    if start_method != "default" and start_method not in _spawn.START_METHODS:
         return f"start_method {start_method!r} is not in this build ({', '.join(_spawn.START_METHODS)})"
     return None

@@ -23,8 +23,11 @@ from ._record import RECORDER, record, recorded, wait_recorded
 
 __all__ = [
     "RECORDER",
+    "actor_children",
+    "actor_descendants",
     "alive",
     "descendants",
+    "is_fork_server",
     "kill_all",
     "private_registry_addr",
     "record",
@@ -58,6 +61,32 @@ def descendants(pid: int | None = None) -> list[psutil.Process]:
     except psutil.NoSuchProcess:
         return []
     return [p for p in procs if alive(p.pid)]
+
+
+def is_fork_server(proc: psutil.Process) -> bool:
+    """True if ``proc`` is an actor's fork-server template (a child of that actor that
+    forks its children, not an actor itself)."""
+    from .._forkserver import TEMPLATE_MODULE
+
+    try:
+        return TEMPLATE_MODULE in proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+
+
+def actor_children(pid: int | None = None) -> list[psutil.Process]:
+    """The live child processes of ``pid`` (default: this process) that are actors:
+    its fork-server template left out."""
+    try:
+        procs = psutil.Process(pid or os.getpid()).children()
+    except psutil.NoSuchProcess:
+        return []
+    return [p for p in procs if alive(p.pid) and not is_fork_server(p)]
+
+
+def actor_descendants(pid: int | None = None) -> list[psutil.Process]:
+    """Like :func:`descendants`, without the fork-server templates."""
+    return [p for p in descendants(pid) if not is_fork_server(p)]
 
 
 def wait_until_gone(pids: Iterable[int], timeout: float = 5.0, poll: float = 0.02) -> list[int]:

@@ -55,6 +55,14 @@ def fd_targets() -> list[str]:
     return sorted(t.split(":[")[0] for t in open_fds().values())
 
 
+async def warm_spawner() -> None:
+    """Start this actor's warm spawn process (the fork server's template) now, so that
+    an fd count taken afterwards does not count the fds it holds for its lifetime."""
+    from .. import _spawn
+
+    await _spawn.warm_up()
+
+
 # -- crashes ------------------------------------------------------------------------------
 def exit_now(code: int = 3) -> None:
     """Leave at once: no cleanup, no reply."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench import _report
-from bench._report import FLOOR, FS, NA
+from bench._report import FLOOR, NA, SUB
 
 
 def test_cost_ratio_is_above_one_when_worse_for_times_and_rates():
@@ -18,9 +18,9 @@ def test_cost_ratio_is_above_one_when_worse_for_times_and_rates():
 
 def _medians(**overrides):
     medians = {
-        FLOOR: {"spawn1_ms": 100.0, "rpc_med_us": 100.0, "echo_med_us": 100.0, "stream_batched_msgs_s": 800_000.0},
-        NA: {"spawn1_ms": 110.0, "rpc_med_us": 140.0, "echo_med_us": 120.0, "stream_msgs_s": 210_000.0, "rss_mb": 30.0},
-        FS: {"spawn1_ms": 12.0, "spawn10_ms": 160.0, "rss_mb": 24.0},
+        FLOOR: {"spawn1_ms": 100.0, "spawn10_ms": 1000.0, "rpc_med_us": 100.0, "echo_med_us": 100.0},
+        NA: {"spawn1_ms": 12.0, "spawn10_ms": 160.0, "rpc_med_us": 140.0, "rss_mb": 24.0, "uss_mb": 9.0},
+        SUB: {"spawn1_ms": 110.0, "rss_mb": 30.0},
     }
     for peer, values in overrides.items():
         medians.setdefault(peer, {}).update(values)
@@ -31,13 +31,11 @@ def test_targets_say_met_missed_or_pending():
     """Test that each target is judged against its own floor: met, missed, or pending
     when a figure is missing (the kernel here)."""
     status = {t["target"]: t["status"] for t in _report.targets(_medians())}
-    assert status["spawn → first result ≤ 1.2× bare interpreter"] == "met"  # 1.1x
-    assert status["RPC median ≤ 1.3× raw ping-pong"] == "missed"  # 1.4x
-    assert status["echo round trip ≤ 1.3× raw ping-pong"] == "met"
-    assert status["one-way stream ≥ ¼ of batched raw floor"] == "met"  # 210k / 800k
-    assert status["fork-server ten actors < 150 ms"] == "missed"
-    assert status["idle actor < 25 MB RSS"] == "missed"
-    assert status["idle fork-server actor < 25 MB RSS"] == "met"
+    assert status["spawn → first result ≤ 0.2× bare interpreter"] == "met"  # 0.12x
+    assert status["ten actors at once ≤ 0.15× ten bare interpreters"] == "missed"  # 0.16x
+    assert status["RPC median ≤ 1.1× raw trio ping-pong"] == "missed"  # 1.4x
+    assert status["idle actor < 25 MB RSS"] == "met"
+    assert status["idle actor USS < 8 MB"] == "missed"
     assert status["kernel idle CPU < 1% (ext + 10 actors)"] == "pending"
 
 
@@ -59,11 +57,11 @@ def test_tables_show_every_peer_ratios_and_skips():
     the floor, the targets and why a peer was skipped."""
     report = _report_for(_medians())
     text = "\n".join(_report.render(report))
-    for word in ("floor", "n_a", "n_a/forkserver", "Targets", "skipped tractor: does not import here"):
+    for word in ("floor", "n_a", "n_a/subprocess", "Targets", "skipped tractor: does not import here"):
         assert word in text
     md = _report.render_markdown(report)
     assert "| RPC round trip, median [µs] | 100 | 140 (1.40×) |" in md
-    assert "| RPC median ≤ 1.3× raw ping-pong | 1.40 | ≤ 1.3 × | missed |" in md
+    assert "| RPC median ≤ 1.1× raw trio ping-pong | 1.40 | ≤ 1.1 × | missed |" in md
 
 
 @pytest.mark.parametrize("value, text", [(None, "—"), (1234.5, "1,234"), (150_000.0, "150.0k")])

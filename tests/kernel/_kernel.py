@@ -10,6 +10,8 @@ from typing import Any
 import psutil
 from jupyter_client.manager import KernelManager
 
+from notebook_actors import testing
+
 #: Hang guard for one cell (not a timing assertion).
 CELL_TIMEOUT = 60.0
 
@@ -138,10 +140,8 @@ class Kernel:
         return self.collect(self.submit(code))
 
     def descendants(self) -> list[psutil.Process]:
-        try:
-            return psutil.Process(self.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
+        """The actor processes below the kernel (fork-server templates left out)."""
+        return testing.actor_descendants(self.pid)
 
     def shutdown(self) -> None:
         try:

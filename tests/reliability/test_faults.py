@@ -151,7 +151,7 @@ async def _kill_children_of(pid: int, delay: float) -> list[int]:
     await trio.sleep(delay)
     with trio.fail_after(30):
         while True:
-            kids = psutil.Process(pid).children()
+            kids = testing.actor_children(pid)
             if kids:
                 kids[0].kill()
                 return [kids[0].pid]
@@ -169,6 +169,7 @@ def test_sigkill_of_a_leaf_reaches_the_root_named_and_the_middle_survives(reg, r
         async with na.open_nursery(**reg) as n:
             middle = await n.start_actor("middle", enable_modules=[FAULTS])
             mpid = await middle.run(_faults.getpid)
+            await middle.run(_faults.warm_spawner)  # its template's fds live as long as it
             fds_before = await middle.run(_faults.fd_targets)
             outcome: object = None
             with trio.fail_after(60):
@@ -201,7 +202,7 @@ def test_sigkill_of_a_leaf_reaches_the_root_named_and_the_middle_survives(reg, r
                 assert phase == "teardown" and outcome == "torn down", outcome
             # the middle survives, its dead leaf's sockets closed
             assert await middle.run(_faults.getpid) == mpid
-            assert testing.wait_until_gone([p.pid for p in psutil.Process(mpid).children()], GONE_WITHIN) == []
+            assert testing.wait_until_gone([p.pid for p in testing.actor_children(mpid)], GONE_WITHIN) == []
             assert await middle.run(_faults.fd_targets) == fds_before
             await middle.cancel_actor()
 
@@ -225,9 +226,9 @@ def test_sigkill_of_a_middle_actor_takes_its_leaves_and_the_root_goes_on(reg, re
                 with trio.fail_after(60):
                     try:
                         async with middle.open_context(_faults.leaf_activity, phase=phase, leaves=2) as (ctx, pids):
-                            leaves = [p.pid for p in psutil.Process(mpid).children()] or pids
+                            leaves = [p.pid for p in testing.actor_children(mpid)] or pids
                             await trio.sleep(rnd.uniform(0, 0.05))
-                            leaves = list({*leaves, *(p.pid for p in psutil.Process(mpid).children())})
+                            leaves = list({*leaves, *(p.pid for p in testing.actor_children(mpid))})
                             os.kill(mpid, signal.SIGKILL)
                             if phase == "stream":
                                 async with ctx.open_stream() as s:

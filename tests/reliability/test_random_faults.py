@@ -45,7 +45,7 @@ class Round:
     surfaced: list[BaseException] = field(default_factory=list)
     branch_ended: dict[str, trio.Event] = field(default_factory=dict)
     #: processes below this one before the round (multiprocessing's helpers of other tests)
-    already_running: set[int] = field(default_factory=lambda: {p.pid for p in testing.descendants()})
+    already_running: set[int] = field(default_factory=lambda: {p.pid for p in testing.actor_descendants()})
     log: list[str] = field(default_factory=list)
 
     @property
@@ -158,7 +158,7 @@ def _check_round(rd: Round) -> None:
     print(rd.tag, dict(rd.parents), rd.log, "surfaced:", [type(e).__name__ for e in rd.surfaced])
     # everything below a killed actor is gone, everything else was cancelled
     assert testing.wait_until_gone(list(rd.pids.values()), GONE_WITHIN) == [], rd.log
-    born = [p.pid for p in testing.descendants() if p.pid not in rd.already_running]
+    born = [p.pid for p in testing.actor_descendants() if p.pid not in rd.already_running]
     assert testing.wait_until_gone(born, GONE_WITHIN) == [], rd.log
     text = "\n".join(t for exc in rd.surfaced for t in _texts(exc))
     for i, name in enumerate(rd.killed):  # every kill surfaced (its name, or its subtree's) ...
