@@ -407,7 +407,11 @@ async def _start_template() -> ForkServer:
     if actor is not None and actor._transport_n is not None:
         # The actor's transport nursery is cancelled last in its shutdown, after its
         # children are reaped: the template goes with it.
-        actor._transport_n.start_soon(_stop_with_actor, server)
+        try:
+            actor._transport_n.start_soon(_stop_with_actor, server)
+        except RuntimeError:  # the actor is ending already: no template to keep
+            await server.aclose()
+            raise
     return server
 
 
