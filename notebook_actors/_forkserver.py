@@ -40,8 +40,16 @@ from ._spawn import ChildProcess
 _LISTEN_FD_VAR = "NOTEBOOK_ACTORS_FORKSERVER_FD"
 #: What ``ps`` shows for a template (its real command line) ...
 TEMPLATE_MODULE = "notebook_actors._forkserver"
-#: ... and for an actor it forked: the command line a subprocess actor has.
-ACTOR_TITLE = f"{sys.executable} -m notebook_actors._child"
+
+
+def _actor_title(parent: int) -> str:
+    """What ``ps`` shows for an actor the template forked: the command line of a
+    subprocess actor (see ``_spawn``)."""
+    from ._spawn import _BOOT_SCRIPT
+
+    return f"{sys.executable} -S {_BOOT_SCRIPT} {parent}"
+
+
 #: Seconds the owner waits for the template to exit after asking it to stop.
 STOP_GRACE = 5.0
 _HEADER = 4
@@ -215,12 +223,15 @@ def _become_actor(listener: socket.socket, conn: socket.socket, request: dict[st
         os.dup2(devnull, 0)  # an actor never reads the owner's stdin pipe
         os.close(devnull)
         os.setsid()
+        parent = request.get("parent")
+        from ._boot import die_with_parent
+
+        die_with_parent(parent if isinstance(parent, int) else None)
         import setproctitle
 
-        setproctitle.setproctitle(ACTOR_TITLE)
+        setproctitle.setproctitle(_actor_title(os.getppid()))
         from . import _child
 
-        _child._die_with_parent()
         env = request.get("env")
         if isinstance(env, dict):
             os.environ.clear()
@@ -305,7 +316,7 @@ class ForkServer:
             stream = await trio.open_unix_socket(self.path)
         except OSError as exc:
             raise RuntimeError(f"the fork server of this actor is gone ({exc})") from None
-        request = _pack({"boot": boot, "cwd": os.getcwd(), "env": dict(os.environ)})
+        request = _pack({"boot": boot, "cwd": os.getcwd(), "env": dict(os.environ), "parent": os.getpid()})
         # Shielded up to the return: once any of the request is out a child may come to
         # exist, and only its pid lets our caller reap it. A ready template answers
         # within milliseconds.

@@ -157,26 +157,27 @@ SPAWN_30 = textwrap.dedent(
             if started == 10:  # 20 more are starting, importing, connecting back
                 print("SPAWNING", flush=True)
 
-        async with na.open_nursery(registry_addrs=[registry]) as n:
+        async with na.open_nursery(registry_addrs=[registry], start_method=method) as n:
             async with trio.open_nursery() as spawning:
                 for i in range(30):
                     spawning.start_soon(spawn, n, i)
             await trio.sleep_forever()
 
     if __name__ == "__main__":
+        method = sys.argv[2]
         trio.run(main, sys.argv[1])
     """
 )
 
 
-def _clear_time_of_root_kill_mid_spawn(script: str) -> tuple[int, float]:
+def _clear_time_of_root_kill_mid_spawn(script: str, method: str) -> tuple[int, float]:
     """SIGKILL a root while it spawns 30 actors; return how many processes were below
     it and the seconds until the last of them was gone."""
     import time
 
     import psutil
 
-    proc = testing.start_script(script, testing.private_registry_addr())
+    proc = testing.start_script(script, testing.private_registry_addr(), method)
     below: list[int] = []
     try:
         assert proc.stdout.readline() == "SPAWNING\n", proc.communicate(timeout=30)[1]
@@ -193,14 +194,18 @@ def _clear_time_of_root_kill_mid_spawn(script: str) -> tuple[int, float]:
         proc.communicate(timeout=30)
 
 
-def test_root_sigkill_mid_spawn_clears_the_tree_fast(tmp_path):
+@pytest.mark.parametrize("method", ["trio", "forkserver"])
+def test_root_sigkill_mid_spawn_clears_the_tree_fast(tmp_path, method):
     """Test that SIGKILL of a root in the middle of spawning 30 actors (some still
     starting their interpreter, some importing, some serving) leaves nothing behind,
-    and that the median of three runs clears in under 300 ms (the issue's bound:
-    every child watches its parent from its first instructions)."""
+    and, for subprocess actors, that the median of three runs clears in under 300 ms
+    (the issue's bound: every child watches its parent from its first instructions).
+    Forked actors are all serving by then (they spawn ~10x faster); they must clear
+    within the same 10 s bound as everything else."""
     script = tmp_path / "spawn30.py"
     script.write_text(SPAWN_30)
-    runs = [_clear_time_of_root_kill_mid_spawn(str(script)) for _ in range(3)]
+    runs = [_clear_time_of_root_kill_mid_spawn(str(script), method) for _ in range(3)]
     assert all(count >= 10 for count, _ in runs), runs
     median = sorted(elapsed for _, elapsed in runs)[1]
-    assert median < 0.3, f"cleared in {[round(e * 1000) for _, e in runs]} ms"
+    if method == "trio":
+        assert median < 0.3, f"cleared in {[round(e * 1000) for _, e in runs]} ms"
