@@ -203,12 +203,26 @@ class Context:
         )
 
     async def _next(self) -> Any:
-        """The next message of this call; TransportClosed if the channel died first."""
+        """The next message of this call; ActorCrashed (with the exit code or signal)
+        if the channel died with the actor, else TransportClosed."""
         while not self._inbox:
             if self.chan.closed:
+                crash = await self._crash_of_peer()
+                if crash is not None:
+                    raise crash from None
                 raise self._transport_closed("the call") from self.chan._close_reason
             await self._arrived.park()
         return self._inbox.popleft()
+
+    async def _crash_of_peer(self) -> BaseException | None:
+        """How the far actor died, when it is our child (its parent knows the exit status)."""
+        from ._state import current_actor_or_none
+
+        actor = current_actor_or_none()
+        child = actor.children.get(self.chan.uid) if actor is not None and self.chan.uid else None
+        if child is None or not hasattr(child, "crash_report"):
+            return None
+        return await child.crash_report(actor, f"call {self.fn_name}()")
 
     # -- public API --
     @property

@@ -34,6 +34,9 @@ CANCEL_GRACE = 3.0
 SPAWN_TIMEOUT = 60.0
 #: Seconds to wait for an exited child's channel to deliver its last messages.
 DRAIN_TIMEOUT = 2.0
+#: Seconds a call whose channel closed waits for the actor's exit status (it is
+#: reaped within milliseconds of its death; the bound only guards a stuck reap).
+EXIT_STATUS_WAIT = 5.0
 
 
 class _Child:
@@ -57,6 +60,22 @@ class _Child:
         self.state = "spawning"
         #: starts it on another machine (``_launch``); None: here
         self.launcher: Any = None
+
+    async def crash_report(self, actor: Any, during: str) -> ActorCrashed | None:
+        """The crash behind a closed channel, with its exit code or signal: waits (a
+        bound, EXIT_STATUS_WAIT) for the process to be reaped. None when it exited
+        cleanly or as asked (then the closed channel is the whole story), and for a
+        run_in_actor child, whose lost result the supervisor reports itself."""
+        if self.is_main:
+            return None
+        with trio.move_on_after(EXIT_STATUS_WAIT):
+            await self.exited.wait()
+        code = self.exitcode
+        if code is None or code == 0:
+            return None
+        if code < 0 and self.asked_to_stop and not _killed_by_someone_else(self):
+            return None  # the signal we sent to end it
+        return _crashed(self, actor, during=during)
 
     @property
     def asked_to_stop(self) -> bool:
@@ -424,7 +443,7 @@ def _main_module_name(main_mod: Any) -> str | None:
     return getattr(getattr(main_mod, "__spec__", None), "name", None) or None
 
 
-def _crashed(child: _Child, actor: Any) -> ActorCrashed:
+def _crashed(child: _Child, actor: Any, during: str | None = None) -> ActorCrashed:
     import signal as _signal
 
     code = child.exitcode
@@ -435,7 +454,11 @@ def _crashed(child: _Child, actor: Any) -> ActorCrashed:
     if child.lost_result:
         why += ", before its function returned (it was started by run_in_actor)"
     pid = child.proc.pid if child.proc else "?"
-    exc = RuntimeError(f"actor {child.uid} (pid {pid}) died unexpectedly: {why}")
+    if during is not None:  # seen first by a call whose channel closed
+        text = f"{child.uid[0]!r} (pid {pid}) exited with {why} during {during}"
+        exc = RuntimeError(text)
+    else:
+        exc = RuntimeError(f"actor {child.uid} (pid {pid}) died unexpectedly: {why}")
     info = box_error(exc, child.uid, exitcode=code)
     info.type_name, info.type_module, info.tb_str = "ActorCrashed", "notebook_actors._exceptions", ""
     info.relay_path = [child.uid, actor.uid]
