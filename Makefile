@@ -43,6 +43,7 @@ fuzz: $(STAMP)
 	$(PIP_INSTALL) -e ".[fuzz]"
 	mkdir -p .fuzz-corpus && cp -n fuzz/regressions/* .fuzz-corpus/
 	$(BIN)/python fuzz/fuzz_codec.py -max_total_time=$${FUZZ_SECONDS:-300} -rss_limit_mb=2048 -artifact_prefix=fuzz/ .fuzz-corpus
+	$(BIN)/python fuzz/fuzz_handshake.py -max_total_time=$${FUZZ_SECONDS:-300} -rss_limit_mb=2048 -artifact_prefix=fuzz/
 
 # the randomized fault-injection test, run for SOAK_SECONDS (default 10 min) of rounds
 soak: $(STAMP)
