@@ -83,3 +83,21 @@ def test_restart_now_leaves_no_actor_and_the_restarted_kernel_starts_clean(kerne
     assert testing.wait_until_gone(pids, GONE_WITHIN) == []
     k.kc.wait_for_ready(timeout=60)
     starts_clean(k)
+
+
+def test_sigkill_of_the_kernel_takes_plain_subprocesses_of_actors(kernels):
+    """Test that a plain ``subprocess.Popen`` started by actor code in a notebook is
+    gone within 2 s of a SIGKILL of the kernel (the actor takes its process group
+    with it when its parent dies), while one started in its own session survives."""
+    k = Kernel()
+    kernels(k)
+    assert k.run("%load_ext notebook_actors").status == "ok"
+    plain = k.value("%%actor a\nimport subprocess\nsubprocess.Popen(['sleep', '1000']).pid")
+    detached = k.value("%%actor a\nsubprocess.Popen(['sleep', '1001'], start_new_session=True).pid")
+    actor = k.value("%%actor a\nimport os\nos.getpid()")
+    try:
+        psutil.Process(k.pid).kill()
+        assert testing.wait_until_gone([k.pid, actor, plain], 2.0) == []
+        assert testing.alive(detached)
+    finally:
+        testing.kill_all([plain, detached])
