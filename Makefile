@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_INSTALL = $(BIN)/python -m pip install -q -c constraints.txt
 
-.PHONY: demo test lint lab bench fuzz soak clean constraints test-latest
+.PHONY: demo test test-subprocess lint lab bench fuzz soak clean constraints test-latest
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# the core and reliability suites again with the subprocess spawn backend (the default
+# is the fork server): both backends must behave the same
+test-subprocess: $(STAMP)
+	NOTEBOOK_ACTORS_START_METHOD=trio $(BIN)/python -m pytest -q $(PYTEST_ARGS) tests/core tests/reliability
 
 # ruff (lint and format); mypy on the core and import-linter's layer contracts join
 # as the architecture work makes them pass (issue 14)
