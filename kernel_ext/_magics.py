@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}; see `{self.prog}?`")
 
 
-CELL_PARSER = _Parser(prog="%%actor", add_help=False, description="Run this cell in one or more actor processes.")
+CELL_PARSER = _Parser(prog="%%actor", add_help=False)
 CELL_PARSER.add_argument(
     "paths",
     nargs="+",
@@ -149,7 +149,8 @@ async def run_actor_cell(session: Any, line: str, code: str, header: str, offset
     if args.bg and len(paths) > 1:
         raise UsageError("--bg runs a cell in one actor; name one")
     opts = {"asyncio": args.asyncio, "debug": args.debug, "host": _host(session, args.host)}
-    cell = CellCode(code=code, header=header, offset=offset, count=session.shell.execution_count)
+    # IPython counts this cell before it runs it: its number is the one before
+    cell = CellCode(code=code, header=header, offset=offset, count=session.shell.execution_count - 1)
     handles = await _ensure_all(actors, paths, opts, args.new)
     if args.bg:
         actors.rt.start_soon(_run_in_background, actors, handles[0], cell)

@@ -322,3 +322,91 @@ def test_tree_shows_the_live_widget(kernel):
     run = kernel.run("%actor tree")
     assert run.status == "ok", run.error
     assert "application/vnd.jupyter.widget-view+json" in run.result
+
+
+def test_traceback_has_the_editors_line_numbers_and_the_execution_count(kernel):
+    """Test that a user error's traceback names <actor-cell NAME [count]>, numbers lines
+    as the editor does (the %%actor line is line 1) and shows no frames of ours or trio's."""
+    run = kernel.run("%%actor lines\nx = 1\ndef f():\n    raise ValueError('boom')\nf()")
+    count = run.reply["content"]["execution_count"]
+    tb = "\n".join(run.error["traceback"])
+    assert f'File "<actor-cell lines [{count}]>", line 5' in tb
+    assert f'File "<actor-cell lines [{count}]>", line 4, in f' in tb
+    assert "raise ValueError('boom')" in tb
+    assert "trio" not in tb and "kernel_ext" not in tb and "notebook_actors/" not in tb
+
+
+def _touch_and_wait(tmp_path, n: int) -> str:
+    """Cell code: create this actor's file, then wait (in trio) until all n exist."""
+    return (
+        "import os\n"
+        f"d = {str(tmp_path)!r}\n"
+        "open(os.path.join(d, na.current_actor().name), 'w').close()\n"
+        f"while len(os.listdir(d)) < {n}:\n    await trio.sleep(0.01)\n"
+    )
+
+
+def test_a_cell_runs_in_several_actors_at_once(kernel, tmp_path):
+    """Test that %%actor w1 w2 w3 spawns all three and runs the cell in them concurrently
+    (each waits for the others), with labelled output and a {path: value} result."""
+    code = (
+        "%%actor w1 w2 w3\n"
+        + _touch_and_wait(tmp_path, 3)
+        + "print('hello from', na.current_actor().name)\nos.getpid()"
+    )
+    run = kernel.run(code)
+    assert run.status == "ok", run.error
+    out = run.stream("stdout")
+    for name in ("w1", "w2", "w3"):
+        assert f"[{name}] hello from {name}\n" in out and f"[{name}] Out:" in out
+    values = kernel.value("dict(_)")
+    assert sorted(values) == ["w1", "w2", "w3"] and len(set(values.values())) == 3
+    assert kernel.value("%%actor w2\nos.getpid()") == values["w2"]
+
+
+def test_output_grouped_by_actor(kernel, tmp_path):
+    """Test that --group actor shows each actor's output together, in the order named."""
+    code = (
+        "%%actor g1 g2 --group actor\n"
+        "print('first', na.current_actor().name)\n"
+        + _touch_and_wait(tmp_path, 2)
+        + "print('second', na.current_actor().name)"
+    )
+    run = kernel.run(code)
+    assert run.status == "ok", run.error
+    lines = [line for line in run.stream("stdout").splitlines() if "first" in line or "second" in line]
+    assert lines == ["[g1] first g1", "[g1] second g1", "[g2] first g2", "[g2] second g2"]
+
+
+def test_an_error_in_one_actor_does_not_hide_the_others(kernel):
+    """Test that a failing actor's error is shown with its name, the others' values too."""
+    run = kernel.run("%%actor ok1 bad1\nif na.current_actor().name == 'bad1':\n    1 / 0\n'fine'")
+    assert run.status == "error"
+    assert run.error["ename"] == "CellsFailed" and "bad1 (ZeroDivisionError)" in run.error["evalue"]
+    assert "[bad1] ZeroDivisionError in actor 'bad1'" in run.stream("stderr")
+    assert "[ok1] Out:" in run.stream("stdout")
+    assert {"text/plain": "'fine'"} in run.displays
+
+
+def test_a_glob_runs_the_cell_in_the_matching_actors(kernel):
+    """Test that %%actor 'team/*' runs in every existing actor under team."""
+    kernel.run("%%actor team/a\n1")
+    kernel.run("%%actor team/b\n1")
+    run = kernel.run("%%actor 'team/*'\nna.current_actor().name")
+    assert run.status == "ok", run.error
+    assert kernel.value("dict(_)") == {"team/a": "a", "team/b": "b"}
+
+
+def test_interrupt_cancels_every_actor_of_the_cell(kernel, tmp_path):
+    """Test that interrupting a several-actor cell ends it in all of them; they live on."""
+    msg_id = kernel.submit("%%actor s1 s2\n" + _touch_and_wait(tmp_path, 2) + "await trio.sleep_forever()")
+    deadline = time.monotonic() + WAIT
+    while len(os.listdir(tmp_path)) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    kernel.km.interrupt_kernel()
+    run = kernel.collect(msg_id)
+    assert run.status == "error" and "s1 (KeyboardInterrupt)" in run.error["evalue"]
+    assert "s2 (KeyboardInterrupt)" in run.error["evalue"]
+    assert kernel.run("%%actor s1 s2\n'back'").status == "ok"
+    assert kernel.value("dict(_)") == {"s1": "back", "s2": "back"}

@@ -1,0 +1,60 @@
+"""%actor subcommands and help texts (kernel_ext/_commands.py, _magics.py), in a real kernel."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+INTERNAL = re.compile(r"_actor_line_args|_actor_cell_args|%%%actor|kernel_ext|\bargs\b")
+
+
+def help_text(kernel, code: str) -> str:
+    run = kernel.run(code)
+    assert run.status == "ok", run.error
+    return re.sub(r"\x1b\[[0-9;]*m", "", run.reply["content"]["payload"][0]["data"]["text/plain"])
+
+
+def test_line_help_lists_the_commands_without_internal_names(kernel):
+    """Test that %actor? shows every subcommand and no internal names."""
+    text = help_text(kernel, "%actor?")
+    for usage in ("%actor ls", "%actor kill NAME", "%actor push NAME VAR", "%actor debug [NAME]"):
+        assert usage in text
+    assert not INTERNAL.search(text.split("File:")[0])
+
+
+def test_cell_help_is_the_cell_magics(kernel):
+    """Test that %%actor? shows the cell magic's usage and options."""
+    text = help_text(kernel, "%%actor?")
+    assert "usage: %%actor" in text and "--group" in text and "--timeout S" in text
+    assert not INTERNAL.search(text.split("File:")[0])
+
+
+def test_plain_actor_prints_the_commands(kernel):
+    """Test that %actor alone lists what it can do instead of an argparse error."""
+    run = kernel.run("%actor")
+    assert run.status == "ok", run.error
+    assert "%actor ls" in run.stream("stdout") and "required" not in run.stream()
+
+
+@pytest.mark.parametrize(
+    "line, says",
+    [("%actor frobnicate", "frobnicate"), ("%actor kill", "needs an actor name"), ("%actor autoawait x", "autoawait")],
+)
+def test_bad_commands_say_what_is_wrong(kernel, line, says):
+    """Test that a bad %actor line is one UsageError that says what to do."""
+    run = kernel.run(line)
+    assert run.error["ename"] == "UsageError" and says in run.error["evalue"]
+
+
+def test_asyncio_in_a_plain_actor_cell_hints_at_the_asyncio_option(kernel):
+    """Test that awaiting asyncio code in a trio actor cell adds a hint about --asyncio."""
+    run = kernel.run("%%actor plain\nimport asyncio\nawait asyncio.sleep(0)")
+    assert run.status == "error"
+    assert "%%actor NAME --asyncio" in "\n".join(run.error["traceback"])
+
+
+def test_actor_namespace_has_trio_and_na(kernel):
+    """Test that the README's nested example works as written: trio and na are there."""
+    code = "%%actor outer/inner\nawait trio.sleep(0)\n(na.current_actor().name, notebook_actors is na)"
+    assert kernel.value(code) == ("inner", True)
