@@ -326,17 +326,19 @@ def _with_routes(boot: Any, routes: dict[str, str]) -> Any:
 
 
 class SlurmLauncher(Launcher):
-    """Start each actor as a Slurm job step with ``srun``.
-
-    Inside an allocation (``SLURM_JOB_ID`` set) the actor is a step of it; outside
-    one, ``srun`` submits a job of its own for each actor. Teardown cancels the job
-    or step with ``scancel``.
+    """Start each actor in Slurm: a job step (``srun``) inside an allocation, a batch
+    job of its own (``sbatch``, the job-per-worker model) outside one.
 
     Args:
-        partition, time, cpus, gpus: the usual ``srun`` requests.
-        srun_options: more ``srun`` arguments.
+        partition, time, cpus, gpus: the usual resource requests.
+        options: more ``srun``/``sbatch`` arguments (e.g. ``["--account=lab"]``).
+        mode: ``"auto"`` (``srun`` inside an allocation, ``sbatch`` outside),
+            ``"srun"`` or ``"sbatch"``.
+        queue_timeout: seconds a batch job may wait in the queue before the start
+            fails (``None``: as long as it takes).
         remote_python: the interpreter on the nodes (default: this one's path).
 
+    Teardown, whatever ended the actor, cancels its step or job with ``scancel``.
     The nodes must reach the parent's socket: on one node, its Unix socket; across
     nodes the parent needs a TCP listener (``bind_addr=``), see docs/distribution.md.
     """
@@ -348,22 +350,28 @@ class SlurmLauncher(Launcher):
         time: str | None = None,
         cpus: int | None = None,
         gpus: int | None = None,
-        srun_options: list[str] | tuple[str, ...] = (),
+        options: list[str] | tuple[str, ...] = (),
+        mode: str = "auto",
+        queue_timeout: float | None = None,
         remote_python: str | None = None,
     ) -> None:
+        if mode not in ("auto", "srun", "sbatch"):
+            raise ValueError(f"SlurmLauncher(mode={mode!r}): choose 'auto', 'srun' or 'sbatch'")
         self.host = "slurm"
         self.partition, self.time, self.cpus, self.gpus = partition, time, cpus, gpus
-        self.srun_options = list(srun_options)
+        self.options = list(options)
+        self.mode = mode
+        self.queue_timeout = queue_timeout
         self.remote_python = remote_python or sys.executable
 
     def __repr__(self) -> str:
-        return f"SlurmLauncher(partition={self.partition!r})"
+        return f"SlurmLauncher(partition={self.partition!r}, mode={self.mode!r})"
 
-    def _srun(self, job_name: str) -> list[str]:
-        srun = shutil.which("srun")
-        if srun is None:
-            raise LaunchError("cannot start an actor with Slurm: no 'srun' on PATH")
-        cmd = [srun, "--ntasks=1", "--nodes=1", "--quiet", "--kill-on-bad-exit=1", f"--job-name={job_name}"]
+    def _requests(self, tool: str, job_name: str, *defaults: str) -> list[str]:
+        path = shutil.which(tool)
+        if path is None:
+            raise LaunchError(f"cannot start an actor with Slurm: no {tool!r} on PATH")
+        cmd = [path, "--ntasks=1", "--nodes=1", f"--job-name={job_name}", *defaults]
         for flag, value in (("--partition", self.partition), ("--time", self.time)):
             if value:
                 cmd.append(f"{flag}={value}")
@@ -371,18 +379,29 @@ class SlurmLauncher(Launcher):
             cmd.append(f"--cpus-per-task={self.cpus}")
         if self.gpus:
             cmd.append(f"--gpus={self.gpus}")
-        return cmd + self.srun_options
+        return cmd + self.options
 
     def _explain(self, code: int, stderr: str) -> str:
         return stderr.splitlines()[-1] if stderr else f"srun exited with code {code}"
 
-    async def start(self, boot: Any) -> LinkedChild:
+    async def start(self, boot: Any) -> Any:
         job_name = f"actor-{boot.name}-{boot.uid[:8]}"
-        cmd = [*self._srun(job_name), *_remote_command(self.remote_python)]
-        child = await _start_linked(cmd, boot, "slurm", self._explain, SlurmStep)
+        in_allocation = "SLURM_JOB_ID" in os.environ
+        if self.mode == "sbatch" or (self.mode == "auto" and not in_allocation):
+            return await BatchJob.submit(self, boot, job_name)
+        cmd = self._requests("srun", job_name, "--quiet", "--kill-on-bad-exit=1")
+        child = await _start_linked(cmd + _remote_command(self.remote_python), boot, "slurm", self._explain, SlurmStep)
         child.host = f"slurm:{child.started_as.get('job', '?')}"
-        child.own_job = "SLURM_JOB_ID" not in os.environ  # srun made a job for this actor
+        child.own_job = not in_allocation  # srun made a job for this actor
         return child
+
+
+async def _scancel(target: str, *signal_args: str) -> None:
+    scancel = shutil.which("scancel")
+    if scancel:
+        await trio.run_process(
+            [scancel, "--quiet", *signal_args, target], check=False, capture_stdout=True, capture_stderr=True
+        )
 
 
 class SlurmStep(LinkedChild):
@@ -394,11 +413,134 @@ class SlurmStep(LinkedChild):
 
     async def cleanup(self) -> None:
         job = self.started_as.get("job")
-        scancel = shutil.which("scancel")
-        if job and scancel:
+        if job:
             # a step of the user's allocation ends alone; a job of our own ends whole
-            target = job.partition(".")[0] if self.own_job else job
-            await trio.run_process([scancel, "--quiet", target], check=False, capture_stdout=True, capture_stderr=True)
+            await _scancel(job.partition(".")[0] if self.own_job else job)
+
+
+class BatchJob:
+    """An actor running as a Slurm batch job (``sbatch``): no stdio link, so the boot
+    record goes in a file only this user can read (the job removes it once read), the
+    job reports its status lines into a second file, and signals go through
+    ``scancel``. The parent polls the status file; the actor exits by itself when
+    its parent's channel closes, as every actor does.
+    """
+
+    POLL = 0.2
+
+    def __init__(self, job: str, status_file: str, remote_pid: int, host: str) -> None:
+        self.job = job
+        self.pid = self.remote_pid = remote_pid
+        self.host = host
+        self.signals_sent: set[int] = set()
+        self._status_file = status_file
+        self._code: int | None = None
+        self._done = trio.Event()
+        trio.lowlevel.spawn_system_task(self._follow, name=f"slurm job {job}")
+
+    @classmethod
+    async def submit(cls, launcher: SlurmLauncher, boot: Any, job_name: str) -> BatchJob:
+        from ._transport._uds import runtime_dir
+
+        base = runtime_dir() / f"slurm-{boot.uid}"
+        boot_file, status_file = f"{base}.boot", f"{base}.status"
+        _write_private(boot_file, encoder.encode(boot))
+        _write_private(status_file, b"")
+        script = shlex.join([*_remote_command(launcher.remote_python), "--batch", boot_file, status_file])
+        # the job's own stdout/stderr: /dev/null unless options name a file (--output=...)
+        cmd = [*launcher._requests("sbatch", job_name, "--parsable", "--output=/dev/null"), f"--wrap={script}"]
+        done = await trio.run_process(cmd, check=False, capture_stdout=True, capture_stderr=True)
+        if done.returncode != 0:
+            _remove(boot_file, status_file)
+            why = done.stderr.decode(errors="replace").strip().splitlines() or [f"sbatch exited with {done.returncode}"]
+            raise LaunchError(f"could not start actor {boot.name!r} with Slurm: {why[-1]}")
+        job = done.stdout.decode().strip().split(";")[0]
+        try:
+            with trio.move_on_after(launcher.queue_timeout if launcher.queue_timeout is not None else float("inf")):
+                while True:
+                    status = _read_status(status_file)
+                    if "ready" in status:
+                        return cls(job, status_file, int(status["ready"]), f"slurm:{job}")
+                    if not await _job_alive(job):
+                        raise LaunchError(f"could not start actor {boot.name!r} with Slurm: job {job} ended first")
+                    await trio.sleep(cls.POLL)
+            raise LaunchError(f"actor {boot.name!r}: Slurm job {job} still queued after {launcher.queue_timeout}s")
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await _scancel(job)
+                _remove(boot_file, status_file)
+            raise
+
+    @property
+    def returncode(self) -> int | None:
+        return self._code
+
+    async def wait(self) -> int:
+        await self._done.wait()
+        assert self._code is not None
+        return self._code
+
+    def signal(self, sig: int) -> None:
+        if self._code is None:
+            self.signals_sent.add(sig)
+            trio.lowlevel.spawn_system_task(_scancel, self.job, f"--signal={int(sig)}", "--full")
+
+    def terminate(self) -> None:
+        self.signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+
+    async def _follow(self) -> None:
+        status: dict[str, str] = {}
+        try:
+            while "exit" not in status and "signal" not in status and await _job_alive(self.job):
+                await trio.sleep(self.POLL)
+                status = _read_status(self._status_file)
+            status = _read_status(self._status_file)
+        except Exception as exc:  # a system task must not raise; the job is cancelled below
+            log.warning("following Slurm job %s failed: %r", self.job, exc)
+        finally:
+            with trio.CancelScope(shield=True):
+                await _scancel(self.job)
+            _remove(self._status_file)
+            found = next(((w, status[w]) for w in ("exit", "signal") if w in status), None)
+            self._code = LinkedChild._code_from(found, None)
+            self._done.set()
+
+
+def _write_private(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _remove(*paths: str) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _read_status(path: str) -> dict[str, str]:
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return {}
+    return dict(found for line in lines if (found := _status_of(line)) is not None)
+
+
+async def _job_alive(job: str) -> bool:
+    """Whether the job is still pending or running (``squeue`` lists it)."""
+    squeue = shutil.which("squeue")
+    if squeue is None:
+        return False
+    done = await trio.run_process(
+        [squeue, "-h", "-j", job, "-o", "%T"], check=False, capture_stdout=True, capture_stderr=True
+    )
+    return done.returncode == 0 and bool(done.stdout.strip())
 
 
 def launcher_for(host: Any) -> Launcher | None:

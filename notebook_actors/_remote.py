@@ -5,6 +5,9 @@ the parent actor. It starts the actor (``notebook_actors._child``) as its own ch
 then stands between the two, because a remote actor cannot watch its parent's
 process the way a local one does:
 
+Under a batch scheduler (``python -m notebook_actors._remote --batch BOOT STATUS``,
+for ``sbatch``) there is no stdio link: see :func:`_batch`.
+
 - **stdin**: first the boot record (4-byte length, then the record), then the
   launcher's lines: ``.`` once a second (the heartbeat) or ``signal N``. End of input,
   or no heartbeat for ``HEARTBEAT_TIMEOUT`` seconds (the link dropped), ends the
@@ -50,7 +53,7 @@ def _read_boot(fd: int) -> bytes:
 
 
 def _report(line: str) -> None:
-    os.write(1, f"{STATUS}{line}\n".encode())
+    os.write(_status_fd, f"{STATUS}{line}\n".encode())
 
 
 def _end_group(pid: int) -> None:
@@ -89,12 +92,7 @@ def _follow_launcher(fd: int, actor: subprocess.Popen[bytes]) -> None:
                     pass
 
 
-def main() -> None:
-    stdin = sys.stdin.fileno()
-    try:
-        boot = _read_boot(stdin)
-    except EOFError as exc:
-        sys.exit(f"notebook_actors: {exc}")
+def _start_actor(boot: bytes) -> subprocess.Popen[bytes]:
     actor = subprocess.Popen(
         [sys.executable, "-m", "notebook_actors._child"],
         stdin=subprocess.PIPE,
@@ -103,14 +101,56 @@ def main() -> None:
     assert actor.stdin is not None
     actor.stdin.write(boot)
     actor.stdin.close()
+    return actor
+
+
+def _wait_and_report(actor: subprocess.Popen[bytes]) -> None:
+    code = actor.wait()
+    _report(f"signal {-code}" if code < 0 else f"exit {code}")
+    sys.exit(128 - code if code < 0 else code)
+
+
+def _linked() -> None:
+    """Run under a launcher whose stdio is the link (ssh, srun)."""
+    stdin = sys.stdin.fileno()
+    try:
+        boot = _read_boot(stdin)
+    except EOFError as exc:
+        sys.exit(f"notebook_actors: {exc}")
+    actor = _start_actor(boot)
     job, step = os.environ.get("SLURM_JOB_ID"), os.environ.get("SLURM_STEP_ID")
     if job and step:
         _report(f"job {job}.{step}")
     _report(f"ready {actor.pid}")
     threading.Thread(target=_follow_launcher, args=(stdin, actor), name="launcher-link", daemon=True).start()
-    code = actor.wait()
-    _report(f"signal {-code}" if code < 0 else f"exit {code}")
-    sys.exit(128 - code if code < 0 else code)
+    _wait_and_report(actor)
+
+
+def _batch(boot_file: str, status_file: str) -> None:
+    """Run as a batch job (``sbatch``): no stdio link. The boot record comes in a file
+    only this user can read (removed once read); status lines go to ``status_file``;
+    the scheduler's SIGTERM (``scancel``) ends the actor's group. The actor itself
+    exits when its parent's channel closes, as every actor does."""
+    global _status_fd
+    with open(boot_file, "rb") as f:
+        boot = f.read()
+    os.unlink(boot_file)
+    _status_fd = os.open(status_file, os.O_WRONLY | os.O_APPEND)
+    actor = _start_actor(boot)
+    signal.signal(signal.SIGTERM, lambda *_: _end_group(actor.pid))
+    _report(f"ready {actor.pid}")
+    _wait_and_report(actor)
+
+
+#: where status lines go: stdout (a launcher's link) or a batch job's status file
+_status_fd = 1
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--batch":
+        _batch(sys.argv[2], sys.argv[3])
+    else:
+        _linked()
 
 
 if __name__ == "__main__":
