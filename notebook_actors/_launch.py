@@ -543,9 +543,20 @@ async def _job_alive(job: str) -> bool:
     return done.returncode == 0 and bool(done.stdout.strip())
 
 
-def launcher_for(host: Any) -> Launcher | None:
-    """The launcher a ``host=`` argument asks for: a :class:`Launcher` as is, a
-    destination string through SSH, ``None`` for this machine."""
+def launcher_for(host: Any, launcher: Any = None) -> Launcher | None:
+    """The launcher that ``host=``/``launcher=`` ask for: a :class:`Launcher` as is,
+    ``launcher="slurm"`` a default :class:`SlurmLauncher`, ``launcher="ssh"`` or a
+    ``host`` string an :class:`SSHLauncher` to it, ``None`` this machine."""
+    if launcher is None or isinstance(launcher, Launcher):
+        chosen = launcher
+    elif launcher == "slurm":
+        chosen = SlurmLauncher()
+    elif launcher == "ssh" and isinstance(host, str):
+        chosen = SSHLauncher(host)
+    else:
+        raise ValueError(f"launcher={launcher!r}: use 'slurm', 'ssh' (with host=) or a Launcher object")
+    if chosen is not None:
+        return chosen
     if host is None or isinstance(host, Launcher):
         return host
     if isinstance(host, str):

@@ -146,6 +146,7 @@ class ActorNursery:
         bind_addr: Any = None,
         start_method: str | None = None,
         host: Any = None,
+        launcher: Any = None,
     ) -> Portal:
         """Spawn a daemon actor that serves RPC until cancelled; return its portal.
 
@@ -153,12 +154,19 @@ class ActorNursery:
         until the child connects back, so spawning many actors overlaps their start-up.
 
         ``host`` starts it on another machine: an SSH destination (``"user@gpu1"``)
-        or a launcher (``SSHLauncher(...)``, ``SlurmLauncher(...)``); see
-        docs/distribution.md. Raises ``LaunchError`` if it cannot be started there.
+        or a launcher (``SSHLauncher(...)``, ``SlurmLauncher(...)``); ``launcher="slurm"``
+        is a default ``SlurmLauncher()``; see docs/distribution.md. Raises ``LaunchError`` if it cannot be started there.
         """
         modules = list(enable_modules or []) + list(rpc_module_paths or [])
         child = await self._spawn(
-            name, modules, loglevel, debug_mode, infect_asyncio, bind_addr, start_method, launcher=launcher_for(host)
+            name,
+            modules,
+            loglevel,
+            debug_mode,
+            infect_asyncio,
+            bind_addr,
+            start_method,
+            launcher=launcher_for(host, launcher),
         )
         return child.portal
 
@@ -174,6 +182,7 @@ class ActorNursery:
         infect_asyncio: bool = False,
         start_method: str | None = None,
         host: Any = None,
+        launcher: Any = None,
         **fn_kwargs: Any,
     ) -> Portal:
         """Spawn an actor that runs ``fn(**fn_kwargs)`` once, then exits.
@@ -194,7 +203,7 @@ class ActorNursery:
             None,
             start_method,
             main=(fn, fn_kwargs),
-            launcher=launcher_for(host),
+            launcher=launcher_for(host, launcher),
         )
         return child.portal
 

@@ -182,7 +182,8 @@ function render({ model, el }) {
     caret.title = "calls, recent output and traceback";
     caret.setAttribute("aria-expanded", "false");
     const name = h("span", "na-name");
-    cells.name.append(caret, name);
+    const host = h("span", "na-host");
+    cells.name.append(caret, name, host);
     const pill = h("span", "na-pill");
     cells.state.append(pill);
     const doing = h("span", "na-doing");
@@ -212,7 +213,7 @@ function render({ model, el }) {
     stack.hidden = true;
     row.append(line, crash, stack, detail);
     const entry = {
-      row, line, cells, name, pill, doing, sparks, values, buttons, crash, detail, stack,
+      row, line, cells, name, host, pill, doing, sparks, values, buttons, crash, detail, stack,
       json: "", expanded: false, node: null, history: { cpu: [], rss: [], msgs: [] },
     };
     caret.addEventListener("click", () => {
@@ -285,6 +286,9 @@ function render({ model, el }) {
     entry.crash.style.setProperty("--na-crash-indent", `${depth * 16}px`);
     entry.name.textContent = node.name;
     entry.name.title = node.key;
+    // an actor on another machine (an SSH or Slurm launcher) says where
+    entry.host.textContent = node.host ? `@${node.host}` : "";
+    entry.host.title = node.host ? `runs on ${node.host}` : "";
     entry.pill.textContent = stateWord(node);
     entry.pill.className = `na-pill na-s-${node.state}`;
     entry.pill.title = node.exitcode === null || node.exitcode === undefined ? "" : `exit code ${node.exitcode}`;

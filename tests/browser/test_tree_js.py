@@ -315,3 +315,13 @@ def test_repaint_cost_of_a_hundred_changing_actors(page, record_property):
     record_property("repaint_ms_median", sorted(ms)[10])
     print(f"repaint of 100 changed actors: median {sorted(ms)[10]:.1f} ms, max {max(ms):.1f} ms")
     assert page.locator(".na-node[data-key='m8l0'] > .na-line .na-c-cpu .na-value").text_content() == "19%"
+
+
+def test_an_actor_on_another_machine_names_its_host(page):
+    """Test that an actor started by a launcher (SSH, Slurm) shows where it runs, and
+    a local one shows nothing extra."""
+    tree = hundred_actors()
+    tree["nodes"]["m3"] = {**tree["nodes"]["m3"], "host": "gpu1"}
+    render(page, tree)
+    assert page.locator(".na-node[data-key='m3'] > .na-line .na-host").text_content() == "@gpu1"
+    assert page.locator(".na-node[data-key='m4'] > .na-line .na-host").text_content() == ""

@@ -69,14 +69,15 @@ async def test_srun_options_reach_slurm(slurm, reg):
 
 @testing.trio_test
 async def test_outside_an_allocation_each_actor_is_a_batch_job(slurm, reg, monkeypatch):
-    """Test that outside an allocation an actor is a batch job of its own (sbatch):
+    """Test that outside an allocation an actor is a batch job of its own (sbatch;
+    ``launcher="slurm"`` is the default launcher, in auto mode):
     it answers, its boot file (the tree's secret) is gone once read, and cancelling
     the nursery leaves no job queued."""
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     from notebook_actors._transport._uds import runtime_dir
 
     async with na.open_nursery(**reg) as n:
-        portal = await n.start_actor("batch", enable_modules=[__name__], host=na.SlurmLauncher(mode="sbatch"))
+        portal = await n.start_actor("batch", enable_modules=[__name__], launcher="slurm")
         found = await portal.run(job_env)
         assert found["job"] is not None
         assert not list(runtime_dir().glob("slurm-*.boot"))

@@ -26,6 +26,10 @@ def where() -> dict:
     return {"netns": os.readlink("/proc/self/ns/net"), "pid": os.getpid()}
 
 
+def exit_with(code: int) -> None:
+    os._exit(code)
+
+
 def fail_here() -> None:
     raise ValueError("bad value on the far host")
 
@@ -131,6 +135,16 @@ async def test_cancel_ends_the_remote_process(ssh_host, reg):
         pid = (await portal.run(where))["pid"]
         await n.cancel()
     assert testing.wait_until_gone([pid], GONE_WITHIN) == []
+
+
+@testing.trio_test
+async def test_an_exit_code_on_the_far_host_reaches_the_caller(ssh_host, reg):
+    """Test that an actor that exits with code 3 on the far host is reported with
+    that code."""
+    with pytest.raises(na.ActorCrashed, match="3"):
+        async with na.open_nursery(**reg) as n:
+            portal = await n.start_actor("far", enable_modules=[__name__], host=launcher(ssh_host))
+            await portal.run(exit_with, code=3)
 
 
 ROOT_SCRIPT = textwrap.dedent(
@@ -298,3 +312,27 @@ async def test_numpy_arrays_cross_the_link_without_shared_memory(ssh_host, reg):
         back = await portal.run(doubled, arr=big[::2])
         assert np.array_equal(back, big[::2] * 2)
         await portal.cancel_actor()
+
+
+@testing.trio_test
+async def test_refused_authentication_fails_naming_the_host(ssh_host, reg, tmp_path):
+    """Test that a key the host does not accept fails start_actor (never a prompt)."""
+    key = tmp_path / "stranger"
+    await trio.run_process(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
+    config = tmp_path / "ssh_config"
+    text = Path(ssh_host.ssh_config).read_text()
+    config.write_text("\n".join(f"  IdentityFile {key}" if "IdentityFile" in ln else ln for ln in text.splitlines()))
+    async with na.open_nursery(**reg) as n:
+        with pytest.raises(na.LaunchError, match=ssh_host.name):
+            await n.start_actor("far", host=na.SSHLauncher(ssh_host.name, ssh_config=str(config)))
+
+
+@testing.trio_test
+async def test_a_missing_package_is_named(ssh_host, reg):
+    """Test that an interpreter there without notebook_actors is named as such."""
+    import sys
+
+    bare = os.path.join(sys.base_prefix, "bin", "python3")
+    async with na.open_nursery(**reg) as n:
+        with pytest.raises(na.LaunchError, match="not installed"):
+            await n.start_actor("far", host=launcher(ssh_host, remote_python=bare))
