@@ -176,6 +176,10 @@ class NotebookActors:
 
     async def _spawn(self, path: str, opts: dict[str, Any]) -> ActorHandle:
         handle = ActorHandle(path, opts)
+        if opts.get("host"):  # its cells' output must reach this kernel's socket from there
+            server = await self._output_server()
+            host = opts["host"] if isinstance(opts["host"], na.Launcher) else na.SSHLauncher(opts["host"])
+            opts = {**opts, "host": host.forwarding(f"uds:{server.path}")}
         spawn_opts = {
             "debug_mode": bool(opts.get("debug")),
             "infect_asyncio": bool(opts.get("asyncio")),

@@ -24,6 +24,8 @@ import threading
 from collections import deque
 from typing import Any
 
+from notebook_actors._transport import dial_address
+
 from ._protocol import (
     HEADER_SIZE,
     Clear,
@@ -67,7 +69,8 @@ class OutputShipper:
 
     def __init__(self, address: str, token: str) -> None:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.connect(address)
+        # an actor on another machine reaches the kernel's socket through its launcher's forward
+        self._sock.connect(dial_address(f"uds:{address}").removeprefix("uds:"))
         self._sock.sendall(frame(Hello(token=token)))
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._decoders = Decoders()

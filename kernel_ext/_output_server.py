@@ -20,6 +20,8 @@ from typing import Any
 import msgspec
 import trio
 
+from notebook_actors._transport import runtime_dir
+
 from ._protocol import (
     HEADER_SIZE,
     Clear,
@@ -45,7 +47,8 @@ class OutputServer:
     """Accepts the actors' output connections and hands each to its cell."""
 
     def __init__(self) -> None:
-        self._dir = tempfile.mkdtemp(prefix="na-kernel-")  # 0700: only this user connects
+        # 0700, in the user's private socket directory: only this user connects
+        self._dir = tempfile.mkdtemp(prefix="na-kernel-", dir=runtime_dir())
         self.path = os.path.join(self._dir, "out.sock")
         self._waiting: dict[str, trio.MemorySendChannel[_Connection]] = {}
 

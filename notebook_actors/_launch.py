@@ -63,6 +63,12 @@ class Launcher:
         ``ChildProcess``, once the actor runs. Raises :class:`LaunchError`."""
         raise NotImplementedError
 
+    def forwarding(self, *addrs: str) -> Launcher:
+        """This launcher, also making the ``uds:`` addresses ``addrs`` reachable from
+        the actor (e.g. the notebook's cell-output socket). A launcher whose actors
+        share this machine's sockets (one Slurm node) needs nothing more."""
+        return self
+
 
 def _uds_path(addr: str) -> str | None:
     return addr[len("uds:") :] if addr.startswith("uds:") else None
@@ -281,9 +287,21 @@ class SSHLauncher(Launcher):
         self.ssh_config = ssh_config
         self.ssh_options = list(ssh_options)
         self.connect_timeout = connect_timeout
+        self.extra_addrs: list[str] = []
 
     def __repr__(self) -> str:
         return f"SSHLauncher({self.host!r})"
+
+    def forwarding(self, *addrs: str) -> SSHLauncher:
+        copy = SSHLauncher(
+            self.host,
+            remote_python=self.remote_python,
+            ssh_config=self.ssh_config,
+            ssh_options=self.ssh_options,
+            connect_timeout=self.connect_timeout,
+        )
+        copy.extra_addrs = [*self.extra_addrs, *addrs]
+        return copy
 
     def _ssh(self) -> list[str]:
         ssh = shutil.which("ssh")
@@ -307,7 +325,7 @@ class SSHLauncher(Launcher):
 
     async def start(self, boot: Any) -> LinkedChild:
         routes, forwards = {}, []
-        for addr in {boot.parent_addr, *boot.registry_addrs}:
+        for addr in {boot.parent_addr, *boot.registry_addrs, *self.extra_addrs}:
             local = _uds_path(addr)
             if local is not None:
                 far = f"/tmp/notebook_actors-link-{uuid.uuid4().hex}.sock"

@@ -253,6 +253,8 @@ class ActorNursery:
             bind_addr=_transport.normalize_addr(bind_addr) if bind_addr else None,
             parent_main_module=_main_module_name(main_mod) if actor.parent_addr is None else actor.parent_main_module,
             host=launcher.host if launcher is not None else None,
+            # actors started on a far machine dial the tree through the same routes
+            routes=_transport.current_routes(),
         )
         child.launcher = launcher
         actor._pending_children[uid] = chan

@@ -41,6 +41,16 @@ def _mp_helper_of(proc: psutil.Process, me: psutil.Process) -> bool:
         return False
 
 
+def _template_of_an_older_process(proc: psutil.Process, before: set[int]) -> bool:
+    """A fork-server template lives as long as the actor that owns it: one owned by a
+    process older than the test (a module-scoped kernel) is that process's, not the
+    test's. (Templates dying with their owner is tested in test_forkserver.)"""
+    try:
+        return testing.is_fork_server(proc) and proc.ppid() in before
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _leftovers(since: float, before: set[int]) -> list[psutil.Process]:
     """Descendants of this process, and actor processes anywhere, born during the test."""
     me = psutil.Process()
@@ -55,7 +65,7 @@ def _leftovers(since: float, before: set[int]) -> list[psutil.Process]:
             found.setdefault(p.pid, p)
     alive = []
     for pid, p in found.items():
-        if pid in before:
+        if pid in before or _template_of_an_older_process(p, before):
             continue
         try:
             if p.status() != psutil.STATUS_ZOMBIE:

@@ -14,6 +14,7 @@ from typing import Any
 import trio
 
 from ._base import Transport
+from ._rundir import runtime_dir as runtime_dir
 
 _backends: dict[str, Transport] = {}
 
@@ -53,6 +54,20 @@ def normalize_addr(addr: Any) -> str:
         if ":" in addr:
             return f"tcp:{addr}"
     raise ValueError(f"cannot read {addr!r} as an actor address: use (host, port) or a socket path")
+
+
+def dial_address(addr: str) -> str:
+    """Where dialling ``addr`` really goes from this process (itself unless routed).
+
+    For code that opens its own Unix socket to an address of the tree (the notebook's
+    cell output), so that it takes the same route as a channel would.
+    """
+    return _routes.get(addr, addr)
+
+
+def current_routes() -> dict[str, str]:
+    """This process's routes, which actors it starts on the same machine inherit."""
+    return dict(_routes)
 
 
 def is_routed(addr: str) -> bool:
