@@ -44,6 +44,27 @@ COMMON = textwrap.dedent(
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def code_reachable_by_the_other_user():
+    """Let the other user run this interpreter and read this checkout, as a second
+    user of a shared install would: each ancestor directory gets search permission
+    (o+x) for the module (a clone in a `mktemp -d` folder is 0700), then its mode back."""
+    import stat
+
+    changed: dict[str, int] = {}
+    for top in {REPO, sys.prefix, os.path.realpath(sys.executable)}:
+        path = os.path.dirname(top) if os.path.isfile(top) else top
+        while path not in ("/", ""):
+            mode = os.stat(path).st_mode
+            if not mode & stat.S_IXOTH and path not in changed:
+                changed[path] = stat.S_IMODE(mode)
+                os.chmod(path, stat.S_IMODE(mode) | stat.S_IXOTH)
+            path = os.path.dirname(path)
+    yield
+    for path, mode in changed.items():
+        os.chmod(path, mode)
+
+
 @pytest.fixture
 def other_home():
     """A home directory for the other user (its key file, its temp dir)."""

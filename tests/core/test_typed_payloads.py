@@ -153,6 +153,10 @@ def test_uncaught_mismatch_fails_the_context_not_the_actor(reg):
             assert "$.points[0].y" in str(info.value)
             async with portal.open_context(order_desk, first={"item": "b", "qty": 2}) as (ctx, first):
                 assert first.item == "b"
+                # the callee streams: open and close our end so that it returns (leaving
+                # with its stream unheard would cancel it, as in tractor)
+                async with ctx.open_stream():
+                    pass
             assert await ctx.result() == 0
             await portal.cancel_actor()
 
