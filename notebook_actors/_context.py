@@ -219,7 +219,10 @@ class Context:
         from ._state import current_actor_or_none
 
         actor = current_actor_or_none()
-        child = actor.children.get(self.chan.uid) if actor is not None and self.chan.uid else None
+        uid = self.chan.uid
+        child = None
+        if actor is not None and uid:  # the supervisor may have dropped it just before we woke
+            child = actor.children.get(uid) or actor.exited_children.get(uid)
         if child is None or not hasattr(child, "crash_report"):
             return None
         return await child.crash_report(actor, f"call {self.fn_name}()")

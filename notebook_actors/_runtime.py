@@ -8,6 +8,7 @@ closed; then listeners stop and socket files are removed.
 
 from __future__ import annotations
 
+import collections
 import inspect
 import logging
 import os
@@ -185,6 +186,9 @@ class Actor:
         self._on_cancel: list[Callable[[], None]] = []
         self._lifetime_scope: trio.CancelScope | None = None
         self.children: dict[tuple[str, str], Any] = {}  # uid -> child record (supervisors)
+        #: the last children that exited (uid -> record), so a call whose channel closed
+        #: with its child still finds the exit status after the supervisor dropped it
+        self.exited_children: collections.OrderedDict[tuple[str, str], Any] = collections.OrderedDict()
         self._accepting = True
         self._drops: DropLog | None = None
         self._gates: list[HandshakeGate] = []

@@ -37,6 +37,8 @@ DRAIN_TIMEOUT = 2.0
 #: Seconds a call whose channel closed waits for the actor's exit status (it is
 #: reaped within milliseconds of its death; the bound only guards a stuck reap).
 EXIT_STATUS_WAIT = 5.0
+#: how many exited children an actor remembers for late crash reports
+EXITED_KEPT = 64
 
 
 class _Child:
@@ -374,6 +376,9 @@ class ActorNursery:
             if tree is not None:  # a watcher shows how it ended, even if it lived briefly
                 tree.child_exited(actor, child)
             actor.children.pop(child.uid, None)
+            actor.exited_children[child.uid] = child
+            while len(actor.exited_children) > EXITED_KEPT:
+                actor.exited_children.popitem(last=False)
             if actor.is_arbiter:
                 actor.unregister_actor(list(child.uid))
 

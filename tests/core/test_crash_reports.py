@@ -50,6 +50,10 @@ async def test_a_shielded_call_sees_the_exit_code_itself(reg):
                     await portal.run(exit_3)
                 except na.ActorCrashed as exc:
                     seen["call"] = exc
+                except BaseException as exc:
+                    seen["other"] = exc
+                    raise
+    assert "other" not in seen, repr(seen.get("other"))
     assert seen["call"].exitcode == 3
     assert "'w'" in str(seen["call"]) and "exited with exit code 3 during call" in str(seen["call"])
 
