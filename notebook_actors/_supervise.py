@@ -223,7 +223,7 @@ class ActorNursery:
     ) -> _Child:
         actor = self._actor
         if actor.cancel_called or self.cancelled:
-            raise trio.ClosedResourceError(f"actor nursery of {actor.uid} is cancelled: cannot spawn {name!r}")
+            raise SpawnRefused(f"actor nursery of {actor.uid} is cancelled: cannot spawn {name!r}")
         if launcher is None:  # same host, same sys.path: a module that cannot load fails here, now
             check_importable(modules)
         if loglevel is not None:
@@ -488,6 +488,12 @@ def _killed_by_someone_else(child: _Child) -> bool:
     return code is not None and code < 0 and proc is not None and -code not in proc.signals_sent
 
 
+class SpawnRefused(trio.ClosedResourceError):
+    """Raised by ``start_actor``/``run_in_actor`` on a nursery that is already being
+    cancelled (by you, or because a child failed). When a child's failure is the
+    reason, the nursery reports that failure, not this echo of it."""
+
+
 def _caused_by_crash(body_exc: BaseException, errors: list[BaseException]) -> bool:
     """A body call that failed with TransportClosed because its actor crashed: the
     ActorCrashed already says it (racing the body's cancellation, it would otherwise
@@ -517,7 +523,11 @@ async def _open_actor_nursery(
     an._children.clear()  # every child is reaped by now (tractor programs check it)
     if body_exc is not None:
         if errors and not isinstance(body_exc, trio.Cancelled):
-            explained = any(e is body_exc for e in errors) or _caused_by_crash(body_exc, errors)
+            explained = (
+                any(e is body_exc for e in errors)
+                or _caused_by_crash(body_exc, errors)
+                or isinstance(body_exc, SpawnRefused)  # an echo of the failure that cancelled us
+            )
             extra = [] if explained else [body_exc]
             raise group_or_single([*errors, *extra], "actor nursery failed") from None
         raise body_exc
