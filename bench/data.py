@@ -22,7 +22,6 @@ import argparse
 import multiprocessing as mp
 import os
 import platform
-import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -65,18 +64,27 @@ def echo(arr: Any) -> Any:
     return arr
 
 
-def rss_bytes() -> int:
-    import psutil
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
 
-    return psutil.Process().memory_info().rss
+
+def rss_bytes() -> int:
+    """The process's RSS now, in bytes; its peak (``VmHWM``) is reset to it, so that
+    :func:`touch` reports the high-water mark of what happened in between."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status_bytes("VmRSS")
 
 
 def touch(arr: Any) -> int:
-    """Read every page of the array (so its memory is really resident), then report
-    the process's peak RSS in bytes (the kernel's high-water mark, or the RSS now)."""
+    """Read every page of the received array (so all of it is resident), then report
+    the process's peak RSS in bytes since :func:`rss_bytes` (a transient second copy
+    made while receiving counts)."""
     flat = arr.reshape(-1)
     float(flat[:: 4096 // flat.itemsize].sum())
-    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, rss_bytes())
+    return _status_bytes("VmHWM")
 
 
 async def arrays(count: int, nbytes: int):
