@@ -235,15 +235,24 @@ def pack(value: Any) -> Any:
         Unpicklable: a part of ``value`` fits neither msgpack nor pickle
             (:func:`describe_unpicklable` says which).
     """
+    try:
+        return _encode(value)
+    except Unpicklable:
+        raise
+    except (TypeError, OverflowError):  # e.g. an int over 64 bits: msgpack refused the whole
+        return _encode(_Whole(value))
+
+
+def _encode(value: Any) -> Any:
+    """Encode ``value`` as it is (msgpack, pickling the parts msgspec hands to the hook).
+
+    Raises:
+        TypeError, OverflowError: msgpack refused ``value`` itself, not a part it
+            could pickle (an int over 64 bits, a dict with tuple keys).
+    """
     # not through collecting(): this is every call's and every result's path
     try:
-        try:
-            raw = Raw(_encoder.encode(value))
-        except Unpicklable:
-            raise
-        except (TypeError, OverflowError):  # e.g. an int over 64 bits: msgpack refused the whole
-            take_collected()
-            raw = Raw(_encoder.encode(_Whole(value)))
+        raw = Raw(_encoder.encode(value))
     except BaseException:
         take_collected()
         raise
@@ -260,12 +269,13 @@ def pack_args(kwargs: dict[str, Any]) -> tuple[Any, int]:
     """
     take_pickled()
     try:
-        packed = pack(kwargs)
+        packed = _encode(kwargs)
     except Unpicklable:
         raise
-    except (TypeError, OverflowError):
+    except (TypeError, OverflowError):  # an argument msgpack refused as a whole travels as one pickle
+        parts = {k: v if _fits_msgpack(v) else _Whole(v) for k, v in kwargs.items()}
         take_pickled()
-        packed = pack({k: v if _fits_msgpack(v) else _Whole(v) for k, v in kwargs.items()})
+        packed = _encode(parts)
     return packed, take_pickled()
 
 
@@ -276,6 +286,8 @@ def _fits_msgpack(value: Any) -> bool:
         return True  # pickling it part by part fails anyway, and says where
     except (TypeError, OverflowError):
         return False
+    finally:
+        take_collected()  # a trial: its out-of-band buffers belong to no frame
     return True
 
 

@@ -173,6 +173,27 @@ def test_mixed_values_keep_their_typed_parts(reg):
     _run(body, reg)
 
 
+def test_bytes_big_ints_and_arrow_tables_round_trip(reg):
+    """Test that bytes, a bytearray, a memoryview (arriving as bytes, as on the typed
+    path), ints over 64 bits (alone, nested, as an argument of their own), a complex
+    number and a pyarrow table go to an actor and come back."""
+    pa = pytest.importorskip("pyarrow")
+
+    async def body(portal) -> None:
+        assert await portal.run(echo, value=b"\x00\xff" * 100_000) == b"\x00\xff" * 100_000
+        assert await portal.run(echo, value=bytearray(b"abc")) == b"abc"
+        assert await portal.run(echo, value=memoryview(b"view")) == b"view"
+        assert await portal.run(echo, value=2**70) == 2**70
+        mixed = await portal.run(echo, value={"big": [1, -(2**80)], "arr": np.arange(3)})
+        assert mixed["big"] == [1, -(2**80)] and np.array_equal(mixed["arr"], np.arange(3))
+        assert await portal.run(echo, value=3 + 4j) == 3 + 4j
+        table = pa.table({"a": [1, 2, 3], "b": ["x", "y", None]})
+        back = await portal.run(echo, value=table)
+        assert isinstance(back, pa.Table) and back.equals(table)
+
+    _run(body, reg)
+
+
 def test_run_in_actor_returns_a_dataframe(reg):
     """Test that run_in_actor's result() delivers a DataFrame built from an array argument."""
 
