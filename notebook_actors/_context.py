@@ -185,6 +185,8 @@ class Context:
             log.warning("%s", self._rejected)
         else:
             if kind is Return or kind is Error:
+                if kind is Error and self._refuse is not None:
+                    msg.err.exc = None  # a typed-only side never unpickles an error's exception
                 self._final = msg
                 if kind is Error and self._body_scope is not None and not self.cancel_called:
                     self._body_scope.cancel()  # the far end failed or cancelled: stop waiting on it
@@ -435,6 +437,11 @@ class Context:
         """Refuse to send a pickled value from a typed-only context."""
         if self._refuse is not None and _payload.is_pickled(pld):
             raise TypeError(f"{what} of type {type(value).__name__} would travel pickled, and {self._refuse}")
+
+    @property
+    def typed_only(self) -> bool:
+        """Whether this side refuses pickled values (``@context(typed_only=True)``)."""
+        return self._refuse is not None
 
     def _set_typed_only(self, fn_name: str) -> None:
         self._refuse = f"{fn_name!r} accepts typed values only (typed_only=True)"

@@ -40,6 +40,9 @@ def _fmt_uid(uid: Any) -> str:
     return repr(tuple(uid))
 
 
+_NOT_LOADED = object()
+
+
 class RemoteActorError(Exception):
     """Raised when an error in another actor reaches this one.
 
@@ -51,6 +54,7 @@ class RemoteActorError(Exception):
 
     def __init__(self, info: ErrorInfo) -> None:
         self.info = info
+        self._exception: Any = _NOT_LOADED
         super().__init__(self._summary())
 
     def _summary(self) -> str:
@@ -98,6 +102,18 @@ class RemoteActorError(Exception):
     @property
     def relay_path(self) -> list[tuple[str, str]]:
         return [tuple(u) for u in self.info.relay_path]  # type: ignore[misc]
+
+    @property
+    def exception(self) -> BaseException | None:
+        """The original exception, rebuilt here with its args and attributes (an array
+        it carries, say); None when it did not travel (it does not pickle, is over
+        16 MiB pickled, came through a typed-only actor or context) or cannot be
+        rebuilt here (its class is not importable). Unpickled on first use."""
+        if self._exception is _NOT_LOADED:
+            from . import _payload
+
+            self._exception = _payload.load_exception(self.info.exc) if self.info.exc else None
+        return self._exception
 
     @property
     def msgdata(self) -> dict[str, Any]:

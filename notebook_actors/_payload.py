@@ -308,6 +308,33 @@ def _has_pickle_ext(data: bytes) -> bool:
     return found
 
 
+#: An error's exception travels pickled with it up to this size (larger: its type,
+#: message and traceback only).
+ERROR_PICKLE_MAX = 16 * 1024 * 1024
+
+
+def pack_exception(exc: BaseException) -> bytes | None:
+    """``exc`` pickled for an error's payload (in band: errors are rare, and their
+    frame is small), or None when it does not pickle or its pickle is too large."""
+    import cloudpickle
+
+    try:
+        data = cloudpickle.dumps(exc, protocol=5)
+    except Exception:  # a lock in its attributes, a class that cannot be found...
+        return None
+    return data if len(data) <= ERROR_PICKLE_MAX else None
+
+
+def load_exception(data: bytes) -> BaseException | None:
+    """An error's exception rebuilt from :func:`pack_exception`'s bytes, or None when
+    it cannot be here (its class is not importable, its constructor refuses its args)."""
+    try:
+        exc = pickle.loads(data)
+    except Exception:
+        return None
+    return exc if isinstance(exc, BaseException) else None
+
+
 def describe_unpicklable(value: Any, root: str) -> str:
     """Where in ``value`` the part that cannot be pickled sits, its type and why:
     ``kwargs['model'].optimizer._lock (_thread.lock): cannot pickle ...``."""

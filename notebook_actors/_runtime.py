@@ -81,8 +81,15 @@ def _load_args(kwargs: dict[str, Any], name: str, fn: Any) -> dict[str, Any]:
         raise MsgTypeError(f"the arguments of {name}: {exc}") from None
 
 
-def box_error(exc: BaseException, uid: Any, *, canceller: Any = None, exitcode: int | None = None) -> ErrorInfo:
-    """Pack ``exc`` for the wire. An already boxed error keeps its origin and gains a hop."""
+def box_error(
+    exc: BaseException, uid: Any, *, canceller: Any = None, exitcode: int | None = None, pickled: bool = True
+) -> ErrorInfo:
+    """Pack ``exc`` for the wire. An already boxed error keeps its origin and gains a hop.
+
+    Args:
+        pickled: the exception itself goes too, pickled (when it pickles), for
+            :attr:`RemoteActorError.exception`; not from a typed-only side.
+    """
     if isinstance(exc, RemoteActorError):
         info = exc.info
         # an ActorCrashed made here already names this actor as its last hop
@@ -99,6 +106,7 @@ def box_error(exc: BaseException, uid: Any, *, canceller: Any = None, exitcode: 
             info.canceller,
             info.exitcode,
             info.src_host,
+            info.exc,
         )
     try:
         message = str(exc)
@@ -112,7 +120,8 @@ def box_error(exc: BaseException, uid: Any, *, canceller: Any = None, exitcode: 
     name = "ContextCancelled" if canceller is not None else etype.__qualname__
     module = __name__.rsplit(".", 1)[0] + "._exceptions" if canceller is not None else etype.__module__
     host = os.environ.get("NOTEBOOK_ACTORS_HOST")
-    return ErrorInfo(name, module, message, tb, uid, [uid], canceller, exitcode, host)
+    data = _payload.pack_exception(exc) if pickled and canceller is None and exitcode is None else None
+    return ErrorInfo(name, module, message, tb, uid, [uid], canceller, exitcode, host, data)
 
 
 #: the names the program's script goes by: ``__main__`` in the root, ``__mp_main__`` in children
@@ -490,8 +499,8 @@ class Actor:
                 chan.send_nowait(Return(msg.cid, pld))
         return _DONE
 
-    def _reply_error(self, chan: Channel, cid: int | None, exc: BaseException) -> None:
-        self._send_error(chan, cid, box_error(exc, self.uid))
+    def _reply_error(self, chan: Channel, cid: int | None, exc: BaseException, *, pickled: bool = True) -> None:
+        self._send_error(chan, cid, box_error(exc, self.uid, pickled=pickled))
 
     def _send_error(self, chan: Channel, cid: int | None, info: ErrorInfo) -> None:
         """Answer a call with an error, unless its caller is gone already."""
@@ -521,9 +530,9 @@ class Actor:
             raise
         except Exception as exc:
             await self._maybe_post_mortem(exc)
-            self._reply_error(chan, ctx.cid, exc)
+            self._reply_error(chan, ctx.cid, exc, pickled=not ctx.typed_only)
         except BaseException as exc:  # KeyboardInterrupt, SystemExit in user code
-            self._reply_error(chan, ctx.cid, exc)
+            self._reply_error(chan, ctx.cid, exc, pickled=not ctx.typed_only)
             if not isinstance(exc, (SystemExit, GeneratorExit)):
                 raise
         finally:

@@ -112,6 +112,9 @@ class ErrorInfo(Struct, array_like=True):
     exitcode: int | None = None
     #: the machine it was raised on, when not its root's (a launcher's host)
     src_host: str | None = None
+    #: the exception itself, pickled (its args and attributes, e.g. an array), when it
+    #: pickles and is not too large; loaded only on request (RemoteActorError.exception)
+    exc: bytes | None = None
 
 
 class Error(Msg, tag="error"):
