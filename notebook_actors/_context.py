@@ -681,7 +681,10 @@ class MsgStream(trio.abc.Channel[Any]):
         self.sent += 1
         if nbytes >= _payload.OOB_MIN:
             await ctx.chan.wait_sent()  # large buffers read from the caller's memory have left
-        if not self.sent & 63:
+            # and let the writer take the frame now: a producer of large values that ran
+            # 64 sends ahead would hold a window of segments before the reader saw one
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        elif not self.sent & 63:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _wait_to_send(self) -> None:
@@ -741,7 +744,7 @@ class MsgStream(trio.abc.Channel[Any]):
             msg = inbox.popleft()
             self._consume(msg)
             try:
-                return _payload.decode(msg.pld, self._decoder, ctx._refuse)
+                return _payload.decode(msg.pld, self._decoder, ctx._refuse, once=True)
             except msgspec.DecodeError as exc:
                 raise ctx._reject(exc, f"stream message #{self.received}", self._msg_type) from None
         self._raise_if_ended()
@@ -789,7 +792,7 @@ class MsgStream(trio.abc.Channel[Any]):
         if not self.received & 63:
             await trio.lowlevel.cancel_shielded_checkpoint()
         try:
-            return _payload.decode(msg.pld, self._decoder, self._ctx._refuse)
+            return _payload.decode(msg.pld, self._decoder, self._ctx._refuse, once=True)
         except msgspec.DecodeError as exc:
             raise self._ctx._reject(exc, f"stream message #{self.received}", self._msg_type) from None
 

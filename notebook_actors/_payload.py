@@ -439,12 +439,16 @@ def decoder_for(tp: Any = None) -> msgspec.msgpack.Decoder:
     return dec
 
 
-def decode(pld: Any, decoder: msgspec.msgpack.Decoder = _any_decoder, refuse: str | None = None) -> Any:
+def decode(
+    pld: Any, decoder: msgspec.msgpack.Decoder = _any_decoder, refuse: str | None = None, once: bool = False
+) -> Any:
     """Decode a received payload (a Raw, or :class:`Received` with its buffers).
 
     Args:
         refuse: when set, a pickled value raises :class:`PickleRefused` with this text
             (who refuses and why), instead of being loaded.
+        once: the payload is decoded only this once (a stream message): its buffers
+            are handed to the value and dropped from the message.
 
     Raises:
         msgspec.DecodeError: the payload does not decode (or match the decoder's
@@ -458,6 +462,10 @@ def decode(pld: Any, decoder: msgspec.msgpack.Decoder = _any_decoder, refuse: st
         return decoder.decode(raw)
     finally:
         _st.inb, _st.pos, _st.refuse = (), 0, None
+        if once and bufs:
+            # the value owns its buffers now: a shared-memory segment is released as
+            # soon as the value dies, not when the message object does
+            pld.bufs = []
 
 
 def load_args(kwargs: dict[str, Any], refuse: str | None = None) -> dict[str, Any]:
@@ -476,7 +484,8 @@ def _load(value: Any, path: str, refuse: str | None) -> Any:
         if refuse is not None:
             raise PickleRefused(f"refused {path}, a pickled {value.type_name}: {refuse}")
         try:
-            return pickle.loads(value.data, buffers=value.bufs)
+            bufs, value.bufs = value.bufs, []  # the argument owns its buffers from now on
+            return pickle.loads(value.data, buffers=bufs)
         except Exception as exc:
             raise msgspec.DecodeError(
                 f"{path}, a pickled {value.type_name}, could not be rebuilt here: {type(exc).__name__}: {exc}"

@@ -477,9 +477,9 @@ class Actor:
         if not inspect.isfunction(fn) or fn.__code__.co_flags & _ASYNC_FLAGS or hasattr(fn, "_notebook_actors_kind"):
             return None
         try:
-            if msg.pickled:
-                msg.kwargs = _load_args(msg.kwargs, f"{msg.ns}:{msg.func}", fn)
-            result = fn(**msg.kwargs)
+            kwargs = _load_args(msg.kwargs, f"{msg.ns}:{msg.func}", fn) if msg.pickled else msg.kwargs
+            result = fn(**kwargs)
+            del kwargs  # a received segment is released once the call's values die
         except Exception as exc:
             self._reply_error(chan, msg.cid, exc)
             return _DONE
@@ -564,20 +564,21 @@ class Actor:
         fn = self._resolve(msg.ns, msg.func, msg.code)
         kind = getattr(fn, "_notebook_actors_kind", None)
         name = ctx.fn_name
-        if msg.pickled:
-            msg.kwargs = _load_args(msg.kwargs, name, fn)
+        # a local, not on the message: a received segment is released once the call's
+        # values die, while the message lives on until the channel's next batch
+        kwargs = _load_args(msg.kwargs, name, fn) if msg.pickled else msg.kwargs
         if msg.kind == "call":
             if kind or inspect.isasyncgenfunction(fn):
                 use = "open_context" if kind == "context" else "open_stream_from"
                 raise TypeError(f"{name} is a streaming function: call it with portal.{use}(...)")
-            result = fn(**msg.kwargs)
+            result = fn(**kwargs)
             if inspect.isawaitable(result):
                 result = await result
             return result
         if msg.kind == "context":
             if kind != "context":
                 raise TypeError(f"{name} is not a @context function: decorate it with @notebook_actors.context")
-            result = await fn(ctx, **msg.kwargs)
+            result = await fn(ctx, **kwargs)
             if not ctx._started:
                 raise RuntimeError(f"context function {name} returned without calling `await ctx.started()`")
             return result
@@ -587,7 +588,7 @@ class Actor:
             stream = MsgStream(ctx, window=DEFAULT_WINDOW)
             ctx._stream = stream
             if inspect.isasyncgenfunction(fn):
-                agen = fn(**msg.kwargs)
+                agen = fn(**kwargs)
                 try:
                     async for value in agen:
                         await stream.send(value)
@@ -595,7 +596,7 @@ class Actor:
                     with trio.CancelScope(shield=True):
                         await agen.aclose()
             elif kind == "stream":
-                await fn(ctx=ctx, **msg.kwargs)
+                await fn(ctx=ctx, **kwargs)
             else:
                 raise TypeError(f"{name} is neither an async generator nor a @stream function")
             await ctx._send_stop()
