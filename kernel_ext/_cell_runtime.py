@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import ast
 import inspect
+import io
 import linecache
 import os
 import signal
 import sys
+import tokenize
 import traceback
 import types
 from typing import Any
@@ -108,7 +110,7 @@ def _compile(code: str, filename: str, offset: int) -> tuple[Any, bool]:
     """Compile a cell whose first line is line ``offset + 1`` in the editor; when it
     ends in an expression, its value lands in ``__na_last__``."""
     tree = ast.parse("\n" * offset + code, filename, "exec")
-    has_value = bool(tree.body) and isinstance(tree.body[-1], ast.Expr)
+    has_value = bool(tree.body) and isinstance(tree.body[-1], ast.Expr) and not _ends_quiet(code)
     if has_value:
         last = tree.body[-1]
         tree.body[-1] = ast.copy_location(
@@ -117,6 +119,20 @@ def _compile(code: str, filename: str, offset: int) -> tuple[Any, bool]:
         )
         ast.fix_missing_locations(tree)
     return compile(tree, filename, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True), has_value
+
+
+def _ends_quiet(code: str) -> bool:
+    """IPython's rule: a cell whose last token (comments aside) is ``;`` shows no
+    value, so nothing of it is rendered or sent back (a large result stays here)."""
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT}
+    last = None
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+            if tok.type not in skip:
+                last = tok
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    return last is not None and last.type == tokenize.OP and last.string == ";"
 
 
 def _user_frame(frame: traceback.FrameSummary) -> bool:

@@ -1,7 +1,8 @@
 """Data between the notebook and its actors, in a real kernel: ``%actor push`` and
 ``%actor pull`` of a DataFrame, a numpy array and an instance of a class defined in a
 cell; a DataFrame as a cell's last expression renders as its HTML table, and only its
-display comes back (the value stays in the actor)."""
+display comes back (the value stays in the actor); a cell ending in ``;`` shows and
+sends back nothing of its value."""
 
 from __future__ import annotations
 
@@ -38,3 +39,16 @@ def test_push_and_pull_an_array_and_a_cell_class(kernel):
     kernel.run("%%actor calc\nsummed = float(arr.sum())\nbox2 = box.double()")
     assert kernel.run("%actor pull calc summed box2").status == "ok"
     assert kernel.value("summed == float(arr.sum()), box2.v, type(box2).__name__") == (True, 42, "Box")
+
+
+def test_a_quiet_cell_sends_nothing_back(kernel):
+    """Test that an ``%%actor`` cell whose last expression ends in ``;`` (IPython's
+    rule) shows no result and leaves ``_`` as it was, while the same cell without it
+    shows the value; the value is still in the actor's namespace to pull."""
+    assert kernel.run("%%actor quiet\nimport numpy as np\nbig = np.ones(5_000_000)\n'first'").status == "ok"
+    run = kernel.run("%%actor quiet\nbig * 2;  # shown only without the semicolon")
+    assert run.status == "ok" and run.result == {}
+    assert kernel.value("%%actor quiet\n_") == "first"
+    assert kernel.value("%%actor quiet\nint(big.sum())") == 5_000_000
+    assert kernel.run("%actor pull quiet big").status == "ok"
+    assert kernel.value("big.shape") == (5_000_000,)
