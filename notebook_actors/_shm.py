@@ -100,7 +100,8 @@ class SegmentPool:
         """A segment of at least ``nbytes``: a free pooled one, a new pooled one within
         the budget, or a new one to give away."""
         best = None
-        for seg in self._free:
+        # the most recently released first: its pages are the likeliest still in cache
+        for seg in reversed(self._free):
             if nbytes <= seg.size <= 2 * nbytes + (1 << 20) and (best is None or seg.size < best.size):
                 best = seg
         if best is not None:
