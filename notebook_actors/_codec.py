@@ -74,9 +74,34 @@ def append_frame(out: bytearray, msg: Any, head: bytes = b"") -> list[memoryview
     if size > MAX_FRAME:
         del out[start:]
         _payload.take_collected()
-        raise ValueError(f"message of {size} bytes exceeds the frame limit of {MAX_FRAME} bytes")
+        raise over_the_frame_limit(size)
     out[start : start + HEADER] = size.to_bytes(HEADER, "big")
     return _payload.take_collected()
+
+
+#: Bytes of a frame that are not its payload (the message's tag, ids, names), at most
+#: for the messages that carry values; a payload must leave them room.
+ENVELOPE_ROOM = 4096
+
+
+def over_the_frame_limit(size: int) -> ValueError:
+    """The error for a message of ``size`` bytes that no frame may carry."""
+    return ValueError(
+        f"its message of {size} bytes exceeds the frame limit of {MAX_FRAME} bytes (NOTEBOOK_ACTORS_MAX_FRAME); "
+        "large data travels outside the message as numpy arrays (np.frombuffer(data, np.uint8) for bytes)"
+    )
+
+
+def check_payload_size(pld: Any) -> None:
+    """Raise :func:`over_the_frame_limit` for an encoded payload no frame can carry
+    (before a message holding it is queued: past that, it would fail the channel).
+
+    Raises:
+        ValueError: the payload's message part is too large.
+    """
+    raw = pld.raw if type(pld) is _payload.Packed else pld
+    if len(raw) > MAX_FRAME - ENVELOPE_ROOM:
+        raise over_the_frame_limit(len(raw))
 
 
 def make_data_frame(out: bytearray, start: int, entries: list[tuple[int, int, int]]) -> None:

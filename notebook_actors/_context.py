@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import trio
 
-from . import _payload
+from . import _codec, _payload
 from ._exceptions import ContextCancelled, MsgTypeError, RemoteActorError, StreamOverrun, TransportClosed
 from .msg import Cancel, Credit, Error, ErrorInfo, Reject, Return, Started, Stop, Yield, encoder
 
@@ -59,9 +59,11 @@ def encode_pld(value: Any, what: str, root: str = "value") -> Any:
     TypeError saying what could not travel, where it sits (``root`` names the value
     in that path) and why."""
     try:
-        return _payload.pack(value)
+        pld = _payload.pack(value)
+        _codec.check_payload_size(pld)
     except (TypeError, ValueError, OverflowError) as exc:
         raise _unencodable(value, what, exc, root) from None
+    return pld
 
 
 def encode_args(kwargs: dict[str, Any], what: str) -> tuple[Any, int]:
@@ -71,9 +73,11 @@ def encode_args(kwargs: dict[str, Any], what: str) -> tuple[Any, int]:
         TypeError: an argument cannot travel (the message gives its path and type).
     """
     try:
-        return _payload.pack_args(kwargs)
+        packed, pickled = _payload.pack_args(kwargs)
+        _codec.check_payload_size(packed)
     except (TypeError, ValueError, OverflowError) as exc:
         raise _unencodable(kwargs, what, exc, "kwargs") from None
+    return packed, pickled
 
 
 def _unencodable(value: Any, what: str, exc: BaseException, root: str = "value") -> TypeError:

@@ -171,6 +171,10 @@ def _pickle_ext(obj: Any) -> Ext:
 
     try:
         if _plain_array(obj):  # the common case: the C pickler, 2-3x faster than cloudpickle's
+            if obj.nbytes >= OOB_MIN and not (obj.flags.c_contiguous or obj.flags.f_contiguous):
+                # a strided view: pickle would copy it into the stream anyway; copied
+                # here, its data travels out of band (and the message stays small)
+                obj = obj.copy(order="K")
             data = pickle.dumps(obj, protocol=5, buffer_callback=keep_in_band)
         else:
             data = cloudpickle.dumps(obj, protocol=5, buffer_callback=keep_in_band)
