@@ -53,6 +53,7 @@ def run_child(boot) -> None:
             infect_asyncio=boot.infect_asyncio,
             start_method=boot.start_method,
             bind_addr=boot.bind_addr,
+            typed_only=boot.typed_only,
         )
         _state.set_actor(actor)
         await actor.run()

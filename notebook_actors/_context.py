@@ -447,6 +447,23 @@ class Context:
         """Whether this side refuses pickled values (``@context(typed_only=True)``)."""
         return self._refuse is not None
 
+    def _set_actor(self, actor: Any) -> None:
+        """Bind the actor this side runs in: a typed-only actor's every context refuses
+        pickled values (a typed-only context function still says so by its own name)."""
+        self._actor = actor
+        if actor is not None and actor.typed_only:
+            self._refuse = f"actor {actor.name!r} accepts typed values only (typed_only=True)"
+
+    def _check_typed_args(self, kwargs: dict[str, Any], pickled: int, what: str) -> None:
+        """Refuse to send a call's pickled arguments from a typed-only side."""
+        if self._refuse is None or not pickled:
+            return
+        for key, value in kwargs.items():
+            if _payload.is_pickled(_payload.pack(value)):
+                raise TypeError(
+                    f"{what}: kwargs[{key!r}] of type {type(value).__name__} would travel pickled, and {self._refuse}"
+                )
+
     def _set_typed_only(self, fn_name: str) -> None:
         self._refuse = f"{fn_name!r} accepts typed values only (typed_only=True)"
 

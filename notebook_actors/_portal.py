@@ -163,7 +163,7 @@ class Portal:
     def _new_ctx(self, fn_name: str) -> Context:
         chan = self.channel
         ctx = Context(chan, chan.next_cid(), "caller", fn_name=fn_name)
-        ctx._actor = self._actor
+        ctx._set_actor(self._actor)
         chan.ctxs[ctx.cid] = ctx
         return ctx
 
@@ -175,6 +175,7 @@ class Portal:
         try:
             # encoded once, here: an argument that cannot travel fails in the caller
             args, pickled = encode_args(kwargs, f"the arguments of {name}")
+            ctx._check_typed_args(kwargs, pickled, f"the arguments of {name}")
             self.channel.send_nowait(Start(ctx.cid, ns, name, args, kind, credit, code, pickled, credit_bytes))
         except BaseException:
             self.channel.ctxs.pop(ctx.cid, None)

@@ -64,17 +64,15 @@ SELF_RPC = frozenset(
 )
 
 
-def _load_args(kwargs: dict[str, Any], name: str, fn: Any) -> dict[str, Any]:
-    """A call's pickled arguments, rebuilt (refused by a typed-only ``@context``).
+def _load_args(kwargs: dict[str, Any], name: str, fn: Any, refuse: str | None = None) -> dict[str, Any]:
+    """A call's pickled arguments, rebuilt (refused by a typed-only ``@context``, or
+    with ``refuse`` set, by a typed-only actor: the text says who refuses).
 
     Raises:
         MsgTypeError: an argument was refused, or cannot be rebuilt here.
     """
-    refuse = (
-        f"{name!r} accepts typed values only (typed_only=True)"
-        if getattr(fn, "_notebook_actors_typed_only", False)
-        else None
-    )
+    if getattr(fn, "_notebook_actors_typed_only", False):
+        refuse = f"{name!r} accepts typed values only (typed_only=True)"
     try:
         return _payload.load_args(kwargs, refuse)
     except msgspec.DecodeError as exc:
@@ -135,6 +133,7 @@ class Actor:
         name, uid: ``uid == (name, uuid_hex)``.
         is_arbiter: this actor hosts the registry.
         loglevel, accept_addr, enable_modules.
+        typed_only: every context of this actor refuses pickled values, both ways.
         msg_buffer_size: (class attribute) how many unread stream messages a
             ``ctx.open_stream()`` buffers when no ``msg_buffer_size=`` is given: past
             it a sender waits, or gets StreamOverrun with ``backpressure=False``.
@@ -160,8 +159,11 @@ class Actor:
         bind_addr: str | None = None,
         infect_asyncio: bool = False,
         start_method: str | None = None,
+        typed_only: bool = False,
     ) -> None:
         self.name = name
+        #: refuse pickled values on every context, both ways (see docs/data.md)
+        self.typed_only = typed_only
         self.uid: tuple[str, str] = (name, uid or uuid.uuid4().hex)
         self.secret = secret
         self.enable_modules = set(enable_modules or ())
@@ -451,7 +453,7 @@ class Actor:
         if pending is _DONE:
             return
         ctx = Context(chan, msg.cid, "callee", fn_name=f"{msg.ns}:{msg.func}")
-        ctx._actor = self
+        ctx._set_actor(self)
         # made now, entered when the task runs: a Cancel in the same batch as this
         # Start (the caller gave up at once) must not find "nothing to cancel"
         ctx._scope = trio.CancelScope()
@@ -468,8 +470,8 @@ class Actor:
         functions, ``self`` methods, debug mode, errors resolving it); or the awaitable a
         sync function returned, for the task path to await.
         """
-        if self.debug_mode or msg.ns == "self":
-            return None
+        if self.debug_mode or msg.ns == "self" or self.typed_only:
+            return None  # (a typed-only actor checks every value on the task path)
         try:
             fn = self._resolve(msg.ns, msg.func, None)
         except Exception:
@@ -521,6 +523,7 @@ class Actor:
             elif not chan.closed:
                 try:
                     pld = encode_pld(result, f"the return value of {ctx.fn_name}")
+                    ctx._check_typed(pld, result, f"the return value of {ctx.fn_name}")
                 except TypeError as exc:
                     self._reply_error(chan, ctx.cid, exc)
                 else:
@@ -566,7 +569,7 @@ class Actor:
         name = ctx.fn_name
         # a local, not on the message: a received segment is released once the call's
         # values die, while the message lives on until the channel's next batch
-        kwargs = _load_args(msg.kwargs, name, fn) if msg.pickled else msg.kwargs
+        kwargs = _load_args(msg.kwargs, name, fn, ctx._refuse) if msg.pickled else msg.kwargs
         if msg.kind == "call":
             if kind or inspect.isasyncgenfunction(fn):
                 use = "open_context" if kind == "context" else "open_stream_from"

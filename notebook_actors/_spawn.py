@@ -97,6 +97,8 @@ class ChildBoot(SpawnSpec, tag="boot"):
     routes: dict[str, str] = {}
     #: where the actor runs, if not on its parent's machine (a launcher's host)
     host: str | None = None
+    #: the actor refuses pickled values (start_actor(typed_only=True))
+    typed_only: bool = False
 
 
 class ChildProcess:

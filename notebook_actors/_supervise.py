@@ -149,6 +149,7 @@ class ActorNursery:
         start_method: str | None = None,
         host: Any = None,
         launcher: Any = None,
+        typed_only: bool = False,
     ) -> Portal:
         """Spawn a daemon actor that serves RPC until cancelled; return its portal.
 
@@ -158,6 +159,9 @@ class ActorNursery:
         ``host`` starts it on another machine: an SSH destination (``"user@gpu1"``)
         or a launcher (``SSHLauncher(...)``, ``SlurmLauncher(...)``); ``launcher="slurm"``
         is a default ``SlurmLauncher()``; see docs/distribution.md. Raises ``LaunchError`` if it cannot be started there.
+
+        ``typed_only=True``: the actor refuses pickled values on every call, result and
+        stream, both ways (only what msgpack carries natively travels; docs/data.md).
         """
         modules = list(enable_modules or []) + list(rpc_module_paths or [])
         child = await self._spawn(
@@ -169,6 +173,7 @@ class ActorNursery:
             bind_addr,
             start_method,
             launcher=launcher_for(host, launcher),
+            typed_only=typed_only,
         )
         return child.portal
 
@@ -185,6 +190,7 @@ class ActorNursery:
         start_method: str | None = None,
         host: Any = None,
         launcher: Any = None,
+        typed_only: bool = False,
         **fn_kwargs: Any,
     ) -> Portal:
         """Spawn an actor that runs ``fn(**fn_kwargs)`` once, then exits.
@@ -206,6 +212,7 @@ class ActorNursery:
             start_method,
             main=(fn, fn_kwargs),
             launcher=launcher_for(host, launcher),
+            typed_only=typed_only,
         )
         return child.portal
 
@@ -220,6 +227,7 @@ class ActorNursery:
         start_method: str | None,
         main: tuple[Callable[..., Any], dict[str, Any]] | None = None,
         launcher: Any = None,
+        typed_only: bool = False,
     ) -> _Child:
         actor = self._actor
         if actor.cancel_called or self.cancelled:
@@ -257,6 +265,7 @@ class ActorNursery:
             host=launcher.host if launcher is not None else None,
             # actors started on a far machine dial the tree through the same routes
             routes=_transport.current_routes(),
+            typed_only=typed_only,
         )
         child.launcher = launcher
         actor._pending_children[uid] = chan
