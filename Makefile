@@ -30,11 +30,12 @@ test: $(STAMP)
 test-subprocess: $(STAMP)
 	NOTEBOOK_ACTORS_START_METHOD=trio $(BIN)/python -m pytest -q $(PYTEST_ARGS) tests/core tests/reliability
 
-# ruff (lint and format) and import-linter's contracts ([tool.importlinter] in
-# pyproject.toml); mypy on the core joins once it passes (issue 14)
+# ruff (lint and format), mypy on the core ([tool.mypy]) and import-linter's
+# contracts ([tool.importlinter] in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 lab: $(BIN)/python

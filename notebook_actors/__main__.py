@@ -52,7 +52,7 @@ async def collect_tree(actor: Any) -> dict[str, Any]:
         for key, addr in entries.items():
             if key != me:
                 n.start_soon(_ask, actor, addr, nodes)
-    debug = {"holder": None, "waiting": []}
+    debug: dict[str, Any] = {"holder": None, "waiting": []}
     for node in nodes.values():
         debug = node.pop("repl", None) or debug  # the root's REPL lock
     return {"root": None, "nodes": nodes, "debug": debug}

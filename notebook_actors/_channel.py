@@ -99,7 +99,7 @@ class Wakeup:
     __slots__ = ("_task", "_what")
 
     def __init__(self, what: str = "resource") -> None:
-        self._task = None
+        self._task: trio.lowlevel.Task | None = None
         self._what = what
 
     def set(self) -> None:
@@ -265,7 +265,7 @@ def describe_peer(stream: trio.abc.Stream) -> str:
         return "an unknown peer"
 
 
-def _is_peer_process(sock: socket.socket, pid: int) -> bool:
+def _is_peer_process(sock: socket.socket | trio.socket.SocketType, pid: int) -> bool:
     """Whether the Unix socket's other end is the peer actor's own process.
 
     Not so when the socket is forwarded to another machine (``ssh -R``: the other end

@@ -739,8 +739,8 @@ class MsgStream(trio.abc.Channel[Any]):
         if self._closed:
             raise trio.ClosedResourceError(f"this side closed the stream of {ctx.fn_name!r}; sending on it is an error")
         if ctx._rejected is not None:
-            err, ctx._rejected = ctx._rejected, None
-            raise err
+            rejected, ctx._rejected = ctx._rejected, None
+            raise rejected
         final = ctx._final
         if type(final) is Error:
             err = unbox(final.err)

@@ -172,10 +172,10 @@ def _serve(listener: socket.socket) -> None:
     import select
 
     while True:
-        readable, _, _ = select.select([0, listener], [], [])
+        readable, _, _ = select.select([0, listener.fileno()], [], [])
         if 0 in readable and not os.read(0, 4096):
             return
-        if listener in readable:
+        if listener.fileno() in readable:
             _answer(listener)
 
 
@@ -481,6 +481,7 @@ class ForkedChild(ChildProcess):
             if self._returncode is None:
                 await trio.lowlevel.wait_readable(self._pidfd)
                 self._reap()
+        assert self._returncode is not None  # _reap waits for the exit the pidfd announced
         return self._returncode
 
     def _reap(self) -> None:

@@ -27,7 +27,7 @@ import struct
 import subprocess
 import sys
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -213,7 +213,10 @@ async def _drain(stream: Any) -> None:
         pass
 
 
-async def _start_linked(cmd: list[str], boot: Any, host: str, explain: Any, kind: type[LinkedChild]) -> LinkedChild:
+_Linked = TypeVar("_Linked", bound="LinkedChild")
+
+
+async def _start_linked(cmd: list[str], boot: Any, host: str, explain: Any, kind: type[_Linked]) -> _Linked:
     """Run ``cmd`` (which runs ``_remote`` on ``host``), hand it ``boot`` and wait for
     its ``ready`` line. ``explain(code, stderr)`` words a failure."""
     proc = await trio.lowlevel.open_process(

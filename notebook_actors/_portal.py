@@ -79,7 +79,8 @@ class _WithSource:
 
         names: dict[str, str] = {}  # global name ("" for fn itself) -> its file
         files: dict[str, list[str]] = {}
-        todo, seen = [("", fn)], set()
+        todo: list[tuple[str, Any]] = [("", fn)]
+        seen: set[int] = set()
         while todo:
             name, f = todo.pop()
             code = getattr(f, "__code__", None)
@@ -118,6 +119,8 @@ def _restore_source(fn: Any, names: dict[str, str], files: dict[str, list[str]])
     glb = getattr(fn, "__globals__", {})
     for name, filename in names.items():
         f = fn if name == "" else glb.get(name)
+        if f is None:
+            continue
         try:
             if f.__code__.co_filename == "<dynamic-code>":
                 f.__code__ = renamed(f.__code__, filename)
@@ -174,9 +177,9 @@ class Portal:
         ctx = self._new_ctx(f"{ns}:{name}")
         try:
             # encoded once, here: an argument that cannot travel fails in the caller
-            args, pickled = encode_args(kwargs, f"the arguments of {name}")
+            encoded, pickled = encode_args(kwargs, f"the arguments of {name}")
             ctx._check_typed_args(kwargs, pickled, f"the arguments of {name}")
-            self.channel.send_nowait(Start(ctx.cid, ns, name, args, kind, credit, code, pickled, credit_bytes))
+            self.channel.send_nowait(Start(ctx.cid, ns, name, encoded, kind, credit, code, pickled, credit_bytes))
         except BaseException:
             self.channel.ctxs.pop(ctx.cid, None)
             raise

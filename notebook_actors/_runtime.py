@@ -416,7 +416,7 @@ class Actor:
             if self.is_arbiter and chan.uid in self._registry and chan.uid != self.uid:
                 # its last channel closed: the actor is gone, even if it was SIGKILLed
                 # (test_discovery.py::test_killed_actor_leaves_registry)
-                self.unregister_actor(list(chan.uid))  # type: ignore[arg-type]
+                self.unregister_actor(list(chan.uid))
         for ctx in list(chan.ctxs.values()):
             if ctx.side == "callee" and ctx._scope is not None:
                 ctx._canceller = chan.uid

@@ -198,12 +198,12 @@ async def start_process(boot: ChildBoot, launcher: Any = None) -> ChildProcess:
         return TrioChild(proc)
     import multiprocessing
 
-    ctx = multiprocessing.get_context("spawn" if method == "mp_spawn" else "forkserver")
+    ctx = multiprocessing.get_context("spawn") if method == "mp_spawn" else multiprocessing.get_context("forkserver")
     from ._child import mp_main
 
-    proc = ctx.Process(target=mp_main, args=(encoder.encode(boot),), name=f"actor:{boot.name}")
-    await trio.to_thread.run_sync(proc.start)
-    return MPChild(proc)
+    mp_proc = ctx.Process(target=mp_main, args=(encoder.encode(boot),), name=f"actor:{boot.name}")
+    await trio.to_thread.run_sync(mp_proc.start)
+    return MPChild(mp_proc)
 
 
 def kill_group(proc: ChildProcess) -> None:
@@ -231,3 +231,4 @@ async def reap(proc: ChildProcess, grace: float, term_grace: float | None = None
             return await proc.wait()
         proc.kill()
         return await proc.wait()
+    raise AssertionError("unreachable: a shielded scope without a deadline swallows nothing")

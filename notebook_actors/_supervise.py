@@ -23,6 +23,7 @@ from ._exceptions import ActorCrashed, ContextCancelled, TransportClosed, group_
 from ._launch import launcher_for
 from ._portal import Portal, func_ref
 from ._runtime import box_error, open_root_actor
+from ._spawn import ChildBoot
 from .log import level_number
 from .msg import Start
 
@@ -203,7 +204,7 @@ class ActorNursery:
         if code is None:
             modules.append(ns)
         child = await self._spawn(
-            name or getattr(fn, "__name__", "actor"),
+            name or str(getattr(fn, "__name__", "actor")),
             modules,
             loglevel,
             debug_mode,
@@ -245,7 +246,7 @@ class ActorNursery:
         portal = Portal(chan, actor)
         child = _Child(uid, chan, portal)
         main_mod = sys.modules.get("__main__")
-        boot = _spawn.ChildBoot(
+        boot = ChildBoot(
             name=name,
             enable_modules=sorted(set(modules)),
             loglevel=loglevel or actor.loglevel,
@@ -277,9 +278,7 @@ class ActorNursery:
         await self._sup_n.start(self._supervise, child, boot)
         return child
 
-    async def _supervise(
-        self, child: _Child, boot: _spawn.ChildBoot, task_status: Any = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def _supervise(self, child: _Child, boot: ChildBoot, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         try:
             child.proc = await _spawn.start_process(boot, child.launcher)
         except BaseException:

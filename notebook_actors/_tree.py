@@ -539,9 +539,13 @@ class _Subtree:
             else:
                 nodes[node["key"]] = node
         info = _info()
-        debug = {"holder": info.debug_holder, "waiting": list(info.debug_waiting), "parked": list(info.debug_parked)}
+        debug: dict[str, Any] = {
+            "holder": info.debug_holder,
+            "waiting": list(info.debug_waiting),
+            "parked": list(info.debug_parked),
+        }
         # The root knows who is in (or queued for) the REPL: make those stand out.
-        for key in [debug["holder"], *debug["waiting"], *debug["parked"]]:
+        for key in [info.debug_holder, *info.debug_waiting, *info.debug_parked]:
             if key in nodes and nodes[key]["state"] not in ("exited", "crashed", "debugger"):
                 nodes[key] = {**nodes[key], "state": "debugger"}
         if nodes != self.nodes or debug != self.debug:
@@ -668,10 +672,11 @@ async def serve_feed(actor: Any, ctx: Any, interval: float) -> None:
 def _fmt_bytes(n: int | None) -> str:
     if not n:
         return "-"
+    size = float(n)
     for unit in ("B", "K", "M", "G"):
-        if n < 1024 or unit == "G":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024
+        if size < 1024 or unit == "G":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
     return "-"
 
 

@@ -390,6 +390,7 @@ def _value_or_raise(result: outcome.Outcome[Any]) -> Any:
     """Like ``result.unwrap()``, but an outcome may be read more than once."""
     if isinstance(result, outcome.Error):
         raise result.error
+    assert isinstance(result, outcome.Value)
     return result.value
 
 

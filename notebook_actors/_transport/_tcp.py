@@ -28,7 +28,7 @@ class TCPTransport(Transport):
         host, port = split_hostport(location)
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()
-        return listeners, f"{host}:{bound[1]}"
+        return [*listeners], f"{host}:{bound[1]}"
 
 
 backend_class = TCPTransport

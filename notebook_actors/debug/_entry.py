@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import trio
@@ -22,7 +23,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _caller_frame(depth: int) -> Any:
     """The first frame outside this package, ``depth`` frames up or more."""
-    frame = sys._getframe(depth + 1)
+    frame: FrameType | None = sys._getframe(depth + 1)
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
         frame = frame.f_back
     return frame

@@ -90,7 +90,7 @@ class ActorPdb(pdbpp.Pdb):
     def compute_stack(self, fullstack: Any, idx: Any = None) -> Any:
         return super().compute_stack(fullstack, None if self.select_innermost else idx)
 
-    def get_terminal_size(self) -> tuple[int, int]:  # type: ignore[override]
+    def get_terminal_size(self) -> tuple[int, int]:
         return self._term_size
 
     def parseline(self, line: str) -> Any:
@@ -102,7 +102,7 @@ class ActorPdb(pdbpp.Pdb):
     def do_interact(self, arg: str) -> None:
         ns = {**self.curframe.f_globals, **self.curframe_locals}
         saved = sys.stdin, sys.stdout, sys.stderr
-        sys.stdin = sys.stdout = sys.stderr = self.stdin  # type: ignore[assignment]
+        sys.stdin = sys.stdout = sys.stderr = self.stdin
         try:
             code.interact("*interactive* (Ctrl-D returns to pdb)", local=ns)
         except SystemExit:
@@ -277,6 +277,7 @@ def _current_rpc_context() -> Any:
     """The runtime Context of the RPC call the current task belongs to, if any."""
     from .._runtime import Actor
 
+    task: trio.lowlevel.Task | None
     try:
         task = trio.lowlevel.current_task()
     except RuntimeError:

@@ -18,6 +18,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
 import trio
@@ -89,6 +90,7 @@ def format_stacks(actor: Any, root_task: Any = None) -> str:
     names = {t.ident: t.name for t in threading.enumerate()}
     me = threading.get_ident()
     out.append("threads:\n")
+    frame: FrameType | None
     for ident, frame in sys._current_frames().items():
         if ident == me:
             continue
@@ -206,7 +208,7 @@ async def _stack_report(uid: list[str], text: str) -> None:
 
     actor = current_actor()
     if actor.parent_addr is None or actor.parent_chan is None:
-        _arrived(tuple(uid), text)
+        _arrived((uid[0], uid[1]), text)
     else:
         await Portal(actor.parent_chan, actor).run(_stack_report, uid=uid, text=text)
 

@@ -246,4 +246,4 @@ def _raise_errors(errors: list[BaseException], message: str) -> None:
     if len(errors) == 1:
         raise errors[0]
     if errors:
-        raise ExceptionGroup(message, errors)  # type: ignore[arg-type]
+        raise BaseExceptionGroup(message, errors)
