@@ -9,6 +9,7 @@ says "a tractor user's call still works" for each line of the contract.
 from __future__ import annotations
 
 import inspect
+import os
 import socket
 import threading
 
@@ -488,7 +489,13 @@ def test_error_types():
     assert issubclass(na.MultiError, ExceptionGroup)
     for cls in (na.StreamOverrun, na.NoResult):
         assert issubclass(cls, Exception)
-    assert msg.NamespacePath
+
+
+def test_namespace_path_names_a_function_and_splits_back():
+    """Test that msg.NamespacePath is tractor's 'module:function' address of a function."""
+    path = msg.NamespacePath.from_ref(os.path.join)
+    assert path == "posixpath:join" and isinstance(path, str)
+    assert path.to_tuple() == ("posixpath", "join")
 
 
 def test_logging_helpers():

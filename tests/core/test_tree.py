@@ -159,21 +159,34 @@ async def test_actors_holding_or_waiting_for_the_repl_show_debugger():
 
 
 @trio_test
-async def test_debug_lock_and_state_override_are_published():
-    """Test that the debugger hooks (state override, lock holder and queue) reach a watch."""
+async def test_state_override_is_published_and_withdrawn():
+    """Test that set_state (the hook an add-on uses to say what an actor is doing)
+    replaces the derived state in a watch, and that clearing it brings the derived one back."""
     async with na.open_root_actor(registry_addrs=[private_registry_addr()]) as actor:
+        me = _tree.key_of(actor.uid)
         async with _tree.open_tree_watch(interval=0.05) as watch:
+            before = (await wait_until(watch, lambda nodes: me in nodes))["nodes"][me]["state"]
+            assert before != "debugger"
             _tree.set_state("debugger")
-            _tree.set_debug_lock(actor.uid, [("other", "abc")])
             try:
-                async for delta in watch:
-                    if "debug" in delta and delta["debug"]["holder"]:
-                        break
-                snap = await wait_until(watch, lambda nodes: nodes[_tree.key_of(actor.uid)]["state"] == "debugger")
-                assert snap["debug"]["holder"] == _tree.key_of(actor.uid)
-                assert snap["debug"]["waiting"] == ["other.abc"]
+                await wait_until(watch, lambda nodes: nodes[me]["state"] == "debugger")
             finally:
                 _tree.set_state(None)
+            await wait_until(watch, lambda nodes: nodes[me]["state"] == before)
+
+
+@trio_test
+async def test_debug_lock_holder_and_queue_are_published():
+    """Test that the debugger lock's holder and queue reach a watch, the holder shown in the debugger."""
+    async with na.open_root_actor(registry_addrs=[private_registry_addr()]) as actor:
+        me = _tree.key_of(actor.uid)
+        async with _tree.open_tree_watch(interval=0.05) as watch:
+            _tree.set_debug_lock(actor.uid, [("other", "abc")])
+            try:
+                snap = await wait_until(watch, lambda nodes: nodes[me]["state"] == "debugger")
+                assert snap["debug"]["holder"] == me
+                assert snap["debug"]["waiting"] == ["other.abc"]
+            finally:
                 _tree.set_debug_lock(None)
 
 
