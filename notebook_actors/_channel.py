@@ -28,7 +28,7 @@ import socket
 import ssl
 import struct
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -328,8 +328,11 @@ async def handshake_as_dialer(
         try:
             welcome, rest = await _recv_frame(stream, rest, peer)
         except PeerLeft:  # hanging up on our proof is how an acceptor refuses it
+            forward = (
+                " or does it not name this forwarded address (also_known_as=)" if target.startswith("tcp:") else ""
+            )
             raise HandshakeError(
-                f"{peer} refused our handshake: is it an actor of this tree (the same secret)?"
+                f"{peer} refused our handshake: is it an actor of this tree (the same secret){forward}?"
             ) from None
         if not isinstance(welcome, Welcome) or not hmac.compare_digest(
             welcome.mac, accept_mac(secret, hello.nonce, my_nonce, me, target, welcome.ident, target)
@@ -345,7 +348,7 @@ async def handshake_as_acceptor(
     peer: str,
     *,
     own: str | None = None,
-    also_known_as: tuple[str, ...] = (),
+    also_known_as: Collection[str] = (),
 ) -> tuple[Ident, bytes]:
     """Challenge a connecting peer; nothing it sends is used before it proves itself.
 
@@ -373,9 +376,12 @@ async def handshake_as_acceptor(
         ):
             raise HandshakeError(f"{peer} failed the handshake (wrong secret, or not an actor)")
         if proof.target != own and proof.target not in also_known_as:
+            hint = ""
+            if proof.target.startswith("tcp:"):
+                hint = f"; if {proof.target} is a port forward of yours to here, name it: also_known_as=[...]"
             raise RelayRefused(
                 f"{peer} presented a proof made for {proof.target or 'no address'}, not for {own}: "
-                "someone relayed a connection meant for another address (refused; nothing ran)"
+                f"someone relayed a connection meant for another address (refused; nothing ran){hint}"
             )
         mac = accept_mac(secret, nonce, proof.nonce, proof.ident, proof.target, me, proof.target)
         await stream.send_all(encode_frame(Welcome(mac, me)))
@@ -412,6 +418,7 @@ class Channel:
         self.uid = uid
         self.raddr = raddr
         self.peer_pid: int | None = None
+        self.peer_parent_addr: str | None = None
         self.ctxs: dict[int, Context] = {}
         self._next_cid = 0 if dialer else 1
         self._stream: trio.abc.Stream | None = None
@@ -452,6 +459,7 @@ class Channel:
         self._stream = stream
         self.uid = tuple(ident.uid)  # type: ignore[assignment]
         self.peer_pid = ident.pid
+        self.peer_parent_addr = ident.parent_addr
         self.raddr = ident.addr or self.raddr
         sock = stream.socket if type(stream) is trio.SocketStream else None
         self._sock = sock

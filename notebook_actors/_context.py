@@ -30,7 +30,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import msgspec
 import trio
@@ -111,6 +111,27 @@ class _PeerClosed(trio.BrokenResourceError):
     def __init__(self, message: str, stream: MsgStream) -> None:
         super().__init__(message)
         self.stream = stream
+
+
+#: how long a caller waits for another actor's parent to tell how that actor ended
+#: (the parent itself waits a bound for the exit status): a hang guard
+ASK_PARENT_TIMEOUT = 10.0
+
+
+async def _ask_parent_how_it_ended(actor: Any, parent: str, uid: tuple[str, str], during: str) -> Any:
+    """The ActorCrashed of actor ``uid`` as its parent at ``parent`` reports it, or None."""
+    from ._exceptions import ActorCrashed, HandshakeError
+    from ._portal import Portal
+
+    with trio.move_on_after(ASK_PARENT_TIMEOUT):
+        try:
+            chan = await actor.connect_to(parent)
+            fields = await Portal(chan, actor).run_from_ns("self", "crash_of_child", uid=list(uid), during=during)
+        except (OSError, HandshakeError, TransportClosed, RemoteActorError):
+            return None  # the parent is gone too, or cannot tell: the closed channel is all we know
+        if fields:
+            return ActorCrashed(ErrorInfo(**fields))
+    return None
 
 
 class Context:
@@ -213,25 +234,37 @@ class Context:
         if the channel died with the actor, else TransportClosed."""
         while not self._inbox:
             if self.chan.closed:
-                crash = await self._crash_of_peer()
-                if crash is not None:
-                    raise crash from None
-                raise self._transport_closed("the call") from self.chan._close_reason
+                await self._raise_closed("the call")
             await self._arrived.park()
         return self._inbox.popleft()
 
     async def _crash_of_peer(self) -> BaseException | None:
-        """How the far actor died, when it is our child (its parent knows the exit status)."""
+        """How the far actor died, asked of its parent (who reaped it and knows the
+        exit status): ourselves when it is our child, else its parent actor, through
+        the address it gave in the handshake. None when it did not crash, or nobody
+        can tell (its parent is gone too, or runs no runtime)."""
         from ._state import current_actor_or_none
 
         actor = current_actor_or_none()
         uid = self.chan.uid
-        child = None
-        if actor is not None and uid:  # the supervisor may have dropped it just before we woke
-            child = actor.children.get(uid) or actor.exited_children.get(uid)
-        if child is None or not hasattr(child, "crash_report"):
+        if actor is None or not uid:
             return None
-        return await child.crash_report(actor, f"call {self.fn_name}()")
+        during = f"call {self.fn_name}()"
+        child = actor.children.get(uid) or actor.exited_children.get(uid)  # dropped just before we woke?
+        if child is not None and hasattr(child, "crash_report"):
+            return await child.crash_report(actor, during)
+        parent = self.chan.peer_parent_addr
+        if not parent or parent == actor.accept_addr:
+            return None
+        return await _ask_parent_how_it_ended(actor, parent, uid, during)
+
+    async def _raise_closed(self, during: str) -> NoReturn:
+        """Raise why the channel under this call closed: ActorCrashed with the exit code
+        or signal when the far actor died, else TransportClosed."""
+        crash = await self._crash_of_peer()
+        if crash is not None:
+            raise crash from None
+        raise self._transport_closed(during) from self.chan._close_reason
 
     # -- public API --
     @property
@@ -368,7 +401,7 @@ class Context:
             if self._final is not None:
                 break
             if self.chan.closed:
-                raise self._transport_closed("the wait for the result") from self.chan._close_reason
+                await self._raise_closed("the wait for the result")
             await self._arrived.park()
         return self._final_value()
 
@@ -804,7 +837,10 @@ class MsgStream(trio.abc.Channel[Any]):
         await trio.lowlevel.checkpoint_if_cancelled()
         inbox = self._ctx._inbox
         while not (inbox and type(inbox[0]) is Yield):
-            self._raise_if_ended()
+            try:
+                self._raise_if_ended()
+            except TransportClosed:
+                await self._ctx._raise_closed("the stream")  # the crash behind it, if any
             if not inbox:
                 await self._ctx._arrived.park()
         # receive_nowait's fast path, inlined: this runs once per message

@@ -60,6 +60,7 @@ SELF_RPC = frozenset(
         "unregister_actor",
         "ping",
         "tree_snapshot",
+        "crash_of_child",
     }
 )
 
@@ -160,6 +161,7 @@ class Actor:
         infect_asyncio: bool = False,
         start_method: str | None = None,
         typed_only: bool = False,
+        also_known_as: list[str] | None = None,
     ) -> None:
         self.name = name
         #: refuse pickled values on every context, both ways (see docs/data.md)
@@ -174,6 +176,9 @@ class Actor:
         self.parent_main_path = parent_main_path
         self.parent_main_module = parent_main_module
         self.bind_addr = bind_addr
+        #: forwarded addresses dialers reach us through (see docs/security.md)
+        self.also_known_as = list(also_known_as or [])
+        self._aliases: frozenset[str] = frozenset()
         self.start_method = start_method
         self._infected_aio = infect_asyncio
         self.accept_addr: str | None = None
@@ -209,7 +214,7 @@ class Actor:
 
     @property
     def ident(self) -> Ident:
-        return Ident(self.uid, self.pid, self.accept_addr)
+        return Ident(self.uid, self.pid, self.accept_addr, self.parent_addr)
 
     def is_infected_aio(self) -> bool:
         return self._infected_aio
@@ -283,6 +288,7 @@ class Actor:
             if self.parent_addr is None:
                 sweep_stale(runtime_dir())
             self.bind_addr = "uds:" + socket_path(self.name, self.uid[1])
+        self._aliases = await _resolve_aliases(self.also_known_as)
         listeners, self.accept_addr = await _transport.listen(self.bind_addr, secret=self.secret)
         self._serve_listeners(listeners)
         if self.parent_addr is None:
@@ -336,7 +342,9 @@ class Actor:
         ident = None
         with gate.admit(source) as slot:
             try:
-                ident, rest = await handshake_as_acceptor(stream, self.secret, self.ident, peer)
+                ident, rest = await handshake_as_acceptor(
+                    stream, self.secret, self.ident, peer, also_known_as=self._aliases
+                )
             except (HandshakeError, trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 # A peer that just hung up proved nothing wrong (a liveness probe, a program
                 # cancelled while connecting): only a failed or garbled handshake is a warning.
@@ -757,6 +765,19 @@ class Actor:
                 return [addr for _, addr in found]
             await self._registry_changed.park()
 
+    async def crash_of_child(self, uid: list[str], during: str) -> dict[str, Any] | None:
+        """RPC: how our child ``uid`` died, for a caller whose channel to it closed
+        (it reached the child directly, not through us): the boxed ActorCrashed's
+        fields, or None when the child ended cleanly, as asked, or is not ours.
+
+        Waits (a bound) for the child to be reaped, like a call of our own would.
+        """
+        child = self.children.get(tuple(uid)) or self.exited_children.get(tuple(uid))  # type: ignore[call-overload]
+        if child is None or not hasattr(child, "crash_report"):
+            return None
+        crash = await child.crash_report(self, during)
+        return None if crash is None else msgspec.structs.asdict(crash.info)
+
     def tree_snapshot(self) -> dict[str, Any]:
         """RPC: this actor as a tree node, for ``python -m notebook_actors ps``."""
         from . import _tree
@@ -770,6 +791,22 @@ class Actor:
             async with trio.open_nursery() as n:
                 for chan in chans:
                     n.start_soon(chan.aclose)
+
+
+async def _resolve_aliases(aliases: list[str]) -> frozenset[str]:
+    """Every spelling a dialer may use for the forwarded addresses ``aliases``.
+
+    Raises:
+        OSError: a host name among them does not resolve (said at start, not as a
+            refused connection later).
+    """
+    names: set[str] = set()
+    for alias in aliases:
+        try:
+            names |= await _transport.spellings(alias)
+        except OSError as exc:
+            raise OSError(f"cannot resolve the also_known_as address {alias}: {exc}") from None
+    return frozenset(names)
 
 
 # -- the root actor ---------------------------------------------------------------------
@@ -797,6 +834,7 @@ async def open_root_actor(
     infect_asyncio: bool = False,
     secret: Any = None,
     bind_addr: Any = None,
+    also_known_as: Any = None,
 ) -> AsyncIterator[Actor]:
     """Start this process' actor runtime (the root of a new tree); yield the Actor.
 
@@ -808,6 +846,10 @@ async def open_root_actor(
         secret: the tree's shared secret (bytes or a key file); default: the per-user
             key file, so this user's programs can find and call each other.
         bind_addr: where to accept connections; default a private Unix socket.
+        also_known_as: the forwarded addresses (``(host, port)`` pairs) dialers reach
+            this actor through, e.g. a NAT gateway's port mapped to ``bind_addr``;
+            the handshake refuses any other address it was not dialed at, as a relay
+            (docs/security.md).
 
     Raises:
         RuntimeError: a runtime already runs in this process.
@@ -840,6 +882,7 @@ async def open_root_actor(
         bind_addr=_transport.normalize_addr(bind_addr) if bind_addr else None,
         infect_asyncio=infect_asyncio,
         start_method=start_method,
+        also_known_as=[_transport.normalize_addr(a) for a in also_known_as or ()],
     )
     _state.set_actor(actor)
     unwrapped: BaseException | None = None

@@ -58,6 +58,9 @@ class Ident(Struct, array_like=True):
     uid: Uid
     pid: int
     addr: str | None = None
+    #: its parent's address (None for a root): who to ask how it ended, for an actor
+    #: that is not our child (see ``Context._crash_of_peer``)
+    parent_addr: str | None = None
 
 
 class Msg(Struct, array_like=True, tag=True):

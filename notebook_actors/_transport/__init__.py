@@ -56,6 +56,26 @@ def normalize_addr(addr: Any) -> str:
     raise ValueError(f"cannot read {addr!r} as an actor address: use (host, port) or a socket path")
 
 
+async def spellings(addr: str) -> set[str]:
+    """Every form in which a dialer may name ``addr`` in its handshake: the address
+    itself and, for a TCP host name, each ``tcp:ip:port`` it resolves to (a dialer
+    names the far end of its socket, an IP address).
+
+    Raises:
+        OSError: the host name does not resolve.
+    """
+    names = {addr}
+    scheme, _, location = addr.partition(":")
+    if scheme == "tcp":
+        from ._tcp import split_hostport
+
+        host, port = split_hostport(location)
+        for *_, sockaddr in await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM):
+            ip = sockaddr[0]
+            names.add(f"tcp:[{ip}]:{port}" if ":" in ip else f"tcp:{ip}:{port}")
+    return names
+
+
 def dial_address(addr: str) -> str:
     """Where dialling ``addr`` really goes from this process (itself unless routed).
 

@@ -68,3 +68,108 @@ async def test_sigkill_during_a_call_names_the_signal(reg):
                 await portal.run(die_by_sigkill)
     assert info.value.exitcode == -signal.SIGKILL
     assert "SIGKILL" in str(info.value)
+
+
+@na.context
+async def send_one_then_exit_3(ctx: na.Context) -> None:
+    """Stream 1, wait until the caller says it has it, then exit with code 3 (so
+    the value is known to have arrived before the death, without a sleep)."""
+    await ctx.started()
+    async with ctx.open_stream() as stream:
+        await stream.send(1)
+        await stream.receive()
+        os._exit(3)
+
+
+async def read_until_it_dies(portal: na.Portal, got: list) -> None:
+    """Read ``send_one_then_exit_3``'s stream into ``got``, acknowledging the value."""
+    async with portal.open_context(send_one_then_exit_3) as (ctx, _):
+        async with ctx.open_stream() as stream:
+            got.append(await stream.receive())
+            await stream.send("got it")
+            got.append(await stream.receive())  # the actor dies instead
+
+
+@na.context
+async def serve_a_leaf(ctx: na.Context) -> None:
+    """Run in the middle actor: start a daemon ``leaf`` and hold it until cancelled."""
+    async with na.open_nursery() as n:
+        await n.start_actor("leaf", enable_modules=[__name__])
+        await ctx.started()
+        await trio.sleep_forever()
+
+
+async def _direct_call_to_a_grandchild(reg: dict, use) -> BaseException:
+    """Open a tree root -> middle -> leaf, reach the leaf directly (through the
+    registry, not through its parent) and return what ``use(leaf_portal)`` raised in
+    the root. Shielded, so the call sees the leaf's death itself rather than the
+    middle's relayed error cancelling it first."""
+    seen: dict[str, BaseException] = {}
+    with pytest.raises(BaseException) as outer:  # the middle relays the crash of its leaf too
+        async with na.open_nursery(**reg) as n:
+            middle = await n.start_actor("middle", enable_modules=[__name__])
+            async with middle.open_context(serve_a_leaf):
+                async with na.wait_for_actor("leaf") as leaf:
+                    with trio.CancelScope(shield=True), trio.fail_after(30):
+                        try:
+                            await use(leaf)
+                        except BaseException as exc:  # what the user sees
+                            seen["exc"] = exc
+                await trio.sleep_forever()  # until the middle's error cancels us
+    assert "exc" in seen, repr(outer.value)
+    return seen["exc"]
+
+
+@trio_test
+async def test_a_grandchild_dying_during_a_direct_call_reports_its_exit_code(reg):
+    """Test that a call made straight to a grandchild (a portal from
+    ``wait_for_actor``, not through its parent) that dies with ``os._exit(3)`` raises
+    ActorCrashed with code 3 and the call's name, not a bare TransportClosed: the
+    caller asks the grandchild's parent, which reaped it, for the exit status."""
+    exc = await _direct_call_to_a_grandchild(reg, lambda leaf: leaf.run(exit_3))
+    assert isinstance(exc, na.ActorCrashed), repr(exc)
+    assert exc.exitcode == 3
+    assert "'leaf'" in str(
+        exc
+    ) and f"exited with exit code 3 during call {__name__.rsplit('.', 1)[-1]}:exit_3()" in str(exc)
+    assert [uid[0] for uid in exc.relay_path][:2] == ["leaf", "middle"]
+
+
+@trio_test
+async def test_a_grandchild_killed_during_a_direct_call_names_the_signal(reg):
+    """Test that a grandchild SIGKILLed during a direct call is reported with SIGKILL."""
+    exc = await _direct_call_to_a_grandchild(reg, lambda leaf: leaf.run(die_by_sigkill))
+    assert isinstance(exc, na.ActorCrashed), repr(exc)
+    assert exc.exitcode == -signal.SIGKILL
+    assert "SIGKILL" in str(exc)
+
+
+@trio_test
+async def test_a_grandchild_dying_during_a_direct_stream_reports_its_exit_code(reg):
+    """Test that a stream read straight from a grandchild that exits with code 3
+    mid-stream ends in ActorCrashed with code 3, after the value it did send."""
+    got: list = []
+    exc = await _direct_call_to_a_grandchild(reg, lambda leaf: read_until_it_dies(leaf, got))
+    assert got == [1]
+    assert isinstance(exc, na.ActorCrashed), repr(exc)
+    assert exc.exitcode == 3
+
+
+@trio_test
+async def test_a_child_dying_during_a_stream_reports_its_exit_code(reg):
+    """Test that a stream read from a child that exits with code 3 mid-stream ends
+    in ActorCrashed with code 3, after the value it sent (not a TransportClosed)."""
+    got: list = []
+    seen: dict[str, BaseException] = {}
+    with pytest.raises(na.ActorCrashed) as info:
+        async with na.open_nursery(**reg) as n:
+            portal = await n.start_actor("w", enable_modules=[__name__])
+            with trio.CancelScope(shield=True), trio.fail_after(30):
+                try:
+                    await read_until_it_dies(portal, got)
+                except BaseException as exc:  # what the stream's reader sees; the nursery reports it
+                    seen["exc"] = exc
+    assert got == [1]
+    assert info.value.exitcode == 3
+    assert isinstance(seen.get("exc"), na.ActorCrashed), repr(seen.get("exc"))
+    assert seen["exc"].exitcode == 3

@@ -203,6 +203,31 @@ def test_kill_9_of_the_owner_leaves_no_template_nor_actors(tmp_path):
         proc.communicate()
 
 
+def test_concurrent_first_spawns_share_one_template(root_kw):
+    """Test that eight spawns started at once, before any template exists, start one
+    template between them (each used to start its own: eight processes importing
+    the whole runtime for one burst of spawns), and that all eight actors serve."""
+
+    async def main():
+        async with na.open_nursery(**root_kw) as n:
+            portals = []
+
+            async def spawn(i: int) -> None:
+                portals.append(await n.start_actor(f"burst{i}", enable_modules=[MOD]))
+
+            async with trio.open_nursery() as spawning:
+                for i in range(8):
+                    spawning.start_soon(spawn, i)
+            pids = {(await p.run(whoami))["pid"] for p in portals}
+            templates = [c.pid for c in psutil.Process().children() if testing.is_fork_server(c)]
+            await n.cancel()
+            return pids, templates
+
+    pids, templates = trio.run(main)
+    assert len(pids) == 8
+    assert len(templates) == 1, f"{len(templates)} templates for one burst of spawns"
+
+
 def test_unknown_start_method_names_forkserver():
     """Test that an unknown start method's error lists "forkserver" among the choices."""
     with pytest.raises(ValueError, match="forkserver"):
