@@ -772,7 +772,8 @@ class Actor:
 
         Waits (a bound) for the child to be reaped, like a call of our own would.
         """
-        child = self.children.get(tuple(uid)) or self.exited_children.get(tuple(uid))  # type: ignore[call-overload]
+        key = (uid[0], uid[1])
+        child = self.children.get(key) or self.exited_children.get(key)
         if child is None or not hasattr(child, "crash_report"):
             return None
         crash = await child.crash_report(self, during)

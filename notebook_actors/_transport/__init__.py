@@ -71,7 +71,7 @@ async def spellings(addr: str) -> set[str]:
 
         host, port = split_hostport(location)
         for *_, sockaddr in await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM):
-            ip = sockaddr[0]
+            ip = str(sockaddr[0])
             names.add(f"tcp:[{ip}]:{port}" if ":" in ip else f"tcp:{ip}:{port}")
     return names
 
