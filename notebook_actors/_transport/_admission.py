@@ -79,7 +79,12 @@ def _proc_tcp_addr(field: str) -> tuple[str, int]:
 
 
 def _local_tcp_uid(remote: tuple[str, int], local: tuple[str, int]) -> int | None:
-    """The user owning the local socket at ``remote`` connected to ``local`` (Linux)."""
+    """The user owning the local socket at ``remote`` connected to ``local`` (Linux).
+
+    None when no process holds that socket any more: a peer that already hung up
+    leaves an orphaned or TIME_WAIT entry (inode 0), which the kernel shows as
+    owned by uid 0, so a flood of such connections would be blamed on root.
+    """
     want_local = (str(ipaddress.ip_address(remote[0])), remote[1])
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -88,7 +93,7 @@ def _local_tcp_uid(remote: tuple[str, int], local: tuple[str, int]) -> int | Non
                 for line in f:
                     fields = line.split()
                     if _proc_tcp_addr(fields[1]) == want_local and _proc_tcp_addr(fields[2])[1] == local[1]:
-                        return int(fields[7])
+                        return int(fields[7]) if fields[9] != "0" else None
         except (OSError, ValueError, IndexError, StopIteration):
             continue
     return None

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import trio
@@ -37,6 +38,15 @@ def _shell_children(pid: int) -> list[int]:
         return [p.pid for p in psutil.Process(pid).children(recursive=True)]
     except psutil.NoSuchProcess:
         return []
+
+
+def _wait_for_shell_children(pid: int) -> list[int]:
+    """The shell's own children, once it has started them (a hang guard, not a delay)."""
+    deadline = time.monotonic() + 10
+    while not (inner := _shell_children(pid)):
+        assert time.monotonic() < deadline, f"the shell {pid} never started its sleep"
+        time.sleep(0.02)
+    return inner
 
 
 async def _started(n: na.ActorNursery) -> tuple[na.Portal, dict[str, int], list[int]]:
@@ -112,8 +122,7 @@ def test_popen_children_end_with_a_sigkilled_root(tmp_path):
         line = proc.stdout.readline()
         assert line, proc.communicate(timeout=30)[1]
         pids = json.loads(line)
-        trio.run(trio.sleep, 0.2)  # the shell has started its sleep
-        started = [pids["actor"], pids["plain"], pids["shell"], *_shell_children(pids["shell"])]
+        started = [pids["actor"], pids["plain"], pids["shell"], *_wait_for_shell_children(pids["shell"])]
         proc.kill()
         proc.wait(timeout=30)  # not communicate(): the detached sleeper holds the pipes
         assert testing.wait_until_gone(started, GONE_WITHIN) == []

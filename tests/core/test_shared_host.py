@@ -333,3 +333,57 @@ def test_a_squatted_runtime_directory_does_not_stop_the_root(other_home):
     assert result["addr"].startswith(f"uds:{shared_tmp}/notebook_actors-0.2/")
     assert f"not using {shared_tmp}/notebook_actors-0 for socket files (owner uid {NOBODY}" in result["stderr"]
     assert "a symlink" in result["stderr"]
+
+
+GARBAGE_ATTACKER = """
+import os, socket, sys
+# open, send garbage and hang up at once, as fast as possible: each connection is
+# gone (its socket orphaned or in TIME_WAIT) by the time the victim looks at it
+host, port = sys.argv[1].rsplit(":", 1)
+sent = 0
+for _ in range(int(sys.argv[2])):
+    try:
+        s = socket.create_connection((host, int(port)))
+        s.sendall(os.urandom(64))
+        s.close()
+        sent += 1
+    except OSError:
+        pass
+print("SENT", sent, flush=True)
+"""
+
+
+def test_a_garbage_flood_is_summed_up_and_never_blamed_on_the_victim(other_home):
+    """Test that another user's flood of garbage connections that hang up at once
+    costs the victim a handful of log lines (one full line, then summaries per
+    interval), that the summaries never name the victim's own user as the source
+    (a peer gone before we look it up is named by its address, not by the owner
+    of a closed socket's leftover, which the kernel shows as uid 0), and that the
+    victim's tree keeps spawning and answering."""
+    result = run_in_netns(
+        """
+        import trio, notebook_actors as na
+
+        async def main():
+            async with na.open_nursery(registry_addrs=[("127.0.0.1", 1616)], bind_addr=("127.0.0.1", 1617)) as n:
+                attacker = as_nobody(GARBAGE, "127.0.0.1:1616", "2000", stdout=subprocess.PIPE)
+                sent = (await trio.to_thread.run_sync(attacker.communicate))[0]
+                p = await n.start_actor("w", enable_modules=["os"])
+                pid = await p.run_from_ns("os", "getpid")
+                await n.cancel()
+                return sent, pid
+
+        sent, pid = trio.run(main)
+        print(json.dumps({"sent": sent, "pid": pid, "victim_uid": os.getuid()}))
+        """.replace("GARBAGE", repr(GARBAGE_ATTACKER)),
+        other_home,
+        timeout=300,
+    )
+    assert result["sent"].split() == ["SENT", "2000"], result["sent"]
+    assert result["pid"] > 0
+    lines = result["stderr"].splitlines()
+    assert len(lines) < 10, result["stderr"][-3000:]
+    summaries = [line for line in lines if "more unauthenticated connection(s)" in line]
+    assert summaries, result["stderr"][-3000:]  # the flood did reach the victim and was summed up
+    victim = f"uid {result['victim_uid']} x"
+    assert not any(victim in line for line in summaries), summaries
