@@ -103,9 +103,13 @@ def run_in_netns(driver: str, other_home: str, *, timeout: float = 120, env: dic
 
 RELAY_ATTACKER = """
 import socket, sys, threading, os
+from notebook_actors._codec import encode_frame
+from notebook_actors.msg import Start
 # squat the victim's TCP registry address, and relay every byte between whoever
-# dials it and the victim's own listener; then try to inject a plain RPC
-reg_port, victim_port = int(sys.argv[1]), int(sys.argv[2])
+# dials it and the victim's own listener (transparently: any change to the bytes
+# would only break TLS); then try a real RPC that would create the marker file
+reg_port, victim_port, marker = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+rpc = encode_frame(Start(0, "notebook_actors._runtime", "os.system", {"command": f"touch {marker}"}))
 srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("127.0.0.1", reg_port)); srv.listen(16)
 print("SQUATTING", flush=True)
@@ -130,14 +134,16 @@ up = socket.create_connection(("127.0.0.1", victim_port))
 t = [threading.Thread(target=pump, args=(conn, up)), threading.Thread(target=pump, args=(up, conn))]
 for x in t: x.start()
 for x in t: x.join(30)
-# a direct injection: what a runtime message looks like in the clear
-inj = socket.create_connection(("127.0.0.1", victim_port))
-inj.sendall(b"\\x00\\x00\\x00\\x10" + b"start-os-system!")
-inj.settimeout(5)
-try: got = inj.recv(100)
-except OSError: got = b""
 print("RELAYED", len(seen), flush=True)
 print("SEEN", seen.hex(), flush=True)
+# a direct injection of the RPC in the clear; read until the victim hangs up on it
+inj = socket.create_connection(("127.0.0.1", victim_port))
+inj.sendall(rpc)
+inj.settimeout(10)
+try:
+    while inj.recv(65536): pass
+except OSError: pass
+print("INJECTED", flush=True)
 """
 
 
@@ -152,19 +158,21 @@ def test_relay_of_a_squatted_registry_runs_nothing_and_leaks_nothing(other_home)
         import trio, notebook_actors as na
         from notebook_actors._channel import load_secret
         REG, MINE = 1616, 1617
-        attacker = as_nobody({RELAY_ATTACKER!r}, str(REG), str(MINE), stdout=subprocess.PIPE)
+        marker = os.path.join(os.path.dirname(os.environ["OTHER_HOME"]), "pwned-" + str(os.getpid()))
+        attacker = as_nobody({RELAY_ATTACKER!r}, str(REG), str(MINE), marker, stdout=subprocess.PIPE)
         assert attacker.stdout.readline() == "SQUATTING\\n"
-        marker = os.path.join(os.environ["OTHER_HOME"], "..", "pwned-" + str(os.getpid()))
 
         async def main():
             async with na.open_nursery(registry_addrs=[("127.0.0.1", REG)], bind_addr=("127.0.0.1", MINE)) as n:
                 p = await n.start_actor("w", enable_modules=["os"])
                 uid = await p.run_from_ns("os", "getuid")
                 await p.cancel_actor()
-                return uid
+                # the tree stays up until the attacker has relayed and injected
+                out = (await trio.to_thread.run_sync(lambda: attacker.communicate(timeout=60)))[0]
+                return uid, out
 
-        uid = trio.run(main)
-        out = attacker.communicate(timeout=60)[0]
+        uid, out = trio.run(main)
+        assert "INJECTED" in out, out
         seen = bytes.fromhex(out.split("SEEN ")[1].split()[0]) if "SEEN " in out else b""
         key = load_secret()
         print(json.dumps({{"uid": uid, "relayed": len(seen), "key_seen": key in seen or key.hex().encode() in seen,
