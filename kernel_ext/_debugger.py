@@ -348,6 +348,9 @@ def install() -> NotebookFrontEnd:
     if debug.installed_front_end() is not _front_end:
         debug.set_front_end(_front_end)
     _register_widget_action()
+    from . import _dap  # JupyterLab's debugger panel on an actor (`%actor debugger NAME`)
+
+    _dap.install()
     return _front_end
 
 

@@ -46,7 +46,14 @@ _DONE = object()
 _ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 
 #: Runtime modules every actor serves (the debugger's REPL relay, the tree feed), enabled or not.
-RUNTIME_MODULES = frozenset({"notebook_actors.debug._relay", "notebook_actors.debug._stacks", "notebook_actors._tree"})
+RUNTIME_MODULES = frozenset(
+    {
+        "notebook_actors.debug._relay",
+        "notebook_actors.debug._stacks",
+        "notebook_actors.debug._dap",
+        "notebook_actors._tree",
+    }
+)
 
 #: ``Actor`` methods other actors may call through namespace ``'self'``.
 SELF_RPC = frozenset(
