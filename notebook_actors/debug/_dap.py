@@ -160,7 +160,7 @@ async def _write_dap(sock: Any, message: Any) -> None:
 
 
 @context
-async def _dap_relay(ctx: Any, requester: list[str]) -> None:  # type: ignore[assignment]
+async def _dap_relay(ctx: Any, requester: list[str]) -> None:
     """A child's DAP bridge connected: hand its session to the registered front end."""
     handler = _handler
     if handler is None:
