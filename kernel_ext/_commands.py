@@ -103,6 +103,32 @@ async def _restart(session: Any, args: list[str]) -> None:
     await actors.ensure(args[0], handle.opts if handle else {}, new=True)
 
 
+@command(
+    "stack",
+    "stack NAME [NAME ...]",
+    "print where every task and thread of NAME is, also while it is stuck in blocking code",
+    needs_name=True,
+)
+async def _stack(session: Any, args: list[str]) -> None:
+    import notebook_actors as na
+    from notebook_actors._tree import key_of
+
+    actors = session.actors
+    try:
+        paths = actors.matching(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    for path in paths:
+        handle = actors.handles.get(path)
+        if handle is None or not handle.alive or not handle.uid:
+            raise UsageError(f"no running actor {path!r} in this notebook (see `%actor ls`)")
+        try:
+            text = await na.dump_stacks(key_of(handle.uid))
+        except (LookupError, RuntimeError) as exc:
+            raise UsageError(f"%actor stack {path}: {exc}") from None
+        print(text.rstrip("\n"))
+
+
 @command("push", "push NAME VAR [VAR ...]", "copy kernel variables into NAME's namespace", needs_name=True)
 async def _push(session: Any, args: list[str]) -> None:
     import notebook_actors as na

@@ -32,7 +32,7 @@ def load(shell: Any) -> None:
     from . import _debugger
 
     _debugger.install()
-    _register_restart_action()
+    _register_widget_actions()
     _hook_kernel_shutdown(shell)
 
 
@@ -65,21 +65,54 @@ async def unload(session: _session.Session, keep_loaded: bool = False, reload: b
     session.stop_after_cell(_guest.stop_soon(), reload=reload)
 
 
-def _register_restart_action() -> None:
-    """The tree widget's restart button respawns a notebook actor, like `%actor restart`."""
+def _register_widget_actions() -> None:
+    """The tree widget's buttons on notebook actors: restart respawns one, like `%actor
+    restart`; cancel and kill also tell a cell running in it who ended it."""
     try:
-        from notebook_actors.widgets import register_action
+        from notebook_actors.widgets import default_action, register_action
     except ImportError:  # the widget's optional dependencies are missing
         return
     register_action("restart", _restart_from_widget)
+    for action, why in _ENDED_BY_WIDGET.items():
+        register_action(action, _noting_who_ended_it(default_action(action), why))
 
 
-async def _restart_from_widget(node: dict[str, Any]) -> str:
+#: What a cell running in an actor says when a widget button ended that actor.
+_ENDED_BY_WIDGET = {
+    "cancel": "was cancelled by you (the tree's cancel button)",
+    "kill": "was killed (SIGKILL) by you (the tree's kill button)",
+}
+
+
+def _path_of(node: dict[str, Any]) -> str | None:
+    """The notebook path of the actor of a tree node (None: not a %%actor actor)."""
     actors = _session.current().actors
     uid = tuple(node.get("uid") or ())
     path = next((p for p, h in actors.handles.items() if h.uid == uid), None)
     if path is None:
         path = next((p for p, h in actors.handles.items() if h.pid and h.pid == node.get("pid")), None)
+    return path
+
+
+def _noting_who_ended_it(handler: Any, why: str) -> Any:
+    async def noting(node: dict[str, Any]) -> Any:
+        path = _path_of(node)
+        handle = _session.current().actors.handles.get(path) if path is not None else None
+        if handle is not None:
+            handle.stopped_by = why
+        try:
+            return await handler(node)
+        except BaseException:
+            if handle is not None:
+                handle.stopped_by = None
+            raise
+
+    return noting
+
+
+async def _restart_from_widget(node: dict[str, Any]) -> str:
+    actors = _session.current().actors
+    path = _path_of(node)
     if path is None:
         raise RuntimeError(f"{node.get('name')!r} was not started by a %%actor cell: only those can be restarted here")
     await actors.ensure(path, actors.handles[path].opts, new=True)

@@ -40,6 +40,8 @@ _ACTIONS: dict[str, ActionHandler] = {}
 
 #: Seconds an action gets before the widget reports that it timed out.
 ACTION_TIMEOUT = 5.0
+#: ... except these, which wait for something slower (a stack dump has its own guard).
+_ACTION_TIMEOUTS = {"stack": 15.0}
 #: Seconds between two heartbeats to the front end.
 BEAT_INTERVAL = 2.0
 #: Actions that make sense on an actor that has already ended.
@@ -276,11 +278,12 @@ async def run_action(actor: Any, tree: dict[str, Any], content: dict[str, Any]) 
     handler = _ACTIONS.get(action)
     if handler is None:
         return _answer(content, False, f"no handler for {action!r} is installed")
+    timeout = _ACTION_TIMEOUTS.get(action, ACTION_TIMEOUT)
     try:
-        with trio.fail_after(ACTION_TIMEOUT):
+        with trio.fail_after(timeout):
             result = await handler(node)
     except trio.TooSlowError:
-        return _answer(content, False, f"{action} of {who} timed out after {ACTION_TIMEOUT}s")
+        return _answer(content, False, f"{action} of {who} timed out after {timeout}s")
     except Exception as exc:
         return _answer(content, False, f"{action} of {who} failed: {exc}")
     if isinstance(result, tuple):
@@ -340,8 +343,32 @@ async def _debug(node: dict[str, Any]) -> str:
     )
 
 
-for _name, _handler in (("cancel", _cancel), ("kill", _kill), ("restart", _restart), ("debug", _debug)):
+async def _stack(node: dict[str, Any]) -> tuple[str, str]:
+    import notebook_actors
+
+    text = await notebook_actors.dump_stacks(node["key"])
+    return f"the stacks of every task and thread of actor {node['name']} are below its row", text
+
+
+_DEFAULT_ACTIONS: dict[str, ActionHandler] = {
+    "cancel": _cancel,
+    "kill": _kill,
+    "restart": _restart,
+    "debug": _debug,
+    "stack": _stack,
+}
+for _name, _handler in _DEFAULT_ACTIONS.items():
     _ACTIONS.setdefault(_name, _handler)
+
+
+def default_action(name: str) -> ActionHandler:
+    """The widget's own handler of the ``name`` button (``"cancel"``, ``"kill"``, ...),
+    for a handler registered in its place that adds to it rather than replaces it.
+
+    Raises:
+        KeyError: the widget has no handler of its own for ``name``.
+    """
+    return _DEFAULT_ACTIONS[name]
 
 
 def tree(interval: float = _tree.DEFAULT_INTERVAL) -> ActorTreeWidget:

@@ -438,7 +438,7 @@ function render({ model, el }) {
     const close = h("button", "na-btn na-close", "close");
     close.addEventListener("click", () => { box.hidden = true; box.replaceChildren(); });
     head.append(close);
-    box.append(head, h("pre", "na-pre na-stack", text));
+    box.append(head, h("pre", "na-pre na-stacktext", text));
     box.hidden = false;
   }
 

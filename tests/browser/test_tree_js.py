@@ -271,7 +271,7 @@ def test_buttons_send_actions_and_answers_show(page):
         " text: 'Task main\\n  File x.py, line 3, in spin'})"
     )
     box = page.locator(".na-node[data-key='m4'] > .na-stackbox")
-    assert box.is_visible() and "in spin" in box.locator(".na-stack").text_content()
+    assert box.is_visible() and "in spin" in box.locator(".na-stacktext").text_content()
     box.locator(".na-close").click()
     assert not box.is_visible()
 

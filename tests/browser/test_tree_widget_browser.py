@@ -324,6 +324,16 @@ def test_tree_widget_in_jupyterlab(jupyterlab):
             tree.scroll_into_view_if_needed()
             tree.screenshot(path=str(OUTPUT / "tree_widget_dark.png"))
 
+            # stack: every task and thread of crunch, under its row
+            crunch = row(page, "crunch")
+            crunch_pid = crunch.locator("> .na-line .na-c-pid").text_content()
+            crunch.locator("> .na-line .na-stack").click()
+            expect(crunch.locator("> .na-stackbox pre")).to_contain_text(f"pid {crunch_pid}", timeout=30_000)
+            expect(page.locator(".na-action.na-ok")).to_contain_text("stack crunch")
+            tree.screenshot(path=str(OUTPUT / "tree_widget_stack.png"))
+            crunch.locator("> .na-stackbox .na-close").click()
+            expect(crunch.locator("> .na-stackbox")).to_be_hidden()
+
             # A button: cancel calc; it leaves the tree and the answer says so.
             row(page, "calc").locator("> .na-line .na-cancel").click()
             expect(page.locator(".na-action.na-ok")).to_contain_text("cancel calc", timeout=30_000)

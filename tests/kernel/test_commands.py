@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import re
+import time
 
 import pytest
 
 INTERNAL = re.compile(r"_actor_line_args|_actor_cell_args|%%%actor|kernel_ext|\bargs\b")
+
+#: Hang guard while waiting for a state a test caused.
+WAIT = 60.0
+
+
+def wait_for_file(path) -> None:
+    deadline = time.monotonic() + WAIT
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
 
 
 def help_text(kernel, code: str) -> str:
@@ -58,3 +70,31 @@ def test_actor_namespace_has_trio_and_na(kernel):
     """Test that the README's nested example works as written: trio and na are there."""
     code = "%%actor outer/inner\nawait trio.sleep(0)\n(na.current_actor().name, notebook_actors is na)"
     assert kernel.value(code) == ("inner", True)
+
+
+def test_stack_names_the_function_an_actor_is_blocked_in(kernel, tmp_path):
+    """Test that %actor stack prints the stacks of an actor stuck in blocking code (a
+    --bg cell in time.sleep): its pid, the blocked function, and the trio task tree."""
+    started, go = tmp_path / "started", tmp_path / "go"
+    code = (
+        "%%actor stuck --bg\nimport os, time\n"
+        "def blocked_right_here():\n"
+        f"    open({str(started)!r}, 'w').close()\n"
+        f"    while not os.path.exists({str(go)!r}):\n        time.sleep(0.01)\n"
+        "blocked_right_here()"
+    )
+    pid = kernel.value("%%actor stuck\nimport os\nos.getpid()")
+    assert kernel.collect(kernel.submit(code)).status == "ok"
+    wait_for_file(started)
+    run = kernel.run("%actor stack stuck")
+    go.touch()
+    assert run.status == "ok", run.error
+    text = run.stream("stdout")
+    assert f"pid {pid}" in text and "in blocked_right_here" in text
+    assert "stuck" in text.splitlines()[0]
+
+
+def test_stack_of_an_unknown_actor_is_a_usage_error(kernel):
+    """Test that %actor stack of a name that is not running says so in one error."""
+    run = kernel.run("%actor stack nobody_here")
+    assert run.error["ename"] == "UsageError" and "nobody_here" in run.error["evalue"]

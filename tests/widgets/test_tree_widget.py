@@ -262,6 +262,23 @@ def test_actor_tree_magic_shows_actor_cells(tmp_path):
         kernel_node = ks.states[comm]["tree"]["nodes"][worker["parent"]]
         assert kernel_node["state"] == "idle" and kernel_node["calls"] == worker["calls"] == []
 
+        # The stack button shows where it is stuck, also in blocking code.
+        ks.run(
+            "%%actor --bg stuck\nimport time\n\ndef blocked_right_here():\n    time.sleep(60)\n\nblocked_right_here()"
+        )
+        # (blocked, it cannot describe itself: its parent's record gives the pid)
+        ks.pump_until(lambda: (node_named(ks.states[comm], "stuck") or {}).get("pid"))
+        stuck = node_named(ks.states[comm], "stuck")
+        for attempt in range(10, 30):  # until the cell has reached the call (a dump per try)
+            ks.send_to_widget(comm, {"type": "action", "action": "stack", "key": stuck["key"], "id": attempt})
+            ks.pump_until(lambda: ks.states[comm].get("last_action", {}).get("id") == attempt, timeout=30)  # noqa: B023
+            answer = ks.states[comm]["last_action"]
+            assert answer["ok"] is True, answer
+            if "in blocked_right_here" in answer["text"]:
+                break
+        assert "in blocked_right_here" in answer["text"] and str(stuck["pid"]) in answer["text"]
+        ks.run("%actor kill stuck")
+
         # Killed, it crashes; restart is offered on the crashed actor and respawns it,
         # and the new row replaces the crashed one.
         ks.send_to_widget(comm, {"type": "action", "action": "kill", "key": worker["key"], "id": 2})
@@ -272,6 +289,49 @@ def test_actor_tree_magic_shows_actor_cells(tmp_path):
         ks.pump_until(lambda: (node_named(ks.states[comm], "worker") or {}).get("state") == "idle")
         workers = [n for n in ks.states[comm]["tree"]["nodes"].values() if n["name"] == "worker"]
         assert len(workers) == 1 and workers[0]["pid"] != worker["pid"]
+    finally:
+        try:
+            ks.run("%actor stop", timeout=60)
+        finally:
+            ks.close()
+
+
+def _late_output(ks: KernelSession, msg_id: str, timeout: float = 60) -> str:
+    """The stream text a returned (--bg) cell ``msg_id`` gets next."""
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = ks.kc.get_iopub_msg(timeout=max(0.1, deadline - time.monotonic()))
+        ks._record(msg)
+        if msg.get("parent_header", {}).get("msg_id") == msg_id and msg["msg_type"] == "stream":
+            return msg["content"]["text"]
+
+
+@pytest.mark.parametrize("action", ["cancel", "kill"])
+def test_a_button_that_ends_an_actor_ends_its_running_cell_in_one_line(tmp_path, action):
+    """Test that cancel / kill from the tree widget, under a cell running in that actor,
+    end that cell with one line saying what ended it (a --bg cell: in its own output)."""
+    import os
+
+    os.environ["NOTEBOOK_ACTORS_REGISTRY"] = private_registry_addr()  # inherited by the kernel
+    try:
+        ks = KernelSession()
+    finally:
+        del os.environ["NOTEBOOK_ACTORS_REGISTRY"]
+    try:
+        ks.run("%load_ext notebook_actors")
+        ks.run("%actor tree")
+        [comm] = tree_widgets(ks)
+        started = tmp_path / "started"
+        bg, _ = ks.run(f"%%actor --bg victim\nopen({str(started)!r}, 'w').close()\nawait trio.sleep_forever()")
+        ks.pump_until(lambda: started.exists() and (node_named(ks.states[comm], "victim") or {}).get("pid"))
+        victim = node_named(ks.states[comm], "victim")
+        ks.send_to_widget(comm, {"type": "action", "action": action, "key": victim["key"], "id": 1})
+        text = _late_output(ks, bg)
+        said = {"cancel": "was cancelled by you", "kill": "was killed (SIGKILL) by you"}[action]
+        assert f"actor 'victim' {said}" in text and "while running this cell" in text, text
+        assert len(text.strip().splitlines()) == 1, text
+        _, out = ks.run("%%actor victim\nprint('back')")
+        assert out == ["back"]
     finally:
         try:
             ks.run("%actor stop", timeout=60)
