@@ -17,6 +17,7 @@ touches the Unix socket children connect back to. Within one gate:
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import socket
@@ -70,6 +71,66 @@ def _same_host(remote_ip: str, local_ip: str) -> bool:
         return False
 
 
+#: sock_diag (netlink) constants from linux/sock_diag.h and linux/inet_diag.h
+_NETLINK_SOCK_DIAG, _SOCK_DIAG_BY_FAMILY, _NLMSG_ERROR = 4, 20, 2
+_TCP_LISTEN = 10
+_NO_COOKIE = 0xFFFFFFFF
+#: inet_diag_msg after the netlink header: family, state, timer, retrans, the socket
+#: id (ports, addresses, interface, cookie), expires, queues, uid, inode
+_DIAG_MSG = struct.Struct("=BBBB2s2s16s16sIIIIIIII")
+
+
+def _local_tcp_uid(remote: tuple[str, int], local: tuple[str, int]) -> int | None:
+    """The user owning the local socket at ``remote`` connected to ``local`` (Linux).
+
+    Asks the kernel for that one socket (sock_diag, an exact lookup: a flood of
+    connections makes each lookup no slower); the socket table in ``/proc`` is the
+    fallback where sock_diag is missing. None when no process holds that socket any
+    more: a peer that already hung up leaves an orphaned or TIME_WAIT entry (inode
+    0), which the kernel shows as owned by uid 0, so a flood of such connections
+    would be blamed on root.
+    """
+    try:
+        return _sock_diag_uid(remote, local)
+    except OSError:
+        return _proc_tcp_uid(remote, local)
+
+
+def _as_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    ip = ipaddress.ip_address(host)
+    return ip.ipv4_mapped or ip if isinstance(ip, ipaddress.IPv6Address) else ip
+
+
+def _sock_diag_uid(remote: tuple[str, int], local: tuple[str, int]) -> int | None:
+    """:func:`_local_tcp_uid` through one sock_diag request (raises OSError if unsupported)."""
+    src, dst = _as_ip(remote[0]), _as_ip(local[0])
+    family = socket.AF_INET if src.version == 4 else socket.AF_INET6
+    sock_id = struct.pack(
+        "=2s2s16s16sIII",
+        remote[1].to_bytes(2, "big"),
+        local[1].to_bytes(2, "big"),
+        src.packed.ljust(16, b"\0"),
+        dst.packed.ljust(16, b"\0"),
+        0,
+        _NO_COOKIE,
+        _NO_COOKIE,
+    )
+    request = struct.pack("=BBBxI", family, socket.IPPROTO_TCP, 0, 0xFFFFFFFF) + sock_id
+    header = struct.pack("=IHHII", 16 + len(request), _SOCK_DIAG_BY_FAMILY, 1, 1, 0)  # NLM_F_REQUEST
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as nl:
+        nl.sendall(header + request)
+        reply = nl.recv(8192)
+    _length, kind = struct.unpack_from("=IH", reply)
+    if kind == _NLMSG_ERROR:
+        code = -struct.unpack_from("=i", reply, 16)[0]
+        if code == errno.ENOENT:  # no such socket (any more)
+            return None
+        raise OSError(code, "sock_diag lookup failed")  # e.g. no inet_diag: the caller scans /proc
+    fields = _DIAG_MSG.unpack_from(reply, 16)
+    state, uid, inode = fields[1], fields[-2], fields[-1]
+    return uid if inode and state != _TCP_LISTEN else None
+
+
 def _proc_tcp_addr(field: str) -> tuple[str, int]:
     """Decode ``0100007F:0650`` (``/proc/net/tcp``: host-order words, hex port)."""
     hexip, hexport = field.split(":")
@@ -78,13 +139,8 @@ def _proc_tcp_addr(field: str) -> tuple[str, int]:
     return str(ipaddress.ip_address(words)), int(hexport, 16)
 
 
-def _local_tcp_uid(remote: tuple[str, int], local: tuple[str, int]) -> int | None:
-    """The user owning the local socket at ``remote`` connected to ``local`` (Linux).
-
-    None when no process holds that socket any more: a peer that already hung up
-    leaves an orphaned or TIME_WAIT entry (inode 0), which the kernel shows as
-    owned by uid 0, so a flood of such connections would be blamed on root.
-    """
+def _proc_tcp_uid(remote: tuple[str, int], local: tuple[str, int]) -> int | None:
+    """:func:`_local_tcp_uid` by a scan of ``/proc/net/tcp`` (slow with many sockets)."""
     want_local = (str(ipaddress.ip_address(remote[0])), remote[1])
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:

@@ -395,3 +395,45 @@ def test_a_garbage_flood_is_summed_up_and_never_blamed_on_the_victim(other_home)
     assert summaries, result["stderr"][-3000:]  # the flood did reach the victim and was summed up
     victim = f"uid {result['victim_uid']} x"
     assert not any(victim in line for line in summaries), summaries
+
+
+HOLDER = """
+import socket, sys
+# connect to the victim's port, say so, and hold the connection until stdin closes
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+print(s.getsockname()[1], flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_loopback_peer_is_counted_as_its_user(other_home):
+    """Test the source the flood budgets count a loopback TCP peer under: the user
+    that owns the connecting socket (here uid 65534, however many sockets the host
+    has: one exact kernel lookup, and the same answer as the socket table), and no
+    user once the peer has hung up."""
+    result = run_in_netns(
+        """
+        import socket, trio
+        from notebook_actors._transport._admission import _proc_tcp_uid, _sock_diag_uid, peer_source
+        listener = socket.create_server(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        holder = as_nobody(HOLDER, str(port), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        their_port = int(holder.stdout.readline())
+        conn, _ = listener.accept()
+        ends = (conn.getpeername()[:2], conn.getsockname()[:2])
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))  # as the listener sees it
+        held = {"source": peer_source(stream), "diag": _sock_diag_uid(*ends), "proc": _proc_tcp_uid(*ends),
+                "their_port": their_port, "seen_port": ends[0][1]}
+        holder.stdin.close()
+        holder.wait(30)
+        assert conn.recv(1) == b""  # it hung up
+        gone = {"source": peer_source(stream), "diag": _sock_diag_uid(*ends), "proc": _proc_tcp_uid(*ends)}
+        conn.close()
+        print(json.dumps({"held": held, "gone": gone}))
+        """.replace("HOLDER", repr(HOLDER)),
+        other_home,
+    )
+    held, gone = result["held"], result["gone"]
+    assert held["their_port"] == held["seen_port"]
+    assert held == {**held, "source": f"uid {NOBODY}", "diag": NOBODY, "proc": NOBODY}
+    assert gone == {"source": "ip 127.0.0.1", "diag": None, "proc": None}
