@@ -73,7 +73,9 @@ class TerminalFrontEnd(ReplFrontEnd):
         self._fd = fd
         self._buf = b""
         self._prompt = ""
-        self._reading = False
+        #: A prompt is on screen and its answer not yet read (from the session's
+        #: output until a line is taken: the relay starts reading a moment later).
+        self._at_prompt = False
         out = sys.stdout
         tty = bool(getattr(out, "isatty", lambda: False)())
         self.color = tty and os.environ.get("TERM", "dumb") != "dumb" and "NO_COLOR" not in os.environ
@@ -86,28 +88,26 @@ class TerminalFrontEnd(ReplFrontEnd):
         if text:
             last = text.rsplit("\n", 1)[-1]
             self._prompt = last if last.strip() else self._prompt
+            self._at_prompt = not text.endswith("\n")
             sys.stdout.write(text)
             sys.stdout.flush()
 
+    def session_ended(self, uid: Any) -> None:
+        self._at_prompt = False  # an unanswered prompt of a session that is gone
+
     def notice(self, text: str) -> None:
-        # re-show the prompt only if a session is waiting for input right now
-        sys.stdout.write(f"\n[notebook_actors] {text}\n{self._prompt if self._reading else ''}")
+        # re-show the prompt only if a session waits for its answer right now
+        sys.stdout.write(f"\n[notebook_actors] {text}\n{self._prompt if self._at_prompt else ''}")
         sys.stdout.flush()
 
     def _take_line(self) -> str | None:
         if b"\n" in self._buf:
             line, _, self._buf = self._buf.partition(b"\n")
+            self._at_prompt = False
             return line.decode(errors="replace") + "\n"
         return None
 
     async def readline(self) -> str:
-        self._reading = True
-        try:
-            return await self._readline()
-        finally:
-            self._reading = False
-
-    async def _readline(self) -> str:
         while (line := self._take_line()) is None:
             try:
                 await trio.lowlevel.wait_readable(self._fd)
@@ -120,19 +120,15 @@ class TerminalFrontEnd(ReplFrontEnd):
         return line
 
     def readline_blocking(self) -> str:
-        self._reading = True
-        try:
-            while (line := self._take_line()) is None:
-                data = os.read(self._fd, 4096)
-                if not data:
-                    return self._eof()
-                self._buf += data
-            return line
-        finally:
-            self._reading = False
+        while (line := self._take_line()) is None:
+            data = os.read(self._fd, 4096)
+            if not data:
+                return self._eof()
+            self._buf += data
+        return line
 
     def _eof(self) -> str:
-        rest, self._buf = self._buf, b""
+        rest, self._buf, self._at_prompt = self._buf, b"", False
         return rest.decode(errors="replace")
 
 
