@@ -17,6 +17,7 @@ from . import msg as msg
 from ._context import Context as Context
 from ._context import MsgStream as MsgStream
 from ._context import context as context
+from ._context import current_ipc_ctx as current_ipc_ctx
 from ._context import stream as stream
 from ._discovery import find_actor as find_actor
 from ._discovery import find_actors as find_actors
@@ -129,6 +130,7 @@ __all__ = [
     "breakpoint",
     "context",
     "current_actor",
+    "current_ipc_ctx",
     "dump_stacks",
     "experimental",
     "find_actor",

@@ -24,6 +24,7 @@ Ends of a stream (see ``docs/streaming.md``):
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import logging
@@ -96,6 +97,31 @@ def unbox(info: Any) -> RemoteActorError:
     if info.exitcode is not None:
         return ActorCrashed(info)
     return RemoteActorError(info)
+
+
+#: the Context of the running task: the callee's RPC task, or a caller's open_context block
+CURRENT_CTX: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
+    "notebook_actors.current_ipc_ctx", default=None
+)
+
+
+def current_ipc_ctx(error_on_not_set: bool = False) -> Context | None:
+    """The :class:`Context` of the running task (tractor's ``current_ipc_ctx``).
+
+    Inside a ``@context`` function (or any function called through ``portal.run``)
+    it is that call's context; inside a caller's ``open_context`` block, that
+    block's context. Elsewhere None.
+
+    Raises:
+        RuntimeError: no context here and ``error_on_not_set`` is true.
+    """
+    ctx = CURRENT_CTX.get()
+    if ctx is None and error_on_not_set:
+        raise RuntimeError(
+            "no IPC context in this task: current_ipc_ctx() works inside a function called by "
+            "another actor, or inside `async with portal.open_context(...)`"
+        )
+    return ctx
 
 
 def _type_name(tp: Any) -> str:
@@ -368,6 +394,10 @@ class Context:
             self._canceller = self._my_uid()
             self._scope.cancel()
         await trio.lowlevel.checkpoint()
+
+    async def wait_for_result(self) -> Any:
+        """Current tractor's name for :meth:`result`."""
+        return await self.result()
 
     async def result(self) -> Any:
         """Wait for the far end's return value (its error is raised, boxed).
@@ -946,6 +976,7 @@ async def open_context_from(portal: Any, fn: Any, kwargs: dict[str, Any]) -> Asy
         ctx._body_scope = None
         await ctx._cancel_and_wait()
         raise
+    token = CURRENT_CTX.set(ctx)
     try:
         with ctx._body_scope:
             yield ctx, first
@@ -964,6 +995,7 @@ async def open_context_from(portal: Any, fn: Any, kwargs: dict[str, Any]) -> Asy
         raise
     finally:
         ctx._body_scope = None
+        CURRENT_CTX.reset(token)
     try:
         await ctx._cancel_if_it_streams_unread()
         # Also raises the far end's error when it is what interrupted the body.
@@ -1053,4 +1085,4 @@ def stream(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-__all__ = ["Context", "MsgStream", "context", "stream"]
+__all__ = ["Context", "MsgStream", "context", "current_ipc_ctx", "stream"]

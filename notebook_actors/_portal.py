@@ -222,6 +222,10 @@ class Portal:
     def _start_main(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
         self._main_ctx = self._start(fn, (), kwargs, "call")
 
+    async def wait_for_result(self) -> Any:
+        """Current tractor's name for :meth:`result`."""
+        return await self.result()
+
     async def result(self) -> Any:
         """The return value of the ``run_in_actor`` function (its error, boxed). Cached."""
         if self._main_ctx is None:
@@ -284,6 +288,20 @@ class Portal:
         raises the block's own error.
         """
         return open_context_from(self, fn, kwargs)
+
+    def request_cancel_nowait(self) -> Context:
+        """Send the actor a cancel request without waiting; pass the returned call to
+        :meth:`wait_cancel_acknowledged`. (For supervisors; users await
+        :meth:`cancel_actor`.)"""
+        return self._start("self", ("cancel",), {}, "call")
+
+    async def wait_cancel_acknowledged(self, call: Context) -> None:
+        """Wait until the actor answered the cancel request ``call`` (or the channel
+        closed, which answers it as well)."""
+        try:
+            await self._wait_return(call)
+        except Exception:
+            pass  # an error or a closed channel: answered all the same
 
     async def cancel_actor(self, timeout: float = CANCEL_ACK_TIMEOUT) -> bool:
         """Ask the actor to stop; True if it acknowledged within ``timeout`` seconds."""

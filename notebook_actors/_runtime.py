@@ -24,7 +24,7 @@ import trio
 
 from . import _payload, _state, _transport
 from ._channel import Channel, connect, handshake_as_acceptor
-from ._context import DEFAULT_WINDOW, UNLIMITED, Context, MsgStream, encode_pld
+from ._context import CURRENT_CTX, DEFAULT_WINDOW, UNLIMITED, Context, MsgStream, encode_pld
 from ._exceptions import (
     FrameError,
     HandshakeError,
@@ -128,6 +128,13 @@ def box_error(
     host = os.environ.get("NOTEBOOK_ACTORS_HOST")
     data = _payload.pack_exception(exc) if pickled and canceller is None and exitcode is None else None
     return ErrorInfo(name, module, message, tb, uid, [uid], canceller, exitcode, host, data)
+
+
+def _only_cancelled(exc: BaseException) -> bool:
+    """``exc`` is trio.Cancelled, or a group of nothing but (groups of) it."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_cancelled(e) for e in exc.exceptions)
+    return isinstance(exc, trio.Cancelled)
 
 
 #: the names the program's script goes by: ``__main__`` in the root, ``__mp_main__`` in children
@@ -529,6 +536,7 @@ class Actor:
 
     async def _run_rpc(self, ctx: Context, msg: Start, pending: Any = None) -> None:
         chan = ctx.chan
+        token = CURRENT_CTX.set(ctx)
         try:
             with ctx._scope or trio.CancelScope() as scope:
                 ctx._scope = scope
@@ -543,17 +551,19 @@ class Actor:
                     self._reply_error(chan, ctx.cid, exc)
                 else:
                     chan.send_nowait(Return(ctx.cid, pld))
-        except trio.Cancelled:
-            self._reply_cancelled(ctx)
-            raise
-        except Exception as exc:
-            await self._maybe_post_mortem(exc)
-            self._reply_error(chan, ctx.cid, exc, pickled=not ctx.typed_only)
-        except BaseException as exc:  # KeyboardInterrupt, SystemExit in user code
-            self._reply_error(chan, ctx.cid, exc, pickled=not ctx.typed_only)
-            if not isinstance(exc, (SystemExit, GeneratorExit)):
+        except BaseException as exc:
+            if _only_cancelled(exc):  # a nursery in the function wraps it in a group
+                self._reply_cancelled(ctx)
                 raise
+            if isinstance(exc, Exception):
+                await self._maybe_post_mortem(exc)
+                self._reply_error(chan, ctx.cid, exc, pickled=not ctx.typed_only)
+            else:  # KeyboardInterrupt, SystemExit in user code
+                self._reply_error(chan, ctx.cid, exc, pickled=not ctx.typed_only)
+                if not isinstance(exc, (SystemExit, GeneratorExit)):
+                    raise
         finally:
+            CURRENT_CTX.reset(token)
             chan.ctxs.pop(ctx.cid, None)
 
     def _reply_cancelled(self, ctx: Context) -> None:

@@ -25,12 +25,15 @@ from ._portal import Portal, func_ref
 from ._runtime import box_error, open_root_actor
 from ._spawn import ChildBoot
 from .log import level_number
-from .msg import Start
 
 log = logging.getLogger("notebook_actors.supervise")
 
 #: Seconds a child gets to exit after a cancel request before SIGTERM.
 CANCEL_GRACE = 3.0
+#: Seconds a connected child gets to acknowledge a cancel request; one that does not
+#: (blocked in sync code: ``time.sleep``, a C call) is sent SIGTERM then, not after the
+#: whole grace, so a tree with a blocked grandchild comes down promptly (as tractor's).
+CANCEL_ACK_GRACE = 0.5
 #: Seconds a child gets to connect back after its process started.
 SPAWN_TIMEOUT = 60.0
 #: Seconds to wait for an exited child's channel to deliver its last messages.
@@ -54,6 +57,7 @@ class _Child:
         self.exited = trio.Event()
         self.exitcode: int | None = None
         self.cancel_requested = False
+        self.cancel_call: Any = None  # the cancel request in flight; it ends with the ack
         #: its channel closed before its run_in_actor function returned
         self.lost_result = False
         self.hard_kill = False
@@ -92,9 +96,9 @@ class _Child:
         self.hard_kill = self.hard_kill or hard
         if hard and self.proc is not None:
             self.proc.kill()
-        elif not self.chan.closed:
+        elif not self.chan.closed and self.cancel_call is None:
             try:
-                self.chan.send_nowait(Start(self.chan.next_cid(), "self", "cancel", {}, "call"))
+                self.cancel_call = self.portal.request_cancel_nowait()
             except TransportClosed:
                 pass
         self._wake()
@@ -366,6 +370,8 @@ class ActorNursery:
                     await debug.wait_while_repl_via(child.uid)
                 if child.hard_kill:
                     child.proc.kill()
+                elif not await self._acknowledged(child):
+                    child.proc.terminate()
                 await _spawn.reap(child.proc, self.cancel_grace)
             child.exitcode = child.proc.returncode if child.proc is not None else child.exitcode
             if child.proc is not None and getattr(child.proc, "leads_group", False):
@@ -389,6 +395,43 @@ class ActorNursery:
                 actor.exited_children.popitem(last=False)
             if actor.is_arbiter:
                 actor.unregister_actor(list(child.uid))
+
+    async def _acknowledged(self, child: _Child) -> bool:
+        """Whether to give the child the whole grace: it took its cancel request (or
+        exited) within ``CANCEL_ACK_GRACE``, or it did not but is busy on the CPU
+        (booting, computing), so it may yet see the request. A silent child that used
+        no CPU meanwhile is blocked (``time.sleep``, a lock, a C call): it cannot see
+        the request, so waiting the grace out only delays its parent's own exit.
+        Only a connected child on this host is judged: one still starting cannot
+        answer yet, one on another host answers over a slower link."""
+        proc = child.proc
+        if proc is None or child.cancel_call is None or child.launcher is not None or not child.chan.connected():
+            return True
+        cpu_before = _cpu_seconds(proc.pid)
+        wait = min(self.cancel_grace, CANCEL_ACK_GRACE)
+        with trio.move_on_after(wait):
+            async with trio.open_nursery() as race:  # an exit counts as an answer too
+
+                async def exited() -> None:
+                    await proc.wait()
+                    race.cancel_scope.cancel()
+
+                race.start_soon(exited)
+                await child.portal.wait_cancel_acknowledged(child.cancel_call)
+                race.cancel_scope.cancel()
+            return True
+        cpu_after = _cpu_seconds(proc.pid)
+        if cpu_before is None or cpu_after is None or cpu_after > cpu_before:
+            return True
+        if _runnable(proc.pid):  # starved of a CPU on a busy machine, not blocked
+            return True
+        log.warning(
+            "actor %s neither acknowledged its cancel request within %ss nor ran meanwhile "
+            "(blocked in sync code?): sending SIGTERM",
+            child.uid,
+            wait,
+        )
+        return False
 
     async def _drain_channel(self, child: _Child) -> None:
         """After the process exit: let its last messages in, then close its channel and
@@ -460,6 +503,27 @@ def check_importable(modules: list[str]) -> None:
         get_code = getattr(spec.loader, "get_code", None)
         if get_code is not None:
             get_code(name)  # compiles: a SyntaxError surfaces here, nothing is executed
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time ``pid`` used so far (user + system), or None if it cannot be read."""
+    import psutil
+
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except (psutil.Error, OSError):
+        return None
+    return times.user + times.system
+
+
+def _runnable(pid: int) -> bool:
+    """Whether ``pid`` waits for a CPU (or runs) rather than sleeps; True if unknown."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_RUNNING
+    except (psutil.Error, OSError):
+        return True
 
 
 def _main_module_name(main_mod: Any) -> str | None:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 import notebook_actors as tractor
@@ -731,3 +732,167 @@ async def floods_without_backpressure(ctx, count: int, key: str) -> None:
             testing.record(key, "no overrun")
         async for _ in stream:  # until the caller closes its stream
             pass
+
+
+# -- cancellation --------------------------------------------------------------------------
+
+
+def sync_sleeper(ready_path: str) -> None:
+    import pathlib
+    import time
+
+    pathlib.Path(ready_path).touch()
+    time.sleep(3600)  # blocked: it cannot see a cancel request
+
+
+async def spawns_a_sync_sleeper(ready_path: str) -> None:
+    async with tractor.open_nursery() as n:
+        await n.run_in_actor(sync_sleeper, ready_path=ready_path)
+
+
+async def fails_at_once(i: int) -> None:
+    raise ValueError(f"child {i} fails")
+
+
+class TestCancellation:
+    def test_grandchild_blocked_in_time_sleep_is_cancelled_before_the_grace(self, reg, tmp_path):
+        """Test that cancelling a tree whose grandchild is blocked in time.sleep does
+        not wait for the whole escalation grace: the grandchild, which cannot
+        acknowledge the cancel request, is terminated first, so its parent exits
+        gracefully (code 0) long before the root would SIGTERM it."""
+        ready = tmp_path / "ready"
+
+        async def main():
+            # a grace far beyond the hang guard: only the early escalation can pass
+            async with tractor.open_nursery(cancel_grace=120, **reg) as n:
+                await n.run_in_actor(spawns_a_sync_sleeper, ready_path=str(ready))
+                assert await trio.to_thread.run_sync(testing.wait_for_path, str(ready), 30)
+                with trio.fail_after(30):
+                    await n.cancel()
+            assert list(n.exitcodes.values()) == [0]
+
+        run(main)
+
+    def test_many_children_failing_at_once_are_one_multierror(self, reg):
+        """Test that 25 children erroring at once surface as one MultiError of 25
+        boxed errors, each with the original type."""
+
+        async def main():
+            with pytest.raises(tractor.MultiError) as info:
+                async with tractor.open_nursery(**reg) as n:
+                    for i in range(25):
+                        await n.run_in_actor(fails_at_once, name=f"failer_{i}", i=i)
+            errors = info.value.exceptions
+            assert len(errors) == 25
+            assert all(isinstance(e, tractor.RemoteActorError) and e.type is ValueError for e in errors)
+            assert sorted(e.src_uid[0] for e in errors) == sorted(f"failer_{i}" for i in range(25))
+            assert not n._children
+
+        run(main)
+
+
+# -- streams (real actors) -------------------------------------------------------------------
+
+
+async def numbers_forever():
+    i = 0
+    while True:
+        yield i
+        i += 1
+        await trio.lowlevel.checkpoint()
+
+
+@tractor.context
+async def sends_forever(ctx) -> None:
+    await ctx.started()
+    async with ctx.open_stream() as stream:
+        i = 0
+        while True:
+            await stream.send(i)
+            i += 1
+
+
+class TestStreams:
+    def test_breaking_out_early_raises_nothing(self, reg):
+        """Test that a consumer breaking out of async for on open_stream_from and on
+        ctx.open_stream gets no ClosedResourceError (nor anything else)."""
+
+        async def main():
+            async with tractor.open_nursery(**reg) as n:
+                portal = await n.start_actor("streamer", enable_modules=[__name__])
+                for _ in range(2):
+                    async with portal.open_stream_from(numbers_forever) as stream:
+                        async for value in stream:
+                            if value == 5:
+                                break
+                async with portal.open_context(sends_forever) as (ctx, _):
+                    async with ctx.open_stream() as stream:
+                        async for value in stream:
+                            if value == 5:
+                                break
+                    await ctx.cancel()
+                await portal.cancel_actor()
+
+        run(main)
+
+    def test_consumer_tasks_respawned_on_one_stream(self, reg):
+        """Test that consumer tasks started one after another on one stream each carry
+        on where the previous one stopped."""
+
+        async def main():
+            async with tractor.open_nursery(**reg) as n:
+                portal = await n.start_actor("streamer", enable_modules=[__name__])
+                seen = []
+
+                async def consume(stream, count):
+                    async for value in stream:
+                        seen.append(value)
+                        if len(seen) % count == 0:
+                            return
+
+                async with portal.open_stream_from(numbers_forever) as stream:
+                    for _ in range(3):
+                        async with trio.open_nursery() as tasks:
+                            tasks.start_soon(consume, stream, 10)
+                assert seen == list(range(30))
+                await portal.cancel_actor()
+
+        run(main)
+
+
+# -- current tractor's names ------------------------------------------------------------------
+
+
+@tractor.context
+async def reports_its_ctx(ctx) -> bool:
+    await ctx.started(tractor.current_ipc_ctx() is ctx)
+    return tractor.current_ipc_ctx() is ctx
+
+
+async def ctx_of_a_plain_call() -> bool:
+    ctx = tractor.current_ipc_ctx()
+    return ctx is not None and ctx.side == "callee"
+
+
+class TestCurrentNames:
+    def test_wait_for_result_and_current_ipc_ctx(self, reg):
+        """Test Portal.wait_for_result() and Context.wait_for_result() (current
+        tractor's names for result()) and current_ipc_ctx() on both sides."""
+
+        async def main():
+            assert tractor.current_ipc_ctx() is None
+            with pytest.raises(RuntimeError):
+                tractor.current_ipc_ctx(error_on_not_set=True)
+            async with tractor.open_nursery(**reg) as n:
+                portal = await n.run_in_actor(add, a=1, b=2)
+                assert await portal.wait_for_result() == 3
+                daemon = await n.start_actor("ctx", enable_modules=[__name__])
+                assert await daemon.run(ctx_of_a_plain_call) is True
+                async with daemon.open_context(reports_its_ctx) as (ctx, first):
+                    assert first is True
+                    assert tractor.current_ipc_ctx() is ctx
+                    assert await ctx.wait_for_result() is True
+                assert tractor.current_ipc_ctx() is None
+                await daemon.cancel_actor()
+
+        run(main)
