@@ -184,6 +184,7 @@ class NotebookActors:
             "debug_mode": bool(opts.get("debug")),
             "infect_asyncio": bool(opts.get("asyncio")),
             "host": opts.get("host"),
+            "path": path,  # its process title
         }
         if handle.parent is None:
             held = Held(handle.name)

@@ -265,8 +265,16 @@ async def pull(names: list[str], path: list[str] | None = None) -> dict[str, Any
     return {n: ns[n] for n in names}
 
 
-def whoami() -> bytes:
-    """This actor's identity, for the kernel's actor table."""
+#: What ``ps`` and ``htop`` show for a notebook actor (the notebook path filled in).
+PROCESS_TITLE = "notebook_actors actor {path}"
+
+
+def whoami(path: str) -> bytes:
+    """This actor's identity, for the kernel's actor table; from now on ``ps`` shows
+    the actor's notebook ``path`` as its process title."""
+    import setproctitle
+
+    setproctitle.setproctitle(PROCESS_TITLE.format(path=path))
     return encode(ActorInfo(pid=os.getpid(), ppid=os.getppid(), uid=list(na.current_actor().uid)))
 
 

@@ -51,7 +51,7 @@ class Held:
                     infect_asyncio=bool(opts.get("infect_asyncio")),
                     host=opts.get("host"),
                 )
-                self.info = decode_info(await self.portal.run(_cell_runtime.whoami))
+                self.info = decode_info(await self.portal.run(_cell_runtime.whoami, path=opts.get("path") or self.name))
                 self.state, started = "running", True
                 task_status.started(self)
                 await self._stop.wait()

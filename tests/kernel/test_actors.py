@@ -80,3 +80,11 @@ def test_globs_name_existing_actors(kernel):
     assert set(states(kernel)) == {"pool"}
     run = kernel.run("%actor kill 'nothing/*'")
     assert run.error["ename"] == "UsageError" and "nothing/*" in run.error["evalue"]
+
+
+def test_ps_shows_each_actor_by_its_notebook_path(kernel):
+    """Test that an actor's process title (ps, htop) is its notebook path, nested too."""
+    outer = kernel.value("%%actor titled\nimport os\nos.getpid()")
+    inner = kernel.value("%%actor titled/inner\nimport os\nos.getpid()")
+    assert " ".join(psutil.Process(outer).cmdline()).strip() == "notebook_actors actor titled"
+    assert " ".join(psutil.Process(inner).cmdline()).strip() == "notebook_actors actor titled/inner"
