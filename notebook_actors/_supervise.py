@@ -576,6 +576,19 @@ def _caused_by_crash(body_exc: BaseException, errors: list[BaseException]) -> bo
     return any(isinstance(e, ActorCrashed) and e.src_uid and repr(e.src_uid) in text for e in errors)
 
 
+def _adopt_own_crash_report(body_exc: BaseException, errors: list[BaseException]) -> bool:
+    """A body call that raised the ActorCrashed of a child the nursery also saw
+    crash: one report of it, the call's (it names the call that was running), in
+    the supervisor's place; True if so."""
+    if not isinstance(body_exc, ActorCrashed) or body_exc.src_uid is None:
+        return False
+    for i, e in enumerate(errors):
+        if isinstance(e, ActorCrashed) and e.src_uid == body_exc.src_uid:
+            errors[i] = body_exc
+            return True
+    return False
+
+
 @asynccontextmanager
 async def _open_actor_nursery(
     actor: Any, start_method: str | None, cancel_grace: float | None = None
@@ -598,6 +611,7 @@ async def _open_actor_nursery(
             explained = (
                 any(e is body_exc for e in errors)
                 or _caused_by_crash(body_exc, errors)
+                or _adopt_own_crash_report(body_exc, errors)
                 or isinstance(body_exc, SpawnRefused)  # an echo of the failure that cancelled us
             )
             extra = [] if explained else [body_exc]

@@ -158,7 +158,9 @@ async def test_a_grandchild_dying_during_a_direct_stream_reports_its_exit_code(r
 @trio_test
 async def test_a_child_dying_during_a_stream_reports_its_exit_code(reg):
     """Test that a stream read from a child that exits with code 3 mid-stream ends
-    in ActorCrashed with code 3, after the value it sent (not a TransportClosed)."""
+    in ActorCrashed with code 3, after the value it sent (not a TransportClosed),
+    and that the nursery raises that one report of the crash (naming the call), not
+    a MultiError of it and its own."""
     got: list = []
     seen: dict[str, BaseException] = {}
     with pytest.raises(na.ActorCrashed) as info:
@@ -167,9 +169,11 @@ async def test_a_child_dying_during_a_stream_reports_its_exit_code(reg):
             with trio.CancelScope(shield=True), trio.fail_after(30):
                 try:
                     await read_until_it_dies(portal, got)
-                except BaseException as exc:  # what the stream's reader sees; the nursery reports it
+                except BaseException as exc:  # what the stream's reader sees
                     seen["exc"] = exc
+                    raise
     assert got == [1]
     assert info.value.exitcode == 3
     assert isinstance(seen.get("exc"), na.ActorCrashed), repr(seen.get("exc"))
-    assert seen["exc"].exitcode == 3
+    assert info.value is seen["exc"], "one report of the crash, the stream's (it names the call)"
+    assert "during call" in str(info.value)
