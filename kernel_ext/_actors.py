@@ -50,6 +50,9 @@ class CellCode:
     header: str = ""
     offset: int = 1
     count: Any = None
+    #: The name to compile it under (JupyterLab's name for the cell while its debugger
+    #: panel debugs the actor); None: the usual ``<actor-cell NAME [N]>``.
+    filename: str | None = None
 
 
 @dataclass
@@ -301,6 +304,7 @@ class NotebookActors:
                     offset=cell.offset,
                     header=cell.header,
                     path=route,
+                    filename=cell.filename,
                 ) as (ctx, pid):
                     n.start_soon(self._escalate, interrupted, ctx, pid, handle.path, escalation, give_up)
                     with give_up:

@@ -40,6 +40,8 @@ from ._protocol import ActorInfo, CellFailed, CellInterrupted, CellOk, encode, e
 #: classes defined in cells travel to other actors by value.
 NAMESPACE_NAME = "__actor_main__"
 CELL_FILE_PREFIX = "<actor-cell "
+#: The names cells ran under here (a SIGINT interrupts only a cell's code).
+_cell_files: set[str] = set()
 #: Frames from these directories are ours or trio's: a user's traceback skips them.
 _HIDDEN_DIRS = tuple(os.path.dirname(m.__file__) + os.sep for m in (trio, na, sys.modules[__package__]) if m.__file__)
 _ASYNCIO_DIR = os.path.join(os.path.dirname(os.__file__), "asyncio") + os.sep
@@ -99,7 +101,7 @@ def _on_sigint(signum: int, frame: Any) -> None:
     the stack keeps trio's own bookkeeping from being interrupted midway.
     """
     f = frame
-    while f is not None and not f.f_code.co_filename.startswith(CELL_FILE_PREFIX):
+    while f is not None and f.f_code.co_filename not in _cell_files:
         f = f.f_back
     if f is not None and not frame.f_code.co_filename.startswith(os.path.dirname(trio.__file__)):
         raise KeyboardInterrupt
@@ -202,22 +204,33 @@ async def run_cell(
     offset: int = 1,
     header: str = "",
     path: list[str] | None = None,
+    filename: str | None = None,
 ) -> bytes:
     """Run one notebook cell here (or, for a ``path``, in the child it leads to).
 
     ``output`` is the kernel's ``[socket path, token]`` for the cell's output; ``offset``
     and ``header`` are the editor's lines above the code (so line numbers match);
-    ``count`` is the notebook's execution count. ``ctx.started`` hands the kernel this
+    ``count`` is the notebook's execution count; ``filename`` names the code (else
+    ``<actor-cell NAME [N]>``). ``ctx.started`` hands the kernel this
     process' pid (to escalate an interrupt); the result is the encoded outcome.
     """
     if path:
         async with _child(path[0]).open_context(
-            run_cell, code=code, label=label, count=count, output=output, offset=offset, header=header, path=path[1:]
+            run_cell,
+            code=code,
+            label=label,
+            count=count,
+            output=output,
+            offset=offset,
+            header=header,
+            path=path[1:],
+            filename=filename,
         ) as (inner, pid):
             await ctx.started(pid)
             return await inner.result()
     _install()
-    filename = f"{CELL_FILE_PREFIX}{label} [{count}]>"
+    filename = filename or f"{CELL_FILE_PREFIX}{label} [{count}]>"
+    _cell_files.add(filename)
     editor_text = header + "\n" * max(offset - header.count("\n"), 0) + code
     linecache.cache[filename] = (len(editor_text), None, editor_text.splitlines(True), filename)
     await ctx.started(os.getpid())

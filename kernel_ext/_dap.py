@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 from typing import Any
 
 import trio
@@ -50,6 +51,10 @@ class ActorDebugSession:
         self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
         self._outbox, self._outbox_recv = trio.open_memory_channel[dict[str, Any]](math.inf)
         self.ended = trio.Event()
+        #: What JupyterLab's ``debugInfo`` restores a panel from.
+        self.started = False
+        self.breakpoints: dict[str, list[dict[str, Any]]] = {}
+        self.stopped_threads: set[int] = set()
 
     async def serve(self, receive: Any) -> None:
         """Carry requests to the actor and its answers back, until the bridge closes."""
@@ -76,6 +81,7 @@ class ActorDebugSession:
                 loop, future = waiting
                 loop.call_soon_threadsafe(_resolve, future, message)
             return
+        self._track(message)
         kernel = _kernel()
         if kernel is not None and message.get("type") == "event":
             kernel.session.send(
@@ -85,13 +91,120 @@ class ActorDebugSession:
                 parent=kernel.get_parent("control"),
             )
 
+    def _track(self, event: dict[str, Any]) -> None:
+        body = event.get("body") or {}
+        if event.get("event") == "stopped":
+            self.stopped_threads.add(body.get("threadId"))
+        elif event.get("event") == "continued":
+            if body.get("allThreadsContinued", True):
+                self.stopped_threads.clear()
+            else:
+                self.stopped_threads.discard(body.get("threadId"))
+
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        """From the control thread's loop: send one DAP request, await its response."""
+        """From the control thread's loop: answer ipykernel's own requests here, send
+        the DAP ones to the actor's debugpy and await its response."""
+        local = _LOCAL.get(message.get("command", ""))
+        if local is not None:
+            return local(self, message)
+        response = await self._forward(message)
+        if message.get("command") == "initialize" and response.get("success"):
+            self.started = True
+        elif message.get("command") == "setBreakpoints" and response.get("success"):
+            path = message["arguments"]["source"]["path"]
+            self.breakpoints[path] = [{"line": b["line"]} for b in response["body"]["breakpoints"] if "line" in b]
+        elif message.get("command") == "continue" and response.get("success"):
+            self.stopped_threads.clear()
+        return response
+
+    async def _forward(self, message: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._waiting[message.get("seq", 0)] = (loop, future)
         self._token.run_sync_soon(self._outbox.send_nowait, message)
         return await asyncio.wait_for(future, REQUEST_TIMEOUT)
+
+
+# -- the requests ipykernel's debugger answers itself (JupyterLab sends them too) ------------
+# JupyterLab names a cell's code by a hash of its text in the kernel's temporary folder
+# (``debugInfo`` says how, ``dumpCell`` writes the file); an ``%%actor`` cell run while
+# the panel debugs its actor is compiled under that name (:func:`cell_filename`), so
+# breakpoints set in the notebook's cells are breakpoints in the actor.
+
+
+def _reply(message: dict[str, Any], body: dict[str, Any] | None = None, success: bool = True) -> dict[str, Any]:
+    reply = {"type": "response", "request_seq": message.get("seq"), "success": success}
+    return {**reply, "command": message.get("command"), "body": body or {}}
+
+
+def _debug_info(session: ActorDebugSession, message: dict[str, Any]) -> dict[str, Any]:
+    from ipykernel.compiler import get_tmp_directory, get_tmp_hash_seed
+
+    return _reply(
+        message,
+        {
+            "isStarted": session.started,
+            "hashMethod": "Murmur2",
+            "hashSeed": get_tmp_hash_seed(),
+            "tmpFilePrefix": get_tmp_directory() + os.sep,
+            "tmpFileSuffix": ".py",
+            "breakpoints": [{"source": path, "breakpoints": bps} for path, bps in session.breakpoints.items()],
+            "stoppedThreads": sorted(session.stopped_threads),
+            "richRendering": False,
+            "exceptionPaths": ["Python Exceptions"],
+            "copyToGlobals": False,
+        },
+    )
+
+
+def _dump_cell(session: ActorDebugSession, message: dict[str, Any]) -> dict[str, Any]:
+    from ipykernel.compiler import get_file_name
+
+    code = message["arguments"]["code"]
+    path = get_file_name(code)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(code)
+    return _reply(message, {"sourcePath": path})
+
+
+def _no_variables(session: ActorDebugSession, message: dict[str, Any]) -> dict[str, Any]:
+    # the kernel's globals are not the actor's: the panel shows variables when stopped
+    return _reply(message, {"variables": []})
+
+
+def _no_rich_view(session: ActorDebugSession, message: dict[str, Any]) -> dict[str, Any]:
+    return _reply(message, {"data": {}, "metadata": {}})
+
+
+def _source(session: ActorDebugSession, message: dict[str, Any]) -> dict[str, Any]:
+    path = (message.get("arguments", {}).get("source") or {}).get("path", "")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return _reply(message, {"content": f.read()})
+    except OSError:
+        return _reply(message, {"content": ""}, success=False)
+
+
+_LOCAL = {
+    "debugInfo": _debug_info,
+    "dumpCell": _dump_cell,
+    "inspectVariables": _no_variables,
+    "richInspectVariables": _no_rich_view,
+    "source": _source,
+}
+
+
+def cell_filename(names: list[str]) -> str | None:
+    """The file name JupyterLab knows this cell by, if the panel debugs one of ``names``
+    (the cell then runs under it); else None (cells keep their usual name)."""
+    if proxy.target not in names or proxy.session() is None:
+        return None
+    from ipykernel.compiler import get_file_name
+
+    kernel = _kernel()
+    code = ((kernel.get_parent("shell") or {}).get("content") or {}).get("code") if kernel else None
+    return get_file_name(code) if code else None
 
 
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:

@@ -18,7 +18,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 import notebook_actors as na
 
-from . import _guest
+from . import _dap, _guest
 from ._outcomes import ActorGone, CellInterrupted, CellResult, CellsFailed, CellTimeout, cell_error
 
 NOT_A_KERNEL = (
@@ -152,6 +152,7 @@ async def run_actor_cell(session: Any, line: str, code: str, header: str, offset
     # IPython counts this cell before it runs it: its number is the one before
     cell = CellCode(code=code, header=header, offset=offset, count=session.shell.execution_count - 1)
     handles = await _ensure_all(actors, paths, opts, args.new)
+    cell.filename = _dap.cell_filename([h.path for h in handles])  # JupyterLab's debugger panel
     if args.bg:
         actors.rt.start_soon(_run_in_background, actors, handles[0], cell)
         return _BackgroundCell(handles[0].path)

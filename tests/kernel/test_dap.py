@@ -93,3 +93,50 @@ def test_debugger_of_an_unknown_actor_is_one_clear_error(kernel):
     """Test that `%actor debugger NAME` for no such actor fails with one line."""
     run = kernel.run("%actor debugger nobody")
     assert run.status == "error" and "no actor 'nobody'" in run.error["evalue"]
+
+
+CELL = "%%actor dbg\ntotal = 0\nfor i in range(3):\n    total += i\nprint('total', total)"
+
+
+def test_breakpoints_in_an_actor_cell_stop_in_the_actor(kernel):
+    """Test JupyterLab's sequence for a cell: debugInfo says how cells are named,
+    dumpCell writes the cell, setBreakpoints on that file stops the `%%actor` cell in the
+    actor (the frame is the notebook's cell, its line the editor's), variables show the
+    actor's values; debugInfo then lists the breakpoint and the stopped thread."""
+    assert kernel.run("%%actor dbg\nimport os\nos.getpid()").status == "ok"
+    assert kernel.run("%actor debugger dbg").status == "ok"
+    dap = Dap(kernel)
+    info = dap.request("debugInfo")["body"]
+    assert info["isStarted"] is False and info["hashMethod"] == "Murmur2"
+    assert dap.request("initialize", clientID="test", adapterID="python", linesStartAt1=True)["success"]
+    assert dap.request("attach", justMyCode=True)["success"]
+    path = dap.request("dumpCell", code=CELL)["body"]["sourcePath"]
+    assert path.startswith(info["tmpFilePrefix"]) and path.endswith(info["tmpFileSuffix"])
+    with open(path) as f:
+        assert f.read() == CELL
+    assert dap.request("setBreakpoints", source={"path": path}, breakpoints=[{"line": 4}])["success"]
+    assert dap.request("configurationDone")["success"]
+
+    cell = kernel.submit(CELL)
+    stopped = dap.event("stopped")
+    thread = stopped["body"]["threadId"]
+    frame = dap.request("stackTrace", threadId=thread)["body"]["stackFrames"][0]
+    assert (frame["source"]["path"], frame["line"]) == (path, 4)
+    scopes = dap.request("scopes", frameId=frame["id"])["body"]["scopes"]
+    found: dict[str, str] = {}
+    for scope in scopes:
+        for v in dap.request("variables", variablesReference=scope["variablesReference"])["body"]["variables"]:
+            found.setdefault(v["name"], v["value"])
+    assert (found["i"], found["total"]) == ("0", "0")
+    info = dap.request("debugInfo")["body"]
+    assert info["isStarted"] and info["stoppedThreads"] == [thread]
+    assert info["breakpoints"] == [{"source": path, "breakpoints": [{"line": 4}]}]
+
+    assert dap.request("setBreakpoints", source={"path": path}, breakpoints=[])["success"]
+    assert dap.request("continue", threadId=thread)["success"]
+    run = kernel.collect(cell)
+    assert run.status == "ok", run.error
+    assert "total 3" in run.stream("stdout")
+    assert dap.request("debugInfo")["body"]["stoppedThreads"] == []
+    dap.request("disconnect", restart=False)
+    assert kernel.run("%actor debugger off").status == "ok"
