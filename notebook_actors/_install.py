@@ -14,7 +14,9 @@ def disable_pdb_hijack(site_dirs: list[str] | None = None) -> list[str]:
     Installing pdbpp drops ``pdbpp_hijack_pdb.pth`` into site-packages; it makes
     ``import pdb`` return pdb++ for *every* program of the environment, which breaks
     IPython's ``%debug``. The runtime imports ``pdbpp`` by name and needs no hijack.
-    ``make`` runs this after installing. Returns the files changed.
+    A wheel install needs none of this: the wheel ships ``pdbpp_opt_in_notebook_actors.pth``
+    (see ``packaging/``), which undoes the hijack at startup unless ``PDBPP_HIJACK_PDB`` is
+    set. ``make`` still runs this after an editable install. Returns the files changed.
     """
     import site
     import sysconfig
@@ -30,8 +32,11 @@ def disable_pdb_hijack(site_dirs: list[str] | None = None) -> list[str]:
             continue
         new = text.replace("os.environ.get('PDBPP_HIJACK_PDB', 1)", "os.environ.get('PDBPP_HIJACK_PDB', 0)")
         if new != text:
-            with open(path, "w") as f:
+            # a new file, not an edit in place: installers (uv) hardlink site-packages
+            # files to their cache, and every venv made from it would change too
+            with open(path + ".tmp", "w") as f:
                 f.write(new)
+            os.replace(path + ".tmp", path)
             changed.append(path)
     return changed
 

@@ -63,7 +63,7 @@ class CellRun:
 class Kernel:
     """Start a kernel; execute cells; read their output from iopub."""
 
-    def __init__(self, load: bool = False) -> None:
+    def __init__(self, load: bool = False, kernel_name: str = "python3", cwd: str | None = None) -> None:
         import os
         import tempfile
         import uuid
@@ -71,8 +71,8 @@ class Kernel:
         # a registry of its own: tests must not join another program's tree
         registry = os.path.join(tempfile.gettempdir(), f"na-test-registry-{uuid.uuid4().hex[:8]}.sock")
         env = {**os.environ, "NOTEBOOK_ACTORS_REGISTRY": registry}
-        self.km = KernelManager(kernel_name="python3")
-        self.km.start_kernel(env=env)
+        self.km = KernelManager(kernel_name=kernel_name)
+        self.km.start_kernel(env=env, **({"cwd": cwd} if cwd else {}))
         self.kc = self.km.client()
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=CELL_TIMEOUT)
