@@ -54,3 +54,24 @@ def test_notebook_executes(path):
         if o["output_type"] == "error"
     ]
     assert errors == []
+
+
+def test_the_cells_notebook_shows_what_it_promises():
+    """Test that examples/notebooks/cells.ipynb shows live lines, tqdm's \\r bar, a png
+    from plt.show(), rich reprs, a live display, labelled several-actor output, the
+    stack of a stuck actor naming its function, and a trimmed user traceback."""
+    nb = execute(NOTEBOOK_DIR / "cells.ipynb")
+    outs = outputs(nb)
+    text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outs)
+    streams = [o["text"] for o in outs if o["output_type"] == "stream"]
+    assert [s for s in streams if s.startswith("step ")] == [f"step {i}\n" for i in range(5)]
+    assert sum(s.startswith("\r") for s in streams) >= 10
+    assert any("image/png" in o.get("data", {}) for o in outs)
+    assert any("rendered in the actor" in o.get("data", {}).get("text/html", "") for o in outs)
+    frames = [o["data"]["text/markdown"] for o in outs if "frame" in o.get("data", {}).get("text/markdown", "")]
+    assert frames == ["frame 5 of 5"]  # one output, updated in place
+    assert "[w1] pid" in text and "[w3] Out:" in text and "('w2', 'W2')" in text
+    assert "in crunch_forever" in text
+    [error] = [o for o in outs if o["output_type"] == "error"]
+    tb = "\n".join(error["traceback"])
+    assert "return a / b" in tb and "trio" not in tb and "kernel_ext" not in tb
