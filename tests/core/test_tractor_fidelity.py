@@ -896,3 +896,96 @@ class TestCurrentNames:
                 await daemon.cancel_actor()
 
         run(main)
+
+
+# -- discovery with a registry daemon over TCP ------------------------------------------------
+
+
+def free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+SIGINT_PROGRAM = """
+import sys, trio
+import notebook_actors as tractor
+
+async def main():
+    async with tractor.open_nursery(registry_addrs=[("127.0.0.1", int(sys.argv[1]))]) as n:
+        await n.start_actor("sig_kid", enable_modules=[])
+        async with tractor.wait_for_actor("sig_kid"):
+            print("ready", flush=True)
+        await trio.sleep_forever()
+
+trio.run(main)
+"""
+
+
+def test_remote_registry_daemon_deregisters_and_stops(tmp_path):
+    """Test, against a run_daemon registry in its own process on TCP: the parent's
+    _peers holds its child's uid; a cancelled child leaves the registry, and so do
+    the children of a program stopped by SIGINT;
+    get_arbiter(host, port).cancel_actor() stops the daemon, so the next connection
+    raises OSError."""
+    import signal
+    import subprocess
+    import sys
+
+    port = free_tcp_port()
+    source = f"import notebook_actors as t; t.run_daemon([], name='registrar', registry_addrs=[('127.0.0.1', {port})])"
+    daemon = subprocess.Popen([sys.executable, "-c", source])
+
+    async def names(addr):
+        async with tractor.get_arbiter(*addr) as registry:
+            return sorted(k.split(".")[0] for k in await registry.run_from_ns("self", "get_registry"))
+
+    async def main():
+        addr = ("127.0.0.1", port)
+        while True:  # until the daemon listens (a plain connection: nothing binds the port)
+            try:
+                await (await trio.open_tcp_stream(*addr)).aclose()
+                break
+            except OSError:
+                await trio.sleep(0.1)
+        async with tractor.open_nursery(registry_addrs=[addr]) as n:
+            portal = await n.start_actor("kid", enable_modules=[__name__])
+            async with tractor.wait_for_actor("kid"):
+                pass
+            assert portal.channel.uid in tractor.current_actor()._peers
+            assert "kid" in await names(addr)
+            await portal.cancel_actor()
+            with trio.fail_after(10):
+                while "kid" in await names(addr):
+                    await trio.sleep(0.05)
+            script = tmp_path / "sigint_program.py"
+            script.write_text(SIGINT_PROGRAM)
+            program = testing.start_script(str(script), str(port))
+            try:
+                line = await trio.to_thread.run_sync(program.stdout.readline)
+                assert line.strip() == "ready"
+                assert "sig_kid" in await names(addr)
+                program.send_signal(signal.SIGINT)
+                await trio.to_thread.run_sync(program.communicate)
+            finally:
+                if program.poll() is None:
+                    program.kill()
+                program.communicate()  # reaps it and closes its pipes
+            assert "sig_kid" not in await names(addr)
+            async with tractor.get_arbiter(*addr) as registry:
+                assert await registry.cancel_actor() is True
+        with trio.fail_after(10):
+            await trio.to_thread.run_sync(daemon.wait)
+        async with tractor.open_root_actor(name="after", registry_addrs=[testing.private_registry_addr()]):
+            with pytest.raises(OSError):
+                async with tractor.get_arbiter(*addr):
+                    pass
+
+    try:
+        run(main)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        daemon.wait()
