@@ -7,10 +7,18 @@ submodules.
 
 In IPython/Jupyter, ``%load_ext notebook_actors`` runs the runtime inside the kernel
 and adds the ``%%actor`` cell magic.
+
+Inside, imports point one way, bottom to top: transports and messages → the channel
+→ one call's state (``_context``) and the caller's side (``_portal``) → the actor
+runtime (``_runtime``) → spawning (``_child``, ``_forkserver``, ``_spawn``) →
+supervision (``_supervise``) → add-ons (``debug``, ``_tree``, ``to_asyncio``,
+``trionics``), which plug into the runtime through ``_hooks``. This module, the top,
+wires them together. ``make lint`` checks the order (docs/design.md, "Layers").
 """
 
 from __future__ import annotations
 
+from . import _hooks
 from . import experimental as experimental
 from . import log as log
 from . import msg as msg
@@ -53,6 +61,32 @@ from ._supervise import open_nursery as open_nursery
 from ._tree import TreeWatch as TreeWatch
 from ._tree import open_tree_watch as open_tree_watch
 from .trionics import open_actor_cluster as open_actor_cluster
+
+
+def _wire_the_debugger() -> None:
+    """Plug the debugger into the runtime's hooks without importing it: ``import
+    notebook_actors`` stays light; the debugger loads as an actor first runs. (The
+    tree, imported above, registers itself.)"""
+
+    def actor_running(actor):
+        from .debug import actor_running as hook
+
+        return hook(actor)
+
+    async def post_mortem_for(exc):
+        from .debug import post_mortem_for as hook
+
+        await hook(exc)
+
+    _hooks.on_actor_running(actor_running)
+    _hooks.on_crash_in_debug_mode(post_mortem_for)
+    # every actor serves the REPL relay, stack dumps and the visual debugger's bridge
+    _hooks.serve_runtime_module("notebook_actors.debug._relay")
+    _hooks.serve_runtime_module("notebook_actors.debug._stacks")
+    _hooks.serve_runtime_module("notebook_actors.debug._dap")
+
+
+_wire_the_debugger()
 
 __version__ = "0.1.0"
 

@@ -128,6 +128,9 @@ if __name__ == "__main__":
         import site
 
         site.main()
-    from notebook_actors._child import main
+    # This file runs as the child's program here, not as a module of the package: the
+    # child's main is found by name, like ``python -m`` would (an import from the
+    # package would make this low module import the layer above it).
+    import importlib
 
-    main(watching=True)
+    importlib.import_module("notebook_actors._child").main(watching=True)

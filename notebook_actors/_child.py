@@ -60,7 +60,7 @@ def run_child(boot) -> None:
 
     try:
         if boot.infect_asyncio:
-            from .to_asyncio import run_as_asyncio_guest
+            from ._asyncio_guest import run_as_asyncio_guest
 
             run_as_asyncio_guest(main)
         else:
@@ -75,7 +75,7 @@ def run_child(boot) -> None:
 def _decode_boot(raw: bytes):
     import msgspec
 
-    from ._spawn import ChildBoot
+    from ._process import ChildBoot
 
     return msgspec.msgpack.decode(raw, type=ChildBoot)
 

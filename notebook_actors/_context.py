@@ -139,27 +139,6 @@ class _PeerClosed(trio.BrokenResourceError):
         self.stream = stream
 
 
-#: how long a caller waits for another actor's parent to tell how that actor ended
-#: (the parent itself waits a bound for the exit status): a hang guard
-ASK_PARENT_TIMEOUT = 10.0
-
-
-async def _ask_parent_how_it_ended(actor: Any, parent: str, uid: tuple[str, str], during: str) -> Any:
-    """The ActorCrashed of actor ``uid`` as its parent at ``parent`` reports it, or None."""
-    from ._exceptions import ActorCrashed, HandshakeError
-    from ._portal import Portal
-
-    with trio.move_on_after(ASK_PARENT_TIMEOUT):
-        try:
-            chan = await actor.connect_to(parent)
-            fields = await Portal(chan, actor).run_from_ns("self", "crash_of_child", uid=list(uid), during=during)
-        except (OSError, HandshakeError, TransportClosed, RemoteActorError):
-            return None  # the parent is gone too, or cannot tell: the closed channel is all we know
-        if fields:
-            return ActorCrashed(ErrorInfo(**fields))
-    return None
-
-
 class Context:
     """One side of a call between two actors. Made by the runtime; not built by users.
 
@@ -282,7 +261,7 @@ class Context:
         parent = self.chan.peer_parent_addr
         if not parent or parent == actor.accept_addr:
             return None
-        return await _ask_parent_how_it_ended(actor, parent, uid, during)
+        return await actor.how_child_ended(parent, uid, during)
 
     async def _raise_closed(self, during: str) -> NoReturn:
         """Raise why the channel under this call closed: ActorCrashed with the exit code
@@ -934,7 +913,7 @@ class MsgStream(trio.abc.Channel[Any]):
         :class:`~notebook_actors.trionics.Lagged` and skips ahead.
         """
         if self._broadcaster is None:
-            from .trionics._broadcast import broadcast_receiver
+            from ._broadcast import broadcast_receiver
 
             self._broadcaster = broadcast_receiver(
                 self._receive_direct, max_buffer_size=self._window, what=f"stream {self._ctx.fn_name!r}"

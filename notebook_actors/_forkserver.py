@@ -35,7 +35,7 @@ import socket
 import sys
 from typing import Any
 
-from ._spawn import ChildProcess
+from ._process import ChildProcess
 
 _LISTEN_FD_VAR = "NOTEBOOK_ACTORS_FORKSERVER_FD"
 #: What ``ps`` shows for a template (its real command line) ...
@@ -45,9 +45,9 @@ TEMPLATE_MODULE = "notebook_actors._forkserver"
 def _actor_title(parent: int) -> str:
     """What ``ps`` shows for an actor the template forked: the command line of a
     subprocess actor (see ``_spawn``)."""
-    from ._spawn import _BOOT_SCRIPT
+    from ._process import BOOT_SCRIPT
 
-    return f"{sys.executable} -S {_BOOT_SCRIPT} {parent}"
+    return f"{sys.executable} -S {BOOT_SCRIPT} {parent}"
 
 
 #: Seconds the owner waits for the template to exit after asking it to stop.
@@ -156,8 +156,9 @@ def _preload() -> None:
     import setproctitle  # noqa: F401
     import trio  # noqa: F401
 
-    import notebook_actors  # noqa: F401
-    from notebook_actors import _child, _portal, _runtime, _supervise  # noqa: F401
+    # (``python -m notebook_actors._forkserver`` imported the package, and with it the
+    # supervisor, before this module ran)
+    from notebook_actors import _child, _portal, _runtime  # noqa: F401
     from notebook_actors._transport import _tcp, _uds  # noqa: F401
 
     for name in filter(None, os.environ.get("NOTEBOOK_ACTORS_FORKSERVER_PRELOAD", "").split(",")):

@@ -9,6 +9,7 @@ closed; then listeners stop and socket files are removed.
 from __future__ import annotations
 
 import collections
+import functools
 import inspect
 import logging
 import os
@@ -22,10 +23,11 @@ from typing import Any
 import msgspec
 import trio
 
-from . import _payload, _state, _transport
+from . import _hooks, _payload, _state, _transport
 from ._channel import Channel, connect, handshake_as_acceptor
 from ._context import CURRENT_CTX, DEFAULT_WINDOW, UNLIMITED, Context, MsgStream, encode_pld
 from ._exceptions import (
+    ActorCrashed,
     FrameError,
     HandshakeError,
     ModuleNotExposed,
@@ -45,15 +47,9 @@ _DONE = object()
 #: Code flags of ``async def`` functions and (async) generators: never run inline.
 _ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 
-#: Runtime modules every actor serves (the debugger's REPL relay, the tree feed), enabled or not.
-RUNTIME_MODULES = frozenset(
-    {
-        "notebook_actors.debug._relay",
-        "notebook_actors.debug._stacks",
-        "notebook_actors.debug._dap",
-        "notebook_actors._tree",
-    }
-)
+#: How long a caller waits for another actor's parent to tell how that actor ended
+#: (the parent itself waits a bound for the exit status): a hang guard.
+ASK_PARENT_TIMEOUT = 10.0
 
 #: ``Actor`` methods other actors may call through namespace ``'self'``.
 SELF_RPC = frozenset(
@@ -66,7 +62,6 @@ SELF_RPC = frozenset(
         "register_actor",
         "unregister_actor",
         "ping",
-        "tree_snapshot",
         "crash_of_child",
     }
 )
@@ -236,9 +231,7 @@ class Actor:
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled. ``task_status.started()`` once reachable."""
-        from . import debug
-
-        undo_debug = debug.actor_running(self)  # stack dumps; in debug mode the builtin breakpoint()
+        undo_addons = _hooks.actor_running(self)  # e.g. the debugger's stack dumps and breakpoint()
         try:
             async with trio.open_nursery() as transport_n:
                 self._transport_n = transport_n
@@ -260,7 +253,7 @@ class Actor:
                 await self._close_all_channels()
                 transport_n.cancel_scope.cancel()
         finally:
-            undo_debug()
+            undo_addons()
             self._accepting = False
             if self._drops is not None:
                 self._drops.flush()
@@ -580,9 +573,7 @@ class Actor:
 
     async def _maybe_post_mortem(self, exc: BaseException) -> None:
         if self.debug_mode:
-            from . import debug
-
-            await debug.post_mortem_for(exc)
+            await _hooks.crashed_in_debug_mode(exc)
 
     async def _invoke(self, ctx: Context, msg: Start) -> Any:
         if msg.ns == "self" and msg.func == "cancel":
@@ -641,13 +632,17 @@ class Actor:
                 raise TypeError(f"the code sent for {ns}:{func} is not callable")
             return fn
         if ns == "self":
-            if func not in SELF_RPC:
-                raise self._refused(f"actor {self.uid} has no RPC method {func!r}; it offers {sorted(SELF_RPC)}")
-            return getattr(self, func)
+            if func in SELF_RPC:
+                return getattr(self, func)
+            addon = _hooks.self_rpc(func)
+            if addon is None:
+                offered = sorted(SELF_RPC | set(_hooks.self_rpc_names()))
+                raise self._refused(f"actor {self.uid} has no RPC method {func!r}; it offers {offered}")
+            return functools.partial(addon, self)
         if ns in _SCRIPT_NAMES and _SCRIPT_NAMES & set(self.enable_modules):
             # one script, two names: a child loaded its parent's __main__ as __mp_main__
             ns = "__main__"
-        elif ns not in self.enable_modules and ns not in RUNTIME_MODULES:
+        elif ns not in self.enable_modules and not _hooks.is_runtime_module(ns):
             raise self._refused(f"module {ns!r} is not enabled in actor {self.uid}; pass enable_modules=[{ns!r}]")
         module = self._import(ns)
         obj: Any = module
@@ -782,6 +777,21 @@ class Actor:
                 return [addr for _, addr in found]
             await self._registry_changed.park()
 
+    async def how_child_ended(self, parent: str, uid: tuple[str, str], during: str) -> ActorCrashed | None:
+        """The ActorCrashed of actor ``uid`` as its parent at ``parent`` reports it, or
+        None (a peer's channel closed: its parent knows how it ended)."""
+        from ._portal import Portal
+
+        with trio.move_on_after(ASK_PARENT_TIMEOUT):
+            try:
+                chan = await self.connect_to(parent)
+                fields = await Portal(chan, self).run_from_ns("self", "crash_of_child", uid=list(uid), during=during)
+            except (OSError, HandshakeError, TransportClosed, RemoteActorError):
+                return None  # the parent is gone too, or cannot tell: the closed channel is all we know
+            if fields:
+                return ActorCrashed(ErrorInfo(**fields))
+        return None
+
     async def crash_of_child(self, uid: list[str], during: str) -> dict[str, Any] | None:
         """RPC: how our child ``uid`` died, for a caller whose channel to it closed
         (it reached the child directly, not through us): the boxed ActorCrashed's
@@ -795,12 +805,6 @@ class Actor:
             return None
         crash = await child.crash_report(self, during)
         return None if crash is None else msgspec.structs.asdict(crash.info)
-
-    def tree_snapshot(self) -> dict[str, Any]:
-        """RPC: this actor as a tree node, for ``python -m notebook_actors ps``."""
-        from . import _tree
-
-        return {**_tree.describe_actor(self), "children": [list(uid) for uid in self.children]}
 
     # -- closing -------------------------------------------------------------------------
     async def _close_all_channels(self) -> None:
@@ -872,8 +876,9 @@ async def open_root_actor(
     Raises:
         RuntimeError: a runtime already runs in this process.
     """
-    from . import _spawn
+    from ._asyncio_guest import is_guest_mode
     from ._channel import load_secret
+    from ._process import check_start_method
     from .log import get_console_log
 
     if _state.current_actor_or_none() is not None:
@@ -884,8 +889,8 @@ async def open_root_actor(
     if loglevel:
         get_console_log(loglevel)
     if start_method is not None:
-        _spawn.check_start_method(start_method)
-    if infect_asyncio and not _spawn.running_as_asyncio_guest():
+        check_start_method(start_method)
+    if infect_asyncio and not is_guest_mode():
         raise RuntimeError(
             "open_root_actor(infect_asyncio=True) needs trio running as a guest on asyncio: "
             "use notebook_actors.to_asyncio.run_as_asyncio_guest(main) instead of trio.run(main)"
@@ -916,9 +921,7 @@ async def open_root_actor(
                     yield actor
             except Exception as exc:
                 if debug_mode:  # the root's own post-mortem, while its runtime still runs
-                    from . import debug
-
-                    await debug.post_mortem_for(exc)
+                    await _hooks.crashed_in_debug_mode(exc)
                 raise
             finally:
                 actor.cancel_soon()
@@ -976,7 +979,7 @@ def run_daemon(enable_modules: Any, **root_kwargs: Any) -> None:
 def _run_trio(main: Callable[[], Any], root_kwargs: dict[str, Any]) -> Any:
     """``trio.run(main)``, or a guest run on a new asyncio loop for ``infect_asyncio``."""
     if root_kwargs.get("infect_asyncio"):
-        from .to_asyncio import run_as_asyncio_guest
+        from ._asyncio_guest import run_as_asyncio_guest
 
         return run_as_asyncio_guest(main)
     return trio.run(main)

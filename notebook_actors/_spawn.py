@@ -25,22 +25,14 @@ from typing import Any
 
 import trio
 
-from .msg import SpawnSpec, encoder
+from ._process import BOOT_SCRIPT, ChildBoot, ChildProcess, check_start_method
+from ._process import START_METHODS as START_METHODS  # the backends' names, re-exported
+from .msg import encoder
 
-#: started as a script: it watches the parent before the package is imported (_boot)
-_BOOT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_boot.py")
-
-START_METHODS = ("trio", "forkserver", "mp_spawn", "mp_forkserver")
 #: Names the default backend of a whole program and its actors (e.g. ``trio`` for the
 #: subprocess backend); ``try_set_start_method`` overrides it.
 START_METHOD_VAR = "NOTEBOOK_ACTORS_START_METHOD"
 _default_method: str | None = None
-
-
-def check_start_method(name: str) -> str:
-    if name not in START_METHODS:
-        raise ValueError(f"unknown start_method {name!r}: choose one of {', '.join(START_METHODS)}")
-    return name
 
 
 def try_set_start_method(name: str) -> str:
@@ -75,64 +67,9 @@ async def warm_up(start_method: str | None = None) -> None:
 
 
 def running_as_asyncio_guest() -> bool:
-    from . import to_asyncio
+    from ._asyncio_guest import is_guest_mode
 
-    return to_asyncio.is_guest_mode()
-
-
-class ChildBoot(SpawnSpec, tag="boot"):
-    """What a child needs to start: the spawn spec plus how to reach its parent."""
-
-    uid: str = ""
-    parent_addr: str = ""
-    secret: bytes = b""
-    sys_path: list[str] = []
-    infect_asyncio: bool = False
-    start_method: str = "trio"
-    bind_addr: str | None = None
-    #: the root ran ``python -m this.module``: load it by name (relative imports work)
-    parent_main_module: str | None = None
-    #: addresses to dial another way (see ``_transport.set_routes``), for actors on
-    #: another machine
-    routes: dict[str, str] = {}
-    #: where the actor runs, if not on its parent's machine (a launcher's host)
-    host: str | None = None
-    #: the actor refuses pickled values (start_actor(typed_only=True))
-    typed_only: bool = False
-
-
-class ChildProcess:
-    """A started actor process, whatever the backend."""
-
-    #: the process leads its own session and process group (every local backend):
-    #: what is left of the group when it exits is killed with it (kill_group)
-    leads_group = True
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        #: signals this parent sent: a death by any other signal is a crash
-        self.signals_sent: set[int] = set()
-
-    @property
-    def returncode(self) -> int | None:
-        raise NotImplementedError
-
-    async def wait(self) -> int:
-        raise NotImplementedError
-
-    def signal(self, sig: int) -> None:
-        if self.returncode is None:
-            self.signals_sent.add(sig)
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def terminate(self) -> None:
-        self.signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.signal(signal.SIGKILL)
+    return is_guest_mode()
 
 
 class TrioChild(ChildProcess):
@@ -179,7 +116,7 @@ async def start_process(boot: ChildBoot, launcher: Any = None) -> ChildProcess:
     if method == "trio":
         proc = await trio.lowlevel.open_process(
             # -S: site (and its .pth files) loads after the parent watch is up (_boot)
-            [sys.executable, "-S", _BOOT_SCRIPT, str(os.getpid())],
+            [sys.executable, "-S", BOOT_SCRIPT, str(os.getpid())],
             stdin=subprocess.PIPE,
             start_new_session=True,
         )

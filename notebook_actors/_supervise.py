@@ -22,8 +22,8 @@ from ._channel import Channel
 from ._exceptions import ActorCrashed, ContextCancelled, TransportClosed, group_or_single
 from ._launch import launcher_for
 from ._portal import Portal, func_ref
+from ._process import ChildBoot
 from ._runtime import box_error, open_root_actor
-from ._spawn import ChildBoot
 from .log import level_number
 
 log = logging.getLogger("notebook_actors.supervise")

@@ -43,6 +43,7 @@ from typing import Any
 
 import trio
 
+from . import _hooks
 from ._context import context
 
 log = logging.getLogger("notebook_actors.tree")
@@ -337,6 +338,16 @@ def describe_actor(actor: Any) -> dict[str, Any]:
         # the tree's REPL lock lives in the root: a terminal `ps` reads it from here
         **({"repl": {"holder": info.debug_holder, "waiting": list(info.debug_waiting)}} if info.debug_holder else {}),
     )
+
+
+def snapshot_of(actor: Any) -> dict[str, Any]:
+    """RPC ``run_from_ns('self', 'tree_snapshot')``: this actor as a tree node, with
+    its children (what ``python -m notebook_actors ps`` walks)."""
+    return {**describe_actor(actor), "children": [list(uid) for uid in actor.children]}
+
+
+_hooks.add_self_rpc("tree_snapshot", snapshot_of)
+_hooks.serve_runtime_module(__name__)  # the tree feed: every actor serves it
 
 
 #: (actor, child record, monotonic time) of children that exited lately, so that a
