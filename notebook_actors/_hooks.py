@@ -1,8 +1,9 @@
 """The core's extension points: where add-ons (the debugger, the tree) plug in.
 
-The actor runtime sits below its add-ons and never imports them; an add-on registers
-its functions here when it is imported (the package's ``__init__`` imports them all,
-so every actor process has them). Each hook says when the runtime calls it.
+The actor runtime sits below its add-ons and never imports them. The tree registers
+its functions here as it is imported (the package's ``__init__`` imports it); the
+package's ``__init__`` registers the debugger's without importing it, so every actor
+process has both before it runs. Each hook says when the runtime calls it.
 """
 
 from __future__ import annotations
