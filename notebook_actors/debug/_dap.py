@@ -1,8 +1,9 @@
 """The Debug Adapter Protocol (DAP) inside an actor, carried by the tree.
 
-``serve_dap()`` (an RPC every actor serves) starts debugpy in the actor on demand, on
-loopback, and at once connects to it as its only client from a bridge thread. The
-bridge thread runs its own trio loop (a breakpoint stops the actor's trio thread, and
+``serve_dap()`` (an RPC every actor serves) starts debugpy in the actor on demand and
+has it dial out to a one-shot socket of the actor's bridge thread (debugpy's own
+listening mode would accept any local user, at any time, each new client replacing
+the last: another user could attach and evaluate code as you). The bridge thread runs its own trio loop (a breakpoint stops the actor's trio thread, and
 pydevd suspends every traced thread: the bridge is marked as one of pydevd's own) and
 carries DAP messages over an ordinary authenticated channel to the actor's parent,
 where the ``_dap_relay`` context hands them to the front end that registered with
@@ -16,6 +17,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,7 +31,8 @@ log = logging.getLogger("notebook_actors.debug")
 #: ``uid``'s debugpy, ``async for msg in receive`` yields its responses and events.
 DapHandler = Callable[[Any, Callable[[dict[str, Any]], Awaitable[None]], Any], Awaitable[None]]
 _handler: DapHandler | None = None
-_listening: tuple[str, int] | None = None
+#: seconds serve_dap waits for debugpy to connect to the bridge (a hang guard)
+CONNECT_TIMEOUT = 10.0
 
 
 def set_dap_handler(handler: DapHandler | None) -> DapHandler | None:
@@ -53,16 +56,54 @@ def serve_dap() -> int:
     actor = current_actor()
     if actor.parent_addr is None:
         raise RuntimeError("the root actor has no parent to carry a DAP session: debug a child actor")
-    global _listening
-    if _listening is None:
-        os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # no frozen-modules warning
-        import debugpy  # noqa: T100 - the debugger is what was asked for
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # no frozen-modules warning
+    import debugpy  # noqa: T100 - the debugger is what was asked for
 
-        host, port = debugpy.listen(("127.0.0.1", 0), in_process_debug_adapter=True)  # noqa: T100
-        _listening = (host, port)
-    sock = socket.create_connection(_listening)  # its one client, before anyone else
+    sock = _connection_from_debugpy(debugpy)
     threading.Thread(target=_bridge, args=(actor, sock), name="notebook_actors-dap", daemon=True).start()
-    return _listening[1]
+    return sock.getsockname()[1]
+
+
+def _connection_from_debugpy(debugpy: Any) -> socket.socket:
+    """A socket debugpy has connected to, from this very process, on a one-shot
+    loopback listener that is closed before this returns.
+
+    Another local user may find the listener's port and connect first: a connection
+    from any socket that is not this process' own is closed (logged), and accepting
+    goes on until debugpy's arrives (CONNECT_TIMEOUT at most).
+
+    Raises:
+        TimeoutError: debugpy did not connect in time.
+    """
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        # debugpy.connect() returns only once the client sends configurationDone
+        dial = threading.Thread(
+            target=debugpy.connect, args=(("127.0.0.1", port),), name="notebook_actors-dap-dial", daemon=True
+        )
+        dial.start()
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while True:
+            listener.settimeout(max(deadline - time.monotonic(), 0.001))
+            try:
+                conn, peer = listener.accept()
+            except TimeoutError:
+                raise TimeoutError(
+                    f"debugpy did not connect to the debugger bridge within {CONNECT_TIMEOUT:g} s"
+                ) from None
+            if _from_this_process(peer):
+                conn.setblocking(True)
+                return conn
+            log.warning("the debugger bridge refused a connection from %s:%s (not debugpy in this actor)", *peer[:2])
+            conn.close()
+
+
+def _from_this_process(peer: tuple[str, int]) -> bool:
+    """Whether the TCP socket at ``peer`` (a loopback address) is one of this process'."""
+    import psutil
+
+    own = {(c.laddr.ip, c.laddr.port) for c in psutil.Process().net_connections(kind="tcp") if c.laddr}
+    return (peer[0], peer[1]) in own
 
 
 def _bridge(actor: Any, sock: socket.socket) -> None:

@@ -437,3 +437,83 @@ def test_a_loopback_peer_is_counted_as_its_user(other_home):
     assert held["their_port"] == held["seen_port"]
     assert held == {**held, "source": f"uid {NOBODY}", "diag": NOBODY, "proc": NOBODY}
     assert gone == {"source": "ip 127.0.0.1", "diag": None, "proc": None}
+
+
+DIALER = """
+import socket, sys
+# try every port given; hold what connects until stdin closes
+held, results = [], {}
+for port in sys.argv[1:]:
+    try:
+        held.append(socket.create_connection(("127.0.0.1", int(port)), timeout=5))
+        results[port] = "connected"
+    except OSError as exc:
+        results[port] = type(exc).__name__
+print(" ".join(f"{p}={r}" for p, r in results.items()), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_actor_debugger_is_not_reachable_by_another_user(other_home):
+    """Test ``%actor debugger``'s transport as another user sees it: while an
+    actor's debugpy session is bridged to the tree (it answers ``initialize``), the
+    actor has no TCP port anyone could connect to (debugpy's own listening mode let
+    any local user attach and evaluate code as you), every TCP port the actor has is
+    refused to uid 65534, and the bridge's one-shot listener tells a connection of
+    this process from another user's."""
+    result = run_in_netns(
+        """
+        import socket, psutil, trio, notebook_actors as na
+        from notebook_actors.debug import _dap
+
+        async def main():
+            answered = trio.Event()
+            replies = []
+
+            async def handler(uid, send, receive):
+                await send({"seq": 1, "type": "request", "command": "initialize", "arguments": {"adapterID": "t"}})
+                async for msg in receive:
+                    replies.append(msg.get("command"))
+                    answered.set()
+                    break
+                await trio.sleep_forever()
+
+            _dap.set_dap_handler(handler)
+            async with na.open_nursery() as n:
+                p = await n.start_actor("dbg", enable_modules=["os"])
+                await p.run_from_ns("notebook_actors.debug._dap", "serve_dap")
+                with trio.fail_after(30):
+                    await answered.wait()
+                pid = await p.run_from_ns("os", "getpid")
+                conns = psutil.Process(pid).net_connections(kind="tcp")
+                listening = [c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN]
+                ports = sorted({c.laddr.port for c in conns})
+                dialer = as_nobody(DIALER, *map(str, ports), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                tried = (await trio.to_thread.run_sync(dialer.stdout.readline)).split()
+                dialer.stdin.close()
+                dialer.wait(30)
+                await n.cancel()
+            return replies, listening, tried
+
+        replies, listening, tried = trio.run(main)
+
+        # the bridge's filter: a socket of this process, and one of the other user
+        listener = socket.create_server(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        theirs = as_nobody(DIALER, str(port), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        theirs.stdout.readline()
+        _, their_peer = listener.accept()
+        mine = socket.create_connection(("127.0.0.1", port))
+        _, my_peer = listener.accept()
+        filter_says = {"theirs": _dap._from_this_process(their_peer), "mine": _dap._from_this_process(my_peer)}
+        theirs.stdin.close()
+        theirs.wait(30)
+        print(json.dumps({"replies": replies, "listening": listening, "tried": tried, "filter": filter_says}))
+        """.replace("DIALER", repr(DIALER)),
+        other_home,
+        timeout=180,
+    )
+    assert result["replies"] == ["initialize"], result  # the session through the tree works
+    assert result["listening"] == [], "the debugged actor must not listen on TCP"
+    assert result["tried"] and all(not t.endswith("=connected") for t in result["tried"]), result["tried"]
+    assert result["filter"] == {"theirs": False, "mine": True}
