@@ -105,14 +105,19 @@ async def _restart(session: Any, args: list[str]) -> None:
 
 @command(
     "stack",
-    "stack NAME [NAME ...]",
-    "print where every task and thread of NAME is, also while it is stuck in blocking code",
+    "stack [--all] NAME [NAME ...]",
+    "print where NAME's code is in every task and thread, also while it is stuck in blocking code "
+    "(--all: with the runtime's own frames)",
     needs_name=True,
 )
 async def _stack(session: Any, args: list[str]) -> None:
     import notebook_actors as na
     from notebook_actors._tree import key_of
 
+    everything = "--all" in args
+    args = [a for a in args if a != "--all"]
+    if not args:
+        raise UsageError("%actor stack needs an actor name: `%actor stack [--all] NAME [NAME ...]`")
     actors = session.actors
     try:
         paths = actors.matching(args)
@@ -123,7 +128,7 @@ async def _stack(session: Any, args: list[str]) -> None:
         if handle is None or not handle.alive or not handle.uid:
             raise UsageError(f"no running actor {path!r} in this notebook (see `%actor ls`)")
         try:
-            text = await na.dump_stacks(key_of(handle.uid))
+            text = await na.dump_stacks(key_of(handle.uid), everything=everything)
         except (LookupError, RuntimeError) as exc:
             raise UsageError(f"%actor stack {path}: {exc}") from None
         print(text.rstrip("\n"))

@@ -109,13 +109,15 @@ def pause_from_sync() -> None:
     _pause()
 
 
-async def dump_stacks(name_or_path: str) -> str:
+async def dump_stacks(name_or_path: str, *, everything: bool = False) -> str:
     """The stacks (every trio task's and every thread's) of an actor of this tree, as
     text; works while it is stuck in sync code. ``name_or_path``: a name, a key
-    (``name.uuid``) or a path of names (``pool/worker``). See ``docs/debugging.md``."""
+    (``name.uuid``) or a path of names (``pool/worker``). The runtime's, trio's and
+    Python's own frames are left out (one line says how many) unless ``everything``.
+    See ``docs/debugging.md``."""
     from .debug import dump_stacks as _dump
 
-    return await _dump(name_or_path)
+    return await _dump(name_or_path, everything=everything)
 
 
 def post_mortem(*args, **kwargs):

@@ -86,9 +86,10 @@ class StackError(Exception):
     """Raised when no tree of the registry could dump the asked actor's stacks."""
 
 
-async def stack(registry: str, name: str, out: Any = sys.stdout) -> None:
+async def stack(registry: str, name: str, out: Any = sys.stdout, everything: bool = False) -> None:
     """Print the stacks of actor ``name``: the root of its tree collects them (the
-    actor's own trio loop may be stuck), see ``notebook_actors.dump_stacks``."""
+    actor's own trio loop may be stuck), see ``notebook_actors.dump_stacks``; the
+    runtime's own frames only with ``everything``."""
     from ._portal import Portal
     from ._runtime import open_root_actor
     from .debug._stacks import DUMP_TIMEOUT
@@ -110,7 +111,9 @@ async def stack(registry: str, name: str, out: Any = sys.stdout) -> None:
                     chan = await actor.connect_to(root["addr"])
                     portal = Portal(chan, actor)
                     answers.append(
-                        await portal.run_from_ns("notebook_actors.debug._stacks", "_dump_at_root", name_or_path=name)
+                        await portal.run_from_ns(
+                            "notebook_actors.debug._stacks", "_dump_at_root", name_or_path=name, everything=everything
+                        )
                     )
                 except Exception as exc:  # the RemoteActorError says why (not found, timed out)
                     info = getattr(exc, "info", None)  # a boxed error: its own message
@@ -143,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("stack", help="print every task's and thread's stack of an actor (also when it is stuck)")
     s.add_argument("name", help="the actor's name, its name.uuid key, or a path of names (pool/worker)")
     s.add_argument("--registry", default=None, help="registry address (as for ps)")
+    s.add_argument("--all", action="store_true", help="also the frames of notebook_actors, trio and Python")
     args = parser.parse_args(argv)
     import os
 
@@ -150,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     registry = _transport.normalize_addr(given) if given else default_registry_addr()
     try:
         if args.command == "stack":
-            trio.run(stack, registry, args.name)
+            trio.run(stack, registry, args.name, sys.stdout, args.all)
         else:
             trio.run(ps, registry, args.watch, args.interval, args.json)
     except (NoRegistry, StackError) as exc:

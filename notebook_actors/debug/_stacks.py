@@ -46,6 +46,64 @@ def _coroutine_frames(coro: Any) -> Iterator[Any]:
 _TRIO_DIR = os.path.dirname(os.path.abspath(trio.__file__))
 #: Frames that say nothing about the actor's own work: each run of them is one line.
 _PLUMBING = (_TRIO_DIR, os.path.dirname(os.path.abspath(threading.__file__)) + os.sep + "threading.py", "<frozen ")
+#: Modules whose frames are the runtime's, not the user's: a dump hides them unless all
+#: frames are asked for (``everything=True``).
+_RUNTIME_MODULES = (
+    "notebook_actors",
+    "trio",
+    "outcome",
+    "sniffio",
+    "greenback",
+    "threading",
+    "runpy",
+    "contextlib",
+    "selectors",
+    "concurrent",
+    "queue",
+)
+
+
+#: The package's own directory: its scripts (the fork server runs as ``__main__``).
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _is_runtime(frame: Any) -> bool:
+    module = frame.f_globals.get("__name__") or ""
+    return (
+        frame.f_code is _on_sigusr1.__code__
+        or module.partition(".")[0] in _RUNTIME_MODULES
+        or frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+    )
+
+
+class _Dump:
+    """One stack dump being written: its lines, and what it left out."""
+
+    def __init__(self, everything: bool) -> None:
+        self.everything = everything
+        self.lines: list[str] = []
+        self.hidden_frames = 0
+        self.hidden_tasks = 0
+        self.hidden_threads = 0
+
+    def user_frames(self, frames: list[Any]) -> list[Any]:
+        """``frames`` minus the runtime's (all of them when everything is asked for)."""
+        if self.everything:
+            return frames
+        kept = [f for f in frames if not _is_runtime(f)]
+        self.hidden_frames += len(frames) - len(kept)
+        return kept
+
+    def note(self) -> str:
+        """One line saying what was left out, or nothing."""
+        if not (self.hidden_frames or self.hidden_tasks or self.hidden_threads):
+            return ""
+        parts = [f"{self.hidden_frames} frame{'s' * (self.hidden_frames != 1)}"]
+        if self.hidden_tasks:
+            parts.append(f"{self.hidden_tasks} task{'s' * (self.hidden_tasks != 1)}")
+        if self.hidden_threads:
+            parts.append(f"{self.hidden_threads} thread{'s' * (self.hidden_threads != 1)}")
+        return f"({', '.join(parts)} of notebook_actors, trio and Python hidden: --all shows them)\n"
 
 
 def _format_frames(frames: list[Any], indent: str) -> str:
@@ -72,24 +130,38 @@ def _format_frames(frames: list[Any], indent: str) -> str:
     return "".join(out)
 
 
-def _task_lines(task: Any, depth: int, out: list[str]) -> None:
-    indent = "  " * depth
-    out.append(f"{indent}task {task.name!r}:\n")
-    out.append(_format_frames(list(_coroutine_frames(task.coro)), indent + "  "))
+def _task_lines(task: Any, depth: int, dump: _Dump) -> None:
+    """A task and its children; without everything, a task running none of the user's
+    code is left out and its children take its place."""
+    frames = dump.user_frames(list(_coroutine_frames(task.coro)))
+    shown = dump.everything or bool(frames)
+    if shown:
+        indent = "  " * depth
+        dump.lines.append(f"{indent}task {task.name!r}:\n")
+        dump.lines.append(_format_frames(frames, indent + "  "))
+    else:
+        dump.hidden_tasks += 1
     for nursery in list(task.child_nurseries):
         for child in sorted(nursery.child_tasks, key=lambda t: t.name):
-            _task_lines(child, depth + 1, out)
+            _task_lines(child, depth + shown, dump)
 
 
-def format_stacks(actor: Any, root_task: Any = None) -> str:
+def format_stacks(actor: Any, root_task: Any = None, *, everything: bool = False) -> str:
     """Every thread's stack and every trio task's stack of this process, as text.
 
     Safe to call from any thread: it only reads frames.
+
+    Args:
+        actor: the actor whose process this is (for the header line).
+        root_task: the trio root task (the one recorded at install by default).
+        everything: also the frames, tasks and threads of the runtime, trio and
+            Python; without it they are left out, with one line saying how many.
     """
-    out = [f"stacks of actor {tuple(actor.uid)} pid {os.getpid()}\n"]
+    dump = _Dump(everything)
+    dump.lines.append(f"stacks of actor {tuple(actor.uid)} pid {os.getpid()}\n")
     names = {t.ident: t.name for t in threading.enumerate()}
     me = threading.get_ident()
-    out.append("threads:\n")
+    dump.lines.append("threads:\n")
     frame: FrameType | None
     for ident, frame in sys._current_frames().items():
         if ident == me:
@@ -98,20 +170,26 @@ def format_stacks(actor: Any, root_task: Any = None) -> str:
         while frame is not None:
             frames.append(frame)
             frame = frame.f_back
-        out.append(f"  thread {names.get(ident, ident)!r}:\n")
-        out.append(_format_frames(frames[::-1], "    "))
+        frames = dump.user_frames(frames[::-1])
+        if not frames and not everything:
+            dump.hidden_threads += 1
+            continue
+        dump.lines.append(f"  thread {names.get(ident, ident)!r}:\n")
+        dump.lines.append(_format_frames(frames, "    "))
     root_task = root_task or _installed.get("root_task")
     if root_task is not None:
-        out.append("trio tasks:\n")
+        dump.lines.append("trio tasks:\n")
+        start, counts = len(dump.lines), (dump.hidden_frames, dump.hidden_tasks)
         for _attempt in range(3):  # the task tree may change under us: take it again
-            lines: list[str] = []
+            del dump.lines[start:]
+            dump.hidden_frames, dump.hidden_tasks = counts
             try:
-                _task_lines(root_task, 1, lines)
+                _task_lines(root_task, 1, dump)
             except RuntimeError:
                 continue
-            out.extend(lines)
             break
-    return "".join(out)
+    dump.lines.append(dump.note())
+    return "".join(dump.lines)
 
 
 # -- the stack thread (every actor) ----------------------------------------------------
@@ -165,22 +243,23 @@ def _serve(actor: Any, read_fd: int) -> None:
     try:
         while os.read(read_fd, 1):
             try:
-                _deliver(actor, format_stacks(actor))
+                _deliver(actor, {"user": format_stacks(actor), "all": format_stacks(actor, everything=True)})
             except Exception:  # one failed dump must not end the thread
                 log.warning("could not dump the stacks of actor %s", actor.uid, exc_info=True)
     finally:
         os.close(read_fd)
 
 
-def _deliver(actor: Any, text: str) -> None:
-    """Hand a dump to the root: here if this is the root, else up the tree."""
+def _deliver(actor: Any, texts: dict[str, str]) -> None:
+    """Hand a dump (``{"user": trimmed, "all": everything}``) to the root: here if this
+    is the root, else up the tree."""
     if actor.parent_addr is None:
-        trio.from_thread.run_sync(_arrived, tuple(actor.uid), text, trio_token=_installed["token"])
+        trio.from_thread.run_sync(_arrived, tuple(actor.uid), texts, trio_token=_installed["token"])
     else:
-        trio.run(_send_up, actor, text)
+        trio.run(_send_up, actor, texts)
 
 
-async def _send_up(actor: Any, text: str) -> None:
+async def _send_up(actor: Any, texts: dict[str, str]) -> None:
     """From the stack thread: one call to the parent on a connection of our own."""
     from .._channel import connect
     from ..msg import Return, Start
@@ -191,7 +270,7 @@ async def _send_up(actor: Any, text: str) -> None:
             async with trio.open_nursery() as n:
                 n.start_soon(chan.run_writer)
                 cid = chan.next_cid()
-                kwargs = {"uid": list(actor.uid), "text": text}
+                kwargs = {"uid": list(actor.uid), "texts": texts}
                 chan.send_nowait(Start(cid, __name__, "_stack_report", kwargs, "call"))
                 while not any(type(m) is Return or getattr(m, "cid", None) == cid for m in await chan.receive_batch()):
                     pass
@@ -201,36 +280,36 @@ async def _send_up(actor: Any, text: str) -> None:
                 await chan.aclose()
 
 
-async def _stack_report(uid: list[str], text: str) -> None:
+async def _stack_report(uid: list[str], texts: dict[str, str]) -> None:
     """RPC (every actor serves it): a descendant's dump on its way to the root."""
     from .._portal import Portal
     from .._state import current_actor
 
     actor = current_actor()
     if actor.parent_addr is None or actor.parent_chan is None:
-        _arrived((uid[0], uid[1]), text)
+        _arrived((uid[0], uid[1]), texts)
     else:
-        await Portal(actor.parent_chan, actor).run(_stack_report, uid=uid, text=text)
+        await Portal(actor.parent_chan, actor).run(_stack_report, uid=uid, texts=texts)
 
 
 # -- at the root ---------------------------------------------------------------------
 
 #: Requests waiting for the dump of each actor (uid -> the slots to fill).
-_waiting: dict[tuple[str, str], list[Callable[[str], None]]] = {}
+_waiting: dict[tuple[str, str], list[Callable[[dict[str, str]], None]]] = {}
 
 
-def _arrived(uid: tuple[str, str], text: str) -> None:
+def _arrived(uid: tuple[str, str], texts: dict[str, str]) -> None:
     """A dump reached the root: to whoever asked for it, else to the root's stderr."""
     takers = _waiting.pop(uid, None)
     if takers:
         for take in takers:
-            take(text)
+            take(texts)
         return
-    sys.stderr.write(f"\n[notebook_actors] SIGUSR1: {text}")
+    sys.stderr.write(f"\n[notebook_actors] SIGUSR1: {texts['user']}")
     sys.stderr.flush()
 
 
-async def dump_stacks(name_or_path: str) -> str:
+async def dump_stacks(name_or_path: str, *, everything: bool = False) -> str:
     """The stacks of an actor of this tree: every trio task's and every thread's.
 
     Works while that actor is stuck in synchronous code (its trio loop is not needed:
@@ -240,10 +319,12 @@ async def dump_stacks(name_or_path: str) -> str:
     Args:
         name_or_path: the actor's name (``"worker"``), its key (``"worker.<uuid>"``),
             or a path of names from the root (``"pool/worker"``).
+        everything: also the frames, tasks and threads of notebook_actors, trio and
+            Python; by default they are left out, with one line saying how many.
 
     Returns:
         The stacks as text: a header line naming the actor and its pid, then each
-        thread, then the trio task tree.
+        thread running the user's code, then the trio task tree.
 
     Raises:
         LookupError: no live actor (or more than one) answers to ``name_or_path``.
@@ -254,11 +335,13 @@ async def dump_stacks(name_or_path: str) -> str:
 
     actor = current_actor()
     if actor.parent_addr is not None and actor.parent_chan is not None:
-        return await Portal(actor.parent_chan, actor).run(_dump_at_root, name_or_path=name_or_path)
-    return await _dump_at_root(name_or_path)
+        return await Portal(actor.parent_chan, actor).run(
+            _dump_at_root, name_or_path=name_or_path, everything=everything
+        )
+    return await _dump_at_root(name_or_path, everything)
 
 
-async def _dump_at_root(name_or_path: str) -> str:
+async def _dump_at_root(name_or_path: str, everything: bool = False) -> str:
     """RPC (every actor serves it): :func:`dump_stacks`, carried up to the root."""
     from .._portal import Portal
     from .._state import current_actor
@@ -266,11 +349,14 @@ async def _dump_at_root(name_or_path: str) -> str:
 
     actor = current_actor()
     if actor.parent_addr is not None and actor.parent_chan is not None:
-        return await Portal(actor.parent_chan, actor).run(_dump_at_root, name_or_path=name_or_path)
+        return await Portal(actor.parent_chan, actor).run(
+            _dump_at_root, name_or_path=name_or_path, everything=everything
+        )
     if name_or_path in (actor.name, key_of(actor.uid)):
-        return format_stacks(actor, trio.lowlevel.current_root_task())
+        return format_stacks(actor, trio.lowlevel.current_root_task(), everything=everything)
     node = await _find(name_or_path)
-    return await _request(node)
+    texts = await _request(node)
+    return texts["all" if everything else "user"]
 
 
 def _matches(nodes: dict[str, Any], root_key: str, name_or_path: str) -> list[dict[str, Any]]:
@@ -309,7 +395,7 @@ async def _find(name_or_path: str) -> dict[str, Any]:
     raise LookupError(f"no live actor {name_or_path!r} in this tree (actors: {names})")
 
 
-async def _request(node: dict[str, Any]) -> str:
+async def _request(node: dict[str, Any]) -> dict[str, str]:
     """Signal a local actor's stack thread and wait for its dump to reach the root."""
     name, pid = node["name"], node.get("pid")
     if node.get("host"):
@@ -317,11 +403,11 @@ async def _request(node: dict[str, Any]) -> str:
     if not pid or not node.get("addr"):  # connected back: its stack thread is up
         raise RuntimeError(f"actor {name!r} is still starting: ask again in a moment")
     uid = (node["uid"][0], node["uid"][1])
-    got: list[str] = []
+    got: list[dict[str, str]] = []
     arrived = trio.Event()
 
-    def take(text: str) -> None:
-        got.append(text)
+    def take(texts: dict[str, str]) -> None:
+        got.append(texts)
         arrived.set()
 
     _waiting.setdefault(uid, []).append(take)

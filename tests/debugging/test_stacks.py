@@ -38,9 +38,9 @@ def tree():
         proc.communicate()
 
 
-def stack(registry: str, name: str) -> subprocess.CompletedProcess:
+def stack(registry: str, name: str, *options: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "notebook_actors", "stack", name, "--registry", registry],
+        [sys.executable, "-m", "notebook_actors", "stack", name, "--registry", registry, *options],
         capture_output=True,
         text=True,
         timeout=60,
@@ -57,7 +57,11 @@ def test_stack_names_the_function_an_actor_is_blocked_in(tree):
     assert out.startswith("stacks of actor ('stuck', '") and f"pid {pids['stuck']}" in out.splitlines()[0]
     main_thread = out.split("thread 'MainThread':")[1].split("trio tasks:")[0]
     assert "in blocked_in_sync_code" in main_thread and "time.sleep(600)" in main_thread
-    assert "trio tasks:" in out and "task '<init>'" in out
+    assert "trio tasks:" in out and "task '<init>'" not in out  # the runtime's tasks are hidden
+    assert "hidden: --all shows them" in out.splitlines()[-1]
+    everything = stack(registry, "stuck", "--all")
+    assert everything.returncode == 0, everything.stderr
+    assert "task '<init>'" in everything.stdout and "in blocked_in_sync_code" in everything.stdout
 
 
 def test_stack_of_a_grandchild_by_path_shows_its_trio_tasks(tree):
@@ -104,7 +108,10 @@ def test_dump_stacks_api_from_the_root_and_from_a_child():
             text = await portal.run(_dump_root)  # asked in the child, dumped at the root
             assert text.startswith("stacks of actor ('root', ")
             assert "await portal.run(_dump_root)" in text.split("trio tasks:")[1]  # where main waits now
-            asker = await na.dump_stacks("asker")
+            asker = await na.dump_stacks("asker")  # idle: only the runtime's frames, hidden
+            assert asker.startswith("stacks of actor ('asker', ") and "thread 'MainThread'" not in asker
+            assert "hidden: --all shows them" in asker
+            asker = await na.dump_stacks("asker", everything=True)
             assert asker.startswith("stacks of actor ('asker', ") and "thread 'MainThread'" in asker
             with pytest.raises(LookupError, match="no live actor 'ghost'"):
                 await na.dump_stacks("ghost")

@@ -87,11 +87,27 @@ def test_stack_names_the_function_an_actor_is_blocked_in(kernel, tmp_path):
     assert kernel.collect(kernel.submit(code)).status == "ok"
     wait_for_file(started)
     run = kernel.run("%actor stack stuck")
+    everything = kernel.run("%actor stack --all stuck")
     go.touch()
     assert run.status == "ok", run.error
     text = run.stream("stdout")
     assert f"pid {pid}" in text and "in blocked_right_here" in text
     assert "stuck" in text.splitlines()[0]
+    # Only the user's frames: the cell and the function, none of the runtime's or trio's;
+    # one line says how much was hidden and how to see it.
+    frames = [line for line in text.splitlines() if line.strip().startswith("File ")]
+    assert frames and all("<actor-cell stuck" in f for f in frames), frames
+    assert "hidden: --all shows them" in text.splitlines()[-1]
+    assert everything.status == "ok", everything.error
+    full = everything.stream("stdout")
+    assert "in blocked_right_here" in full and "hidden" not in full
+    assert "notebook_actors" in full and "trio" in full and len(full.splitlines()) > len(text.splitlines())
+
+
+def test_stack_without_a_name_is_a_usage_error(kernel):
+    """Test that %actor stack --all without a name asks for one."""
+    run = kernel.run("%actor stack --all")
+    assert run.error["ename"] == "UsageError" and "NAME" in run.error["evalue"]
 
 
 def test_stack_of_an_unknown_actor_is_a_usage_error(kernel):
