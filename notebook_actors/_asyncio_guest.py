@@ -75,6 +75,22 @@ class GuestRun:
         state = "finished" if self.done() else ("cancelling" if self._cancel_requested else "running")
         return f"<GuestRun {state} on {self.loop!r}>"
 
+    @property
+    def ended(self) -> asyncio.Future[outcome.Outcome[Any]]:
+        """Resolves (to the run's outcome) when the trio run has ended; await it
+        through ``asyncio.shield`` (cancelling it would lose the outcome)."""
+        return self._finished
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> bool:
+        """Schedule ``fn(*args)`` in the trio run; False if the run has ended."""
+        if self._token is None or self.done():
+            return False
+        try:
+            self._token.run_sync_soon(fn, *args)
+        except trio.RunFinishedError:
+            return False
+        return True
+
     def done(self) -> bool:
         """True once the trio run has ended."""
         return self._finished.done()
@@ -86,7 +102,7 @@ class GuestRun:
         """
         self._cancel_requested = True
         if self._scope is not None:  # else the main task cancels itself when it starts
-            call_in_trio(self, self._scope.cancel)
+            self.call_soon(self._scope.cancel)
 
     async def wait(self) -> Any:
         """Wait (in asyncio) until the trio run has ended; return its result or raise its
@@ -187,13 +203,7 @@ def run_as_asyncio_guest(trio_main: Callable[..., Awaitable[Any]], *args: Any) -
 
 def call_in_trio(guest: GuestRun, fn: Callable[..., Any], *args: Any) -> bool:
     """Schedule ``fn(*args)`` in the guest's trio run; False if the run has ended."""
-    if guest._token is None or guest.done():
-        return False
-    try:
-        guest._token.run_sync_soon(fn, *args)
-    except trio.RunFinishedError:
-        return False
-    return True
+    return guest.call_soon(fn, *args)
 
 
 def value_or_raise(result: outcome.Outcome[Any]) -> Any:

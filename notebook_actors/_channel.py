@@ -52,7 +52,7 @@ from ._exceptions import FrameError, HandshakeError, PeerLeft, TransportClosed
 from .msg import Error, ErrorInfo, Hello, Ident, Proof, Release, Welcome, encoder, handshake_decoder, msg_decoder
 
 if TYPE_CHECKING:
-    from ._context import Context
+    from ._call import Call
 
 log = logging.getLogger("notebook_actors.channel")
 
@@ -419,7 +419,7 @@ class Channel:
         self.raddr = raddr
         self.peer_pid: int | None = None
         self.peer_parent_addr: str | None = None
-        self.ctxs: dict[int, Context] = {}
+        self.ctxs: dict[int, Call] = {}  # the calls on this channel, by id
         self._next_cid = 0 if dialer else 1
         self._stream: trio.abc.Stream | None = None
         self._decoder: FrameDecoder | None = None
@@ -491,9 +491,20 @@ class Channel:
         await self._closed_event.wait()
 
     def next_cid(self) -> int:
+        """A new call id of our own (dialer and acceptor use different parities)."""
         cid = self._next_cid
         self._next_cid += 2
         return cid
+
+    def is_own_cid(self, cid: int) -> bool:
+        """Whether ``cid`` has the parity of the ids this side hands out (a peer's
+        Start must not use one)."""
+        return cid % 2 == self._next_cid % 2
+
+    @property
+    def close_reason(self) -> BaseException | None:
+        """The error that closed the channel, if one did."""
+        return self._close_reason
 
     # sending
     def _check_open(self) -> None:
@@ -637,7 +648,7 @@ class Channel:
                 self._eager_ok = True
                 self._drained.unpark_all()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self._mark_closed(exc)
+            self.mark_closed(exc)
         finally:
             self._drained.unpark_all()
 
@@ -789,7 +800,8 @@ class Channel:
         return False
 
     # closing
-    def _mark_closed(self, reason: BaseException | None = None) -> None:
+    def mark_closed(self, reason: BaseException | None = None) -> None:
+        """Mark the channel closed (its reader saw the end, or its process exited)."""
         if self._closed:
             return
         self._closed = True
@@ -834,7 +846,7 @@ class Channel:
                 with trio.move_on_after(flush_timeout):
                     while (self._out or self._bulk) and self._stream is not None and not self._closed:
                         await self._drained.park()
-            self._mark_closed(None)
+            self.mark_closed(None)
             if self._stream is not None:
                 with trio.move_on_after(0.1):
                     await self._stream.aclose()

@@ -16,24 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._context import (
-    DEFAULT_WINDOW,
-    DEFAULT_WINDOW_BYTES,
-    Context,
-    MsgStream,
-    _note_far_end_error,
-    encode_args,
-    open_context_from,
-    unbox,
-)
-from ._exceptions import NoResult
-from .msg import Cancel, Return, Start, Started
+from ._call import CANCEL_ACK_TIMEOUT, DEFAULT_WINDOW, DEFAULT_WINDOW_BYTES, Call, encode_args, unbox
+from ._context import CURRENT_CTX, Context, MsgStream, endpoint_kind, endpoint_types
+from ._exceptions import ContextCancelled, NoResult
+from .msg import Return, Start, Started
 
 if TYPE_CHECKING:
     from ._channel import Channel
-
-#: How long a caller waits for the far end to confirm a cancelled call ended.
-CANCEL_ACK_TIMEOUT = 2.0
 
 
 def func_ref(fn: Callable[..., Any]) -> tuple[str, str, bytes | None]:
@@ -154,51 +143,51 @@ class Portal:
     def __init__(self, channel: Channel, actor: Any) -> None:
         self.channel = channel
         self._actor = actor
-        self._main_ctx: Context | None = None
+        self._main_call: Call | None = None
         self._result: Any = _UNSET
         self._result_lock = trio.Lock()
         #: cancel_actor() was called: the actor's end is asked for, not a failure
         self._cancel_requested = False
 
+    @property
+    def cancel_requested(self) -> bool:
+        """:meth:`cancel_actor` was called: the actor's end was asked for."""
+        return self._cancel_requested
+
     def __repr__(self) -> str:
         return f"<Portal to {self.channel.uid}>"
 
-    def _new_ctx(self, fn_name: str) -> Context:
-        chan = self.channel
-        ctx = Context(chan, chan.next_cid(), "caller", fn_name=fn_name)
-        ctx._set_actor(self._actor)
-        chan.ctxs[ctx.cid] = ctx
-        return ctx
-
     def _start(
         self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str, credit: int = 0, credit_bytes: int = 0
-    ) -> Context:
+    ) -> Call:
+        """Send the Start of a call; return the caller's side of it."""
         ns, name, code = _split_target(fn, args)
-        ctx = self._new_ctx(f"{ns}:{name}")
+        chan = self.channel
+        call = Call(chan, chan.next_cid(), "caller", f"{ns}:{name}", self._actor)
+        chan.ctxs[call.cid] = call
         try:
             # encoded once, here: an argument that cannot travel fails in the caller
             encoded, pickled = encode_args(kwargs, f"the arguments of {name}")
-            ctx._check_typed_args(kwargs, pickled, f"the arguments of {name}")
-            self.channel.send_nowait(Start(ctx.cid, ns, name, encoded, kind, credit, code, pickled, credit_bytes))
+            call.check_typed_args(kwargs, pickled, f"the arguments of {name}")
+            chan.send_nowait(Start(call.cid, ns, name, encoded, kind, credit, code, pickled, credit_bytes))
         except BaseException:
-            self.channel.ctxs.pop(ctx.cid, None)
+            call.forget()
             raise
-        return ctx
+        return call
 
-    async def _wait_return(self, ctx: Context) -> Any:
+    async def _wait_return(self, call: Call) -> Any:
         try:
             while True:
-                msg = await ctx._next()
+                msg = await call.next()
                 if type(msg) is Return:
-                    return ctx._decode_result(msg.pld)
+                    return call.decode_result(msg.pld)
                 if type(msg) is not Started:
                     raise unbox(msg.err)
         except trio.Cancelled:
-            if ctx._final is None and not self.channel.closed:
-                self.channel.send_nowait(Cancel(ctx.cid))
+            call.request_cancel()
             raise
         finally:
-            self.channel.ctxs.pop(ctx.cid, None)
+            call.forget()
 
     async def run(self, fn: Any, *args: str, **kwargs: Any) -> Any:
         """Run ``fn(**kwargs)`` (sync or async) in the other actor; return its result.
@@ -207,8 +196,8 @@ class Portal:
         Its module must be enabled there (else a RemoteActorError whose ``.type`` is
         ModuleNotExposed). Cancelling the caller cancels the remote call.
         """
-        if callable(fn) and (inspect.isasyncgenfunction(fn) or getattr(fn, "_notebook_actors_kind", None)):
-            kind = getattr(fn, "_notebook_actors_kind", "async generator")
+        if callable(fn) and (inspect.isasyncgenfunction(fn) or endpoint_kind(fn)):
+            kind = endpoint_kind(fn) or "async generator"
             use = "open_context" if kind == "context" else "open_stream_from"
             raise TypeError(f"{fn.__qualname__} is a {kind} function: use `portal.{use}({fn.__name__})`")
         return await self._wait_return(self._start(fn, args, kwargs, "call"))
@@ -219,8 +208,10 @@ class Portal:
         return await self._wait_return(self._start(namespace_path, (function_name,), kwargs, "call"))
 
     # -- run_in_actor's main function --
-    def _start_main(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
-        self._main_ctx = self._start(fn, (), kwargs, "call")
+    def start_main(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+        """Start the ``run_in_actor`` function whose result :meth:`result` returns
+        (for the nursery)."""
+        self._main_call = self._start(fn, (), kwargs, "call")
 
     async def wait_for_result(self) -> Any:
         """Current tractor's name for :meth:`result`."""
@@ -228,12 +219,12 @@ class Portal:
 
     async def result(self) -> Any:
         """The return value of the ``run_in_actor`` function (its error, boxed). Cached."""
-        if self._main_ctx is None:
+        if self._main_call is None:
             raise NoResult(f"actor {self.channel.uid} was not started with run_in_actor: it has no result")
         async with self._result_lock:  # several tasks may ask at once
             if self._result is _UNSET:
                 try:
-                    self._result = ("ok", await self._wait_return(self._main_ctx))
+                    self._result = ("ok", await self._wait_return(self._main_call))
                 except trio.Cancelled:
                     raise
                 except BaseException as exc:
@@ -252,32 +243,33 @@ class Portal:
         The stream is receive-only. Leaving the block early cancels the remote
         generator; leaving it after the stream ended raises the generator's error.
         """
-        if getattr(async_gen_fn, "_notebook_actors_kind", None) == "context":
+        if endpoint_kind(async_gen_fn) == "context":
             raise TypeError(
                 f"{async_gen_fn.__qualname__} is a @context function: use "
                 f"`portal.open_context({async_gen_fn.__name__})`, not open_stream_from"
             )
-        ctx = self._start(async_gen_fn, (), kwargs, "stream", credit=DEFAULT_WINDOW, credit_bytes=DEFAULT_WINDOW_BYTES)
-        stream = MsgStream(ctx, window=DEFAULT_WINDOW)
-        ctx._stream, ctx._stream_opened, stream._receive_only = stream, True, True
+        call = self._start(async_gen_fn, (), kwargs, "stream", credit=DEFAULT_WINDOW, credit_bytes=DEFAULT_WINDOW_BYTES)
+        stream = MsgStream(call, window=DEFAULT_WINDOW, receive_only=True)
+        call.stream_opened = True
         try:
             yield stream
         except BaseException as exc:
-            stream._close_quietly()
-            await ctx._cancel_and_wait(CANCEL_ACK_TIMEOUT)
-            _note_far_end_error(ctx, exc)
+            call.close_stream()
+            await call.cancel_and_wait(CANCEL_ACK_TIMEOUT)
+            call.note_far_end_error(exc)
             raise
-        stream._close_quietly()
-        await self._finish_call(ctx)
+        call.close_stream()
+        await self._finish_call(call)
 
-    async def _finish_call(self, ctx: Context) -> None:
+    async def _finish_call(self, call: Call) -> None:
         """End a call we are leaving: cancel it if it still runs, wait (bounded) for its
         end, raise its error (unless it is our own cancel coming back)."""
-        await ctx._cancel_and_wait(CANCEL_ACK_TIMEOUT)
-        if ctx._final is not None:
-            ctx._final_value()
+        await call.cancel_and_wait(CANCEL_ACK_TIMEOUT)
+        if call.final is not None:
+            call.final_value()
 
-    def open_context(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
+    @asynccontextmanager
+    async def open_context(self, fn: Callable[..., Any], **kwargs: Any) -> AsyncIterator[tuple[Context, Any]]:
         """Start ``@context fn(ctx, **kwargs)`` in the other actor; an async context
         manager yielding ``(ctx, first)``, ``first`` being what it passed to
         ``ctx.started()``.
@@ -287,15 +279,57 @@ class Portal:
         Leaving it with an error, or being cancelled, cancels the far end first and
         raises the block's own error.
         """
-        return open_context_from(self, fn, kwargs)
+        kind = endpoint_kind(fn) or "context"
+        if kind != "context":
+            raise TypeError(
+                f"{fn.__qualname__} is a {kind} function, not a @context one: use portal.open_stream_from({fn.__name__})"
+            )
+        call = self._start(fn, (), kwargs, "context")
+        call.expect(*endpoint_types(fn))
+        ctx = Context(call)
+        # Made before Started arrives: the far end's Error may come in the same batch,
+        # and a scope cancelled before it is entered is cancelled on entry.
+        call.body_scope = trio.CancelScope()
+        try:
+            first = await call.wait_started()
+        except BaseException:
+            call.body_scope = None
+            await call.cancel_and_wait()
+            raise
+        token = CURRENT_CTX.set(ctx)
+        try:
+            with call.body_scope:
+                yield ctx, first
+        except ContextCancelled as exc:
+            if not call.is_own_cancel(exc):
+                await call.cancel_and_wait()
+                call.note_far_end_error(exc)
+                raise
+            # our own ctx.cancel() coming back from open_stream()/receive(): the block
+            # ends as after any cancel of ours (tractor's rule), the result is None
+        except BaseException as exc:
+            # The body failed or was cancelled: stop the far end, then let the body's error
+            # win; a different failure of the far end is not lost, it becomes a note.
+            await call.cancel_and_wait()
+            call.note_far_end_error(exc)
+            raise
+        finally:
+            call.body_scope = None
+            CURRENT_CTX.reset(token)
+        try:
+            await call.cancel_if_it_streams_unread()
+            # Also raises the far end's error when it is what interrupted the body.
+            await ctx.result()
+        finally:
+            call.forget()
 
-    def request_cancel_nowait(self) -> Context:
+    def request_cancel_nowait(self) -> Call:
         """Send the actor a cancel request without waiting; pass the returned call to
         :meth:`wait_cancel_acknowledged`. (For supervisors; users await
         :meth:`cancel_actor`.)"""
         return self._start("self", ("cancel",), {}, "call")
 
-    async def wait_cancel_acknowledged(self, call: Context) -> None:
+    async def wait_cancel_acknowledged(self, call: Call) -> None:
         """Wait until the actor answered the cancel request ``call`` (or the channel
         closed, which answers it as well)."""
         try:
@@ -327,7 +361,7 @@ class LocalPortal:
         self.channel = None
 
     async def run_from_ns(self, ns: str, function_name: str, **kwargs: Any) -> Any:
-        fn = self.actor._resolve(ns, function_name, None)
+        fn = self.actor.resolve(ns, function_name, None)
         result = fn(**kwargs)
         if inspect.isawaitable(result):
             result = await result

@@ -24,8 +24,9 @@ import msgspec
 import trio
 
 from . import _hooks, _payload, _state, _transport
+from ._call import DEFAULT_WINDOW, SERVING, Call, encode_pld
 from ._channel import Channel, connect, handshake_as_acceptor
-from ._context import CURRENT_CTX, DEFAULT_WINDOW, UNLIMITED, Context, MsgStream, encode_pld
+from ._context import CURRENT_CTX, Context, MsgStream, endpoint_kind, endpoint_types
 from ._exceptions import (
     ActorCrashed,
     FrameError,
@@ -74,7 +75,7 @@ def _load_args(kwargs: dict[str, Any], name: str, fn: Any, refuse: str | None = 
     Raises:
         MsgTypeError: an argument was refused, or cannot be rebuilt here.
     """
-    if getattr(fn, "_notebook_actors_typed_only", False):
+    if endpoint_types(fn)[1]:
         refuse = f"{name!r} accepts typed values only (typed_only=True)"
     try:
         return _payload.load_args(kwargs, refuse)
@@ -267,6 +268,26 @@ class Actor:
                     if addr.startswith("uds:"):
                         _transport.cleanup(addr)
 
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when this actor starts cancelling (``cancel_soon``)."""
+        self._on_cancel.append(callback)
+
+    def expect_child(self, uid: tuple[str, str], chan: Channel) -> None:
+        """A child ``uid`` is starting: its connection back to us becomes ``chan``
+        (where its first requests already wait for it)."""
+        self._pending_children[uid] = chan
+
+    def forget_child_start(self, uid: tuple[str, str]) -> None:
+        """The child ``uid`` ended: a late connection from it is no longer expected."""
+        self._pending_children.pop(uid, None)
+
+    def channels(self) -> set[Channel]:
+        """Every channel this actor holds: to its peers, by address, and to its children."""
+        chans = {c for cs in list(self._peers.values()) for c in cs}
+        chans.update(self._chans_by_addr.values())
+        chans.update(c for c in (getattr(child, "chan", None) for child in list(self.children.values())) if c)
+        return chans
+
     def cancel_soon(self, by: tuple[str, str] | None = None) -> None:
         """Start cancelling this actor: its tasks, its children, then itself."""
         if self._cancelled_by is None:
@@ -418,7 +439,7 @@ class Actor:
         except FrameError as exc:
             log.error("actor %s closes its channel to %s: %s", self.uid, uid, exc)
         finally:
-            chan._mark_closed(None)
+            chan.mark_closed(None)
             with trio.CancelScope(shield=True):
                 await chan.aclose(flush_timeout=0)
 
@@ -432,33 +453,30 @@ class Actor:
                 # its last channel closed: the actor is gone, even if it was SIGKILLed
                 # (test_discovery.py::test_killed_actor_leaves_registry)
                 self.unregister_actor(list(chan.uid))
-        for ctx in list(chan.ctxs.values()):
-            if ctx.side == "callee" and ctx._scope is not None:
-                ctx._canceller = chan.uid
-                ctx._scope.cancel()  # the caller is gone: stop working for it
-            ctx._on_chan_closed()
+        for call in list(chan.ctxs.values()):
+            call.cancel_by(chan.uid)  # the caller is gone: stop working for it
+            call.wake()
 
     def _dispatch(self, chan: Channel, msg: Any) -> None:
         kind = type(msg)
         if kind is Start:
             self._start_rpc(chan, msg)
         elif kind is Cancel:
-            ctx = chan.ctxs.get(msg.cid)
-            if ctx is not None and ctx.side == "callee" and ctx._scope is not None:
-                ctx._canceller = chan.uid
-                ctx._scope.cancel()
+            call = chan.ctxs.get(msg.cid)
+            if call is not None:
+                call.cancel_by(chan.uid)
         elif kind is Error and msg.cid is None:
             log.error("actor %s reports a channel error: %s", chan.uid, msg.err.message)
         else:
-            ctx = chan.ctxs.get(msg.cid)
-            if ctx is not None:
-                ctx._deliver(msg)
+            call = chan.ctxs.get(msg.cid)
+            if call is not None:
+                call.deliver(msg)
             else:
                 log.debug("message for unknown call %s from %s dropped: %s", msg.cid, chan.uid, kind.__name__)
 
     # -- RPC ---------------------------------------------------------------------------
     def _start_rpc(self, chan: Channel, msg: Start) -> None:
-        if msg.cid in chan.ctxs or msg.cid % 2 == chan._next_cid % 2:
+        if msg.cid in chan.ctxs or chan.is_own_cid(msg.cid):
             self._reply_error(chan, msg.cid, ValueError(f"call id {msg.cid} is invalid or in use"))
             return
         if not self._accepting or self._rpc_n is None or self.cancel_called:
@@ -467,13 +485,13 @@ class Actor:
         pending = self._call_inline(chan, msg) if msg.kind == "call" and not msg.code else None
         if pending is _DONE:
             return
-        ctx = Context(chan, msg.cid, "callee", fn_name=f"{msg.ns}:{msg.func}")
-        ctx._set_actor(self)
+        call = Call(chan, msg.cid, "callee", f"{msg.ns}:{msg.func}", self)
+        Context(call)
         # made now, entered when the task runs: a Cancel in the same batch as this
         # Start (the caller gave up at once) must not find "nothing to cancel"
-        ctx._scope = trio.CancelScope()
-        chan.ctxs[msg.cid] = ctx
-        self._rpc_n.start_soon(self._run_rpc, ctx, msg, pending)
+        call.scope = trio.CancelScope()
+        chan.ctxs[msg.cid] = call
+        self._rpc_n.start_soon(self._run_rpc, call, msg, pending)
 
     def _call_inline(self, chan: Channel, msg: Start) -> Any:
         """Run a plain sync function right here, in the channel's dispatch loop.
@@ -488,10 +506,10 @@ class Actor:
         if self.debug_mode or msg.ns == "self" or self.typed_only:
             return None  # (a typed-only actor checks every value on the task path)
         try:
-            fn = self._resolve(msg.ns, msg.func, None)
+            fn = self.resolve(msg.ns, msg.func, None)
         except Exception:
             return None  # the task path reports it
-        if not inspect.isfunction(fn) or fn.__code__.co_flags & _ASYNC_FLAGS or hasattr(fn, "_notebook_actors_kind"):
+        if not inspect.isfunction(fn) or fn.__code__.co_flags & _ASYNC_FLAGS or endpoint_kind(fn):
             return None
         try:
             kwargs = _load_args(msg.kwargs, f"{msg.ns}:{msg.func}", fn) if msg.pickled else msg.kwargs
@@ -527,65 +545,68 @@ class Actor:
             except TransportClosed:
                 pass
 
-    async def _run_rpc(self, ctx: Context, msg: Start, pending: Any = None) -> None:
-        chan = ctx.chan
-        token = CURRENT_CTX.set(ctx)
+    async def _run_rpc(self, call: Call, msg: Start, pending: Any = None) -> None:
+        chan = call.chan
+        token = CURRENT_CTX.set(call.context)
+        serving = SERVING.set(call)
         try:
-            with ctx._scope or trio.CancelScope() as scope:
-                ctx._scope = scope
-                result = await (pending if pending is not None else self._invoke(ctx, msg))
+            with call.scope or trio.CancelScope() as scope:
+                call.scope = scope
+                result = await (pending if pending is not None else self._invoke(call, msg))
             if scope.cancelled_caught:
-                self._reply_cancelled(ctx)
+                self._reply_cancelled(call)
             elif not chan.closed:
                 try:
-                    pld = encode_pld(result, f"the return value of {ctx.fn_name}")
-                    ctx._check_typed(pld, result, f"the return value of {ctx.fn_name}")
+                    pld = encode_pld(result, f"the return value of {call.fn_name}")
+                    call.check_typed(pld, result, f"the return value of {call.fn_name}")
                 except TypeError as exc:
-                    self._reply_error(chan, ctx.cid, exc)
+                    self._reply_error(chan, call.cid, exc)
                 else:
-                    chan.send_nowait(Return(ctx.cid, pld))
+                    chan.send_nowait(Return(call.cid, pld))
         except BaseException as exc:
             if _only_cancelled(exc):  # a nursery in the function wraps it in a group
-                self._reply_cancelled(ctx)
+                self._reply_cancelled(call)
                 raise
             if isinstance(exc, Exception):
                 await self._maybe_post_mortem(exc)
-                self._reply_error(chan, ctx.cid, exc, pickled=not ctx.typed_only)
+                self._reply_error(chan, call.cid, exc, pickled=call.refuse is None)
             else:  # KeyboardInterrupt, SystemExit in user code
-                self._reply_error(chan, ctx.cid, exc, pickled=not ctx.typed_only)
+                self._reply_error(chan, call.cid, exc, pickled=call.refuse is None)
                 if not isinstance(exc, (SystemExit, GeneratorExit)):
                     raise
         finally:
+            SERVING.reset(serving)
             CURRENT_CTX.reset(token)
-            chan.ctxs.pop(ctx.cid, None)
+            call.forget()
 
-    def _reply_cancelled(self, ctx: Context) -> None:
-        canceller = ctx._canceller or self._cancelled_by or self.uid
+    def _reply_cancelled(self, call: Call) -> None:
+        canceller = call.canceller or self._cancelled_by or self.uid
         exc = trio.Cancelled.__new__(trio.Cancelled)  # only for its type name in the box
         info = box_error(exc, self.uid, canceller=canceller)
-        if tuple(canceller) == tuple(self.uid) and ctx._canceller is not None:
-            when = "" if ctx._started else " before calling ctx.started()"
-            info.message = f"{ctx.fn_name} in actor {self.uid} cancelled itself (ctx.cancel()){when}"
+        if tuple(canceller) == tuple(self.uid) and call.canceller is not None:
+            when = "" if call.started else " before calling ctx.started()"
+            info.message = f"{call.fn_name} in actor {self.uid} cancelled itself (ctx.cancel()){when}"
         else:
-            info.message = f"{ctx.fn_name} in actor {self.uid} was cancelled by actor {canceller}"
+            info.message = f"{call.fn_name} in actor {self.uid} was cancelled by actor {canceller}"
         info.tb_str = "".join(traceback.format_stack(limit=4))
-        self._send_error(ctx.chan, ctx.cid, info)
+        self._send_error(call.chan, call.cid, info)
 
     async def _maybe_post_mortem(self, exc: BaseException) -> None:
         if self.debug_mode:
             await _hooks.crashed_in_debug_mode(exc)
 
-    async def _invoke(self, ctx: Context, msg: Start) -> Any:
+    async def _invoke(self, call: Call, msg: Start) -> Any:
         if msg.ns == "self" and msg.func == "cancel":
             # remember who asked: every call this cancels names them as its canceller
-            self.cancel_soon(by=ctx.chan.uid)
+            self.cancel_soon(by=call.chan.uid)
             return True
-        fn = self._resolve(msg.ns, msg.func, msg.code)
-        kind = getattr(fn, "_notebook_actors_kind", None)
-        name = ctx.fn_name
+        fn = self.resolve(msg.ns, msg.func, msg.code)
+        kind = endpoint_kind(fn)
+        name = call.fn_name
+        ctx = call.context
         # a local, not on the message: a received segment is released once the call's
         # values die, while the message lives on until the channel's next batch
-        kwargs = _load_args(msg.kwargs, name, fn, ctx._refuse) if msg.pickled else msg.kwargs
+        kwargs = _load_args(msg.kwargs, name, fn, call.refuse) if msg.pickled else msg.kwargs
         if msg.kind == "call":
             if kind or inspect.isasyncgenfunction(fn):
                 use = "open_context" if kind == "context" else "open_stream_from"
@@ -597,15 +618,14 @@ class Actor:
         if msg.kind == "context":
             if kind != "context":
                 raise TypeError(f"{name} is not a @context function: decorate it with @notebook_actors.context")
+            call.expect(*endpoint_types(fn))
             result = await fn(ctx, **kwargs)
-            if not ctx._started:
+            if not call.started:
                 raise RuntimeError(f"context function {name} returned without calling `await ctx.started()`")
             return result
         if msg.kind == "stream":
-            ctx._credit, ctx._credit_known = msg.credit, True
-            ctx._credit_bytes = msg.credit_bytes or UNLIMITED
-            stream = MsgStream(ctx, window=DEFAULT_WINDOW)
-            ctx._stream = stream
+            call.grant_start_credit(msg.credit, msg.credit_bytes)
+            stream = MsgStream(call, window=DEFAULT_WINDOW)
             if inspect.isasyncgenfunction(fn):
                 agen = fn(**kwargs)
                 try:
@@ -618,12 +638,15 @@ class Actor:
                 await fn(ctx=ctx, **kwargs)
             else:
                 raise TypeError(f"{name} is neither an async generator nor a @stream function")
-            await ctx._send_stop()
+            call.stop_nowait()
+            await trio.lowlevel.checkpoint()
             return None
         raise ValueError(f"unknown call kind {msg.kind!r}")
 
-    def _resolve(self, ns: str, func: str, code: bytes | None) -> Callable[..., Any]:
-        """Find the function a peer asked for, enforcing ``enable_modules``."""
+    def resolve(self, ns: str, func: str, code: bytes | None) -> Callable[..., Any]:
+        """Find the function a peer asked for, enforcing ``enable_modules`` (``ns`` is a
+        module, or ``"self"`` for this actor's own RPC methods; ``code`` a cloudpickled
+        function sent by value)."""
         if code is not None:
             import cloudpickle
 
@@ -915,7 +938,7 @@ async def open_root_actor(
             # A remote cancel ends the user's block; the actor itself shuts down
             # gracefully (deregisters, flushes channels) in `actor.run`.
             body_scope = trio.CancelScope()
-            actor._on_cancel.append(body_scope.cancel)
+            actor.on_cancel(body_scope.cancel)
             try:
                 with body_scope:
                     yield actor

@@ -62,7 +62,7 @@ class _Child:
         self.lost_result = False
         self.hard_kill = False
         self.is_main = False
-        self._wait_scope: trio.CancelScope | None = None
+        self.wait_scope: trio.CancelScope | None = None
         self.collected = trio.Event()  # the run_in_actor result (or error) is in
         self.state = "spawning"
         #: starts it on another machine (``_launch``); None: here
@@ -88,7 +88,7 @@ class _Child:
     def asked_to_stop(self) -> bool:
         """Its end was asked for (by the nursery or ``portal.cancel_actor()``), so its
         cancellation and exit are not failures."""
-        return self.cancel_requested or self.portal._cancel_requested
+        return self.cancel_requested or self.portal.cancel_requested
 
     def request_cancel(self, hard: bool = False) -> None:
         """Ask the child to stop; the supervisor escalates if it does not."""
@@ -104,8 +104,8 @@ class _Child:
         self._wake()
 
     def _wake(self) -> None:
-        if self._wait_scope is not None:
-            self._wait_scope.cancel()
+        if self.wait_scope is not None:
+            self.wait_scope.cancel()
 
 
 class ActorNursery:
@@ -273,10 +273,10 @@ class ActorNursery:
             typed_only=typed_only,
         )
         child.launcher = launcher
-        actor._pending_children[uid] = chan
+        actor.expect_child(uid, chan)
         if main is not None:
             child.is_main = True
-            portal._start_main(*main)
+            portal.start_main(*main)
         self._children[uid] = child
         actor.children[uid] = child
         await self._sup_n.start(self._supervise, child, boot)
@@ -298,9 +298,9 @@ class ActorNursery:
                     n.start_soon(self._collect_main_result, child)
                 # a cancel request wakes us from here (`_Child._wake`) so that `_reap`
                 # can escalate if the child does not exit by itself
-                with trio.CancelScope() as child._wait_scope:
+                with trio.CancelScope() as child.wait_scope:
                     if child.cancel_requested:
-                        child._wait_scope.cancel()
+                        child.wait_scope.cancel()
                     child.exitcode = await child.proc.wait()
                 # reap while the result collector still listens: the child's last
                 # messages (its result or error) arrive before its channel's EOF
@@ -378,7 +378,7 @@ class ActorNursery:
                 _spawn.kill_group(child.proc)
             # only now: a child still starting up connects to this very channel, where
             # its cancel request waits for it
-            actor._pending_children.pop(child.uid, None)
+            actor.forget_child_start(child.uid)
             await self._drain_channel(child)
             died = child.exitcode not in (0, None) or child.lost_result
             if died and (not child.asked_to_stop or _killed_by_someone_else(child)):
@@ -440,9 +440,9 @@ class ActorNursery:
         if chan.connected():
             with trio.move_on_after(DRAIN_TIMEOUT):
                 await chan.wait_closed()  # the EOF follows the last message
-        chan._mark_closed(None)
-        for ctx in list(chan.ctxs.values()):
-            ctx._on_chan_closed()  # an unattached channel has nobody else to wake them
+        chan.mark_closed(None)
+        for call in list(chan.ctxs.values()):
+            call.wake()  # an unattached channel has nobody else to wake them
         if child.is_main and child.proc is not None:
             with trio.move_on_after(DRAIN_TIMEOUT):
                 await child.collected.wait()

@@ -246,31 +246,27 @@ def _capture_output() -> None:
 
 
 def _channels(actor: Any) -> set[Any]:
-    chans = {c for cs in list(actor._peers.values()) for c in cs}
-    chans.update(actor._chans_by_addr.values())
-    chans.update(getattr(c, "chan", None) for c in list(actor.children.values()))
-    chans.discard(None)
-    return chans
+    return actor.channels()
 
 
 def _calls(actor: Any, info: _LocalInfo) -> list[dict[str, Any]]:
     calls = []
     for chan in _channels(actor):
-        for ctx in list(chan.ctxs.values()):
-            if ctx.fn_name in _INTERNAL_CALLS:
+        for call in list(chan.ctxs.values()):
+            if call.fn_name in _INTERNAL_CALLS:
                 continue
-            stream = ctx._stream
+            stream = call.stream
             sent = stream.sent if stream is not None else 0
             recv = stream.received if stream is not None else 0
             calls.append(
                 {
-                    "fn": ctx.fn_name,
-                    "side": ctx.side,
+                    "fn": call.fn_name,
+                    "side": call.side,
                     "peer": key_of(chan.uid) if chan.uid else None,
-                    "stream": stream is not None and not stream._closed,
+                    "stream": stream is not None and not stream.closed,
                     "sent": sent,
                     "recv": recv,
-                    "rate": info.rate(ctx, sent + recv),
+                    "rate": info.rate(call, sent + recv),
                 }
             )
     calls.sort(key=lambda c: (c["fn"], c["side"], c["peer"] or ""))
@@ -503,6 +499,11 @@ class _Subtree:
         self._feeding: set[tuple[str, str]] = set()
         self._nursery: trio.Nursery | None = None
 
+    @property
+    def feeds(self) -> int:
+        """How many children's own trees this subtree follows."""
+        return len(self._feeding)
+
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as n:
             self._nursery = n
@@ -629,7 +630,7 @@ class TreeWatch:
                 return delta
 
     def statistics(self) -> dict[str, int]:
-        return {"actors": len(self._sub.nodes), "version": self._sub.version, "feeds": len(self._sub._feeding)}
+        return {"actors": len(self._sub.nodes), "version": self._sub.version, "feeds": self._sub.feeds}
 
 
 @asynccontextmanager

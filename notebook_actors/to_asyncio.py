@@ -121,7 +121,7 @@ class GuestActor:
 
     async def wait_closed(self) -> None:
         """Wait until the runtime, and every actor it spawned, has ended."""
-        await asyncio.shield(self.guest._finished)
+        await asyncio.shield(self.guest.ended)
 
     async def aclose(self) -> None:
         """Cancel the whole actor tree and wait until every process of it is gone.
@@ -209,7 +209,7 @@ async def _run_in_trio(
 async def _until_done(finished: asyncio.Future[Any], guest: GuestRun) -> None:
     """Wait until ``finished`` resolves or the whole guest run ends (without cancelling
     either future when the waiting task is cancelled)."""
-    await asyncio.wait([finished, guest._finished], return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait([finished, guest.ended], return_when=asyncio.FIRST_COMPLETED)
 
 
 def _shut_down_error() -> RuntimeError:
@@ -328,6 +328,19 @@ class LinkedTaskChannel(trio.abc.Channel[Any]):
         self._failure: BaseException | None = None
         self._broadcaster: Any = None
 
+    def fail(self, error: BaseException) -> bool:
+        """Record that the asyncio task failed with ``error``; False (nothing recorded)
+        once the trio side has closed the channel."""
+        if self._closed:
+            return False
+        self._failure = error
+        return True
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The asyncio task's error, if it failed while the channel was open."""
+        return self._failure
+
     def __repr__(self) -> str:
         return f"<LinkedTaskChannel to asyncio task {self._task.get_name()!r}>"
 
@@ -443,8 +456,7 @@ async def open_channel_from(
         done.set()
         to_trio.close()  # the trio side's receiving ends after what was sent
         result = _task_outcome(task)
-        if isinstance(result, outcome.Error) and not chan._closed:
-            chan._failure = result.error
+        if isinstance(result, outcome.Error) and chan.fail(result.error):
             body_scope.cancel()
 
     _when_done(task, asyncio_task_done)
@@ -461,5 +473,5 @@ async def open_channel_from(
     finally:
         with trio.CancelScope(shield=True):
             await chan.aclose()
-    if chan._failure is not None:
-        raise chan._failure
+    if chan.failure is not None:
+        raise chan.failure

@@ -24,6 +24,7 @@ from typing import Any
 import pdbpp
 import trio
 
+from .._call import SERVING
 from ._lock import sigint_guard
 from ._session import LocalSession, SessionIO, _stepping
 
@@ -273,32 +274,12 @@ def task_root_frame(frame: Any) -> Any:
     return None
 
 
-def _current_rpc_context() -> Any:
-    """The runtime Context of the RPC call the current task belongs to, if any."""
-    from .._runtime import Actor
-
-    task: trio.lowlevel.Task | None
-    try:
-        task = trio.lowlevel.current_task()
-    except RuntimeError:
-        return None
-    run_rpc = Actor._run_rpc.__code__
-    while task is not None:
-        frame = getattr(task.coro, "cr_frame", None)
-        if frame is not None and frame.f_code is run_rpc:
-            return frame.f_locals.get("ctx")
-        nursery = task.parent_nursery
-        task = nursery.parent_task if nursery is not None else None
-    return None
-
-
 def quit_task() -> None:
     """``q`` at a breakpoint: cancel the RPC call this task serves (the caller gets
     ContextCancelled naming this actor); outside any call, raise BdbQuit."""
     from .._state import current_actor
 
-    ctx = _current_rpc_context()
-    if ctx is None or ctx._scope is None:
+    call = SERVING.get()
+    if call is None or call.scope is None:
         raise bdb.BdbQuit(f"quit from the debugger in actor {current_actor().uid}")
-    ctx._canceller = current_actor().uid
-    ctx._scope.cancel()
+    call.cancel_by(current_actor().uid)

@@ -284,7 +284,7 @@ class TestAfterHandshake:
             stream, rest = await authenticated(addr, n._actor.secret)
             calls = [
                 Start(0, "os", "system", {"command": "true"}),
-                Start(2, "self", "_resolve", {"ns": "os", "func": "system", "code": None}),
+                Start(2, "self", "resolve", {"ns": "os", "func": "system", "code": None}),
                 Start(3, __name__, "echo", {"x": 1}),  # odd ids belong to the acceptor
                 Start(4, __name__, "os.system", {"command": "true"}),  # through an import
             ]
@@ -295,7 +295,7 @@ class TestAfterHandshake:
             assert replies[0].err.type_name == "ModuleNotExposed"
             assert "enable_modules=['os']" in replies[0].err.message
             assert replies[2].err.type_name == "ModuleNotExposed"
-            assert "no RPC method '_resolve'" in replies[2].err.message
+            assert "no RPC method 'resolve'" in replies[2].err.message
             assert "invalid" in replies[3].err.message
             await stream.aclose()
 
