@@ -285,7 +285,7 @@ function render({ model, el }) {
     cells.name.style.setProperty("--na-depth", String(depth));
     entry.crash.style.setProperty("--na-crash-indent", `${depth * 16}px`);
     entry.name.textContent = node.name;
-    entry.name.title = node.key;
+    entry.name.title = `${node.name}\n${node.key}`; // the full name, when the column cuts it
     // an actor on another machine (an SSH or Slurm launcher) says where
     entry.host.textContent = node.host ? `@${node.host}` : "";
     entry.host.title = node.host ? `runs on ${node.host}` : "";

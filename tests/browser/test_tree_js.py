@@ -14,6 +14,7 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 TREE_JS = Path(__file__).resolve().parents[2] / "widgets" / "tree.js"
 TREE_CSS = TREE_JS.with_name("tree.css")
+OUTPUT = Path(__file__).parent / "output"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -325,3 +326,31 @@ def test_an_actor_on_another_machine_names_its_host(page):
     render(page, tree)
     assert page.locator(".na-node[data-key='m3'] > .na-line .na-host").text_content() == "@gpu1"
     assert page.locator(".na-node[data-key='m4'] > .na-line .na-host").text_content() == ""
+
+
+#: Whether an element's text is cut off, and how: its full width, its shown width, its
+#: text-overflow, and whether it spills past the cell that holds it.
+NAME_FIT = """(key) => {
+  const name = document.querySelector(`.na-node[data-key='${key}'] .na-name`);
+  const cell = name.closest('.na-cell');
+  return {full: name.scrollWidth, shown: name.clientWidth, overflow: getComputedStyle(name).textOverflow,
+          spills: name.getBoundingClientRect().right > cell.getBoundingClientRect().right + 0.5,
+          title: name.title};
+}"""
+
+
+def test_a_long_actor_name_ends_in_an_ellipsis_and_shows_in_full_on_hover(page):
+    """Test that a name longer than its column is cut with an ellipsis inside its cell
+    (not chopped by the cell's edge), at depth 2 too, that the hover title holds the full
+    name, and that a short name is shown whole."""
+    tree = hundred_actors()
+    long = "a-much-longer-actor-name-than-any-column-would-hold-" * 2
+    tree["nodes"]["m3l4"] = {**tree["nodes"]["m3l4"], "name": long}
+    page.set_viewport_size({"width": 1000, "height": 800})
+    render(page, tree)
+    fit = page.evaluate(NAME_FIT, "m3l4")
+    assert fit["full"] > fit["shown"] > 0 and fit["overflow"] == "ellipsis" and not fit["spills"], fit
+    assert fit["title"].splitlines()[0] == long
+    short = page.evaluate(NAME_FIT, "m3l0")
+    assert short["full"] <= short["shown"] and not short["spills"], short
+    page.locator(".na-node[data-key='m3l4']").screenshot(path=str(OUTPUT / "tree_js_long_name.png"))
