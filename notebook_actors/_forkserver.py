@@ -327,10 +327,28 @@ class ForkServer:
                     await stream.send_all(request)
                     answer = await _read_obj(stream)
                 except (EOFError, trio.BrokenResourceError):
-                    raise RuntimeError("the fork server died while forking an actor") from None
+                    raise RuntimeError(
+                        f"the fork server died while forking an actor: {await self._how_it_ended()}"
+                    ) from None
         if isinstance(answer, dict):
             raise OSError(f"the fork server could not start an actor: {answer.get('error')}")
         return int(answer)
+
+    async def _how_it_ended(self) -> str:
+        """The template's end, in words: its exit code or signal (waited for briefly)."""
+        import trio
+
+        proc = self.proc
+        if proc is None:
+            return "it was stopped"
+        with trio.move_on_after(1.0):  # a process that dropped its requests exits at once
+            await proc.wait()
+        code = proc.returncode
+        if code is None:
+            return f"its process (pid {proc.pid}) still runs but closed the request"
+        if code < 0:
+            return f"its process (pid {proc.pid}) was killed by {signal.Signals(-code).name}"
+        return f"its process (pid {proc.pid}) exited with code {code} (its error output, if any, is above)"
 
     async def aclose(self) -> None:
         """Ask the template to stop, then wait (killing it after :data:`STOP_GRACE`)."""

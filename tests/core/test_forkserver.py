@@ -11,6 +11,7 @@ import textwrap
 import psutil
 import pytest
 import trio
+import trio.testing
 
 import notebook_actors as na
 from notebook_actors import _forkserver, testing
@@ -244,3 +245,30 @@ def test_forked_actor_can_be_infected_with_asyncio(root_kw):
             return await portal.result()
 
     assert trio.run(main) == 42
+
+
+def test_a_template_dying_mid_fork_is_named_with_its_signal(root_kw):
+    """Test that a spawn whose template dies before answering says how the template
+    ended (here: killed by SIGKILL, with its pid), not only that it died."""
+
+    async def main():
+        async with na.open_root_actor(**root_kw):
+            server = await _forkserver.ensure_started(wait_ready=True)
+            pid = server.proc.pid
+            os.kill(pid, signal.SIGSTOP)  # the request waits in its backlog, unanswered
+            errors = []
+
+            async def fork() -> None:
+                with pytest.raises(RuntimeError) as info:
+                    await server.fork(b"never read")
+                errors.append(str(info.value))
+
+            async with trio.open_nursery() as n:
+                n.start_soon(fork)
+                await trio.testing.wait_all_tasks_blocked()  # the request is out
+                os.kill(pid, signal.SIGKILL)
+            return errors, pid
+
+    errors, pid = trio.run(main)
+    assert len(errors) == 1
+    assert "SIGKILL" in errors[0] and f"pid {pid}" in errors[0], errors[0]
