@@ -25,7 +25,7 @@ import msgspec
 import trio
 
 from . import _codec, _payload
-from ._exceptions import ContextCancelled, MsgTypeError, RemoteActorError, TransportClosed
+from ._exceptions import ContextCancelled, MsgTypeError, RemoteActorError, TransportClosed, unbox
 from .msg import Cancel, Credit, Error, ErrorInfo, Reject, Return, Started, Stop, Yield
 
 if TYPE_CHECKING:
@@ -80,17 +80,6 @@ def unencodable(value: Any, what: str, exc: BaseException, root: str = "value") 
         where = _payload.describe_unpicklable(value, root)
         return TypeError(f"{what} of type {type(value).__name__} cannot be sent to another actor: {where}")
     return TypeError(f"{what} of type {type(value).__name__} cannot be sent to another actor: {exc}")
-
-
-def unbox(info: Any) -> RemoteActorError:
-    """Rebuild a boxed error as the matching RemoteActorError subclass."""
-    from ._exceptions import ActorCrashed
-
-    if info.type_name == "ContextCancelled":
-        return ContextCancelled(info)
-    if info.exitcode is not None:
-        return ActorCrashed(info)
-    return RemoteActorError(info)
 
 
 def _type_name(tp: Any) -> str:

@@ -8,13 +8,15 @@ error crossed.
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import TYPE_CHECKING, Any
+import traceback
+from typing import Any
 
 import trio
 
-if TYPE_CHECKING:
-    from .msg import ErrorInfo
+from . import _payload
+from .msg import ErrorInfo
 
 __all__ = [
     "ActorCrashed",
@@ -213,3 +215,56 @@ def group_or_single(errors: list[BaseException], message: str) -> BaseException:
     if all(isinstance(e, Exception) for e in errors):
         return MultiError(message, errors)  # type: ignore[arg-type]
     return BaseExceptionGroup(message, errors)
+
+
+# -- boxing: an exception for the wire, and back --------------------------------------
+def box_error(
+    exc: BaseException, uid: Any, *, canceller: Any = None, exitcode: int | None = None, pickled: bool = True
+) -> ErrorInfo:
+    """Pack ``exc`` for the wire. An already boxed error keeps its origin and gains a hop.
+
+    Args:
+        pickled: the exception itself goes too, pickled (when it pickles), for
+            :attr:`RemoteActorError.exception`; not from a typed-only side.
+    """
+    if isinstance(exc, RemoteActorError):
+        info = exc.info
+        # an ActorCrashed made here already names this actor as its last hop
+        path = list(info.relay_path)
+        if not path or list(path[-1]) != list(uid):
+            path.append(uid)
+        return ErrorInfo(
+            info.type_name,
+            info.type_module,
+            info.message,
+            info.tb_str,
+            info.src_uid,
+            path,
+            info.canceller,
+            info.exitcode,
+            info.src_host,
+            info.exc,
+        )
+    try:
+        message = str(exc)
+    except Exception as str_exc:  # an exception whose __str__ raises
+        message = f"<str() of this {type(exc).__name__} raised {type(str_exc).__name__}>"
+    try:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception:
+        tb = f"{type(exc).__name__}: {message}\n"
+    etype = type(exc)
+    name = "ContextCancelled" if canceller is not None else etype.__qualname__
+    module = __name__ if canceller is not None else etype.__module__
+    host = os.environ.get("NOTEBOOK_ACTORS_HOST")
+    data = _payload.pack_exception(exc) if pickled and canceller is None and exitcode is None else None
+    return ErrorInfo(name, module, message, tb, uid, [uid], canceller, exitcode, host, data)
+
+
+def unbox(info: ErrorInfo) -> RemoteActorError:
+    """Rebuild a boxed error as the matching RemoteActorError subclass."""
+    if info.type_name == "ContextCancelled":
+        return ContextCancelled(info)
+    if info.exitcode is not None:
+        return ActorCrashed(info)
+    return RemoteActorError(info)

@@ -36,6 +36,7 @@ from ._exceptions import (
     PeerLeft,
     RemoteActorError,
     TransportClosed,
+    box_error,
 )
 from ._transport._admission import DropLog, HandshakeGate, peer_source
 from ._transport._rundir import default_registry_addr
@@ -81,49 +82,6 @@ def _load_args(kwargs: dict[str, Any], name: str, fn: Any, refuse: str | None = 
         return _payload.load_args(kwargs, refuse)
     except msgspec.DecodeError as exc:
         raise MsgTypeError(f"the arguments of {name}: {exc}") from None
-
-
-def box_error(
-    exc: BaseException, uid: Any, *, canceller: Any = None, exitcode: int | None = None, pickled: bool = True
-) -> ErrorInfo:
-    """Pack ``exc`` for the wire. An already boxed error keeps its origin and gains a hop.
-
-    Args:
-        pickled: the exception itself goes too, pickled (when it pickles), for
-            :attr:`RemoteActorError.exception`; not from a typed-only side.
-    """
-    if isinstance(exc, RemoteActorError):
-        info = exc.info
-        # an ActorCrashed made here already names this actor as its last hop
-        path = list(info.relay_path)
-        if not path or list(path[-1]) != list(uid):
-            path.append(uid)
-        return ErrorInfo(
-            info.type_name,
-            info.type_module,
-            info.message,
-            info.tb_str,
-            info.src_uid,
-            path,
-            info.canceller,
-            info.exitcode,
-            info.src_host,
-            info.exc,
-        )
-    try:
-        message = str(exc)
-    except Exception as str_exc:  # an exception whose __str__ raises
-        message = f"<str() of this {type(exc).__name__} raised {type(str_exc).__name__}>"
-    try:
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    except Exception:
-        tb = f"{type(exc).__name__}: {message}\n"
-    etype = type(exc)
-    name = "ContextCancelled" if canceller is not None else etype.__qualname__
-    module = __name__.rsplit(".", 1)[0] + "._exceptions" if canceller is not None else etype.__module__
-    host = os.environ.get("NOTEBOOK_ACTORS_HOST")
-    data = _payload.pack_exception(exc) if pickled and canceller is None and exitcode is None else None
-    return ErrorInfo(name, module, message, tb, uid, [uid], canceller, exitcode, host, data)
 
 
 def _only_cancelled(exc: BaseException) -> bool:

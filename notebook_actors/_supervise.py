@@ -19,11 +19,11 @@ import trio
 
 from . import _spawn, _state
 from ._channel import Channel
-from ._exceptions import ActorCrashed, ContextCancelled, TransportClosed, group_or_single
+from ._exceptions import ActorCrashed, ContextCancelled, TransportClosed, box_error, group_or_single
 from ._launch import launcher_for
 from ._portal import Portal, func_ref
 from ._process import ChildBoot
-from ._runtime import box_error, open_root_actor
+from ._runtime import open_root_actor
 from .log import level_number
 
 log = logging.getLogger("notebook_actors.supervise")
