@@ -55,6 +55,10 @@ class ActorDebugSession:
         self.started = False
         self.breakpoints: dict[str, list[dict[str, Any]]] = {}
         self.stopped_threads: set[int] = set()
+        #: configurationDone went to debugpy (once, after attach)
+        self.configured = False
+        #: sequence numbers of the proxy's own requests, apart from the client's
+        self._own_seq = 1 << 40
 
     async def serve(self, receive: Any) -> None:
         """Carry requests to the actor and its answers back, until the bridge closes."""
@@ -107,9 +111,17 @@ class ActorDebugSession:
         local = _LOCAL.get(message.get("command", ""))
         if local is not None:
             return local(self, message)
+        if message.get("command") == "configurationDone" and self.configured:
+            return _reply(message)  # sent already, after attach
         response = await self._forward(message)
         if message.get("command") == "initialize" and response.get("success"):
             self.started = True
+        elif message.get("command") == "attach" and response.get("success") and not self.configured:
+            # JupyterLab never sends configurationDone (ipykernel's debugger sends it
+            # after attach), and debugpy sets no breakpoint before it: send it here.
+            self._own_seq += 1
+            done = await self._forward({"type": "request", "seq": self._own_seq, "command": "configurationDone"})
+            self.configured = bool(done.get("success"))
         elif message.get("command") == "setBreakpoints" and response.get("success"):
             path = message["arguments"]["source"]["path"]
             self.breakpoints[path] = [{"line": b["line"]} for b in response["body"]["breakpoints"] if "line" in b]

@@ -98,8 +98,23 @@ def test_debugger_of_an_unknown_actor_is_one_clear_error(kernel):
 CELL = "%%actor dbg\ntotal = 0\nfor i in range(3):\n    total += i\nprint('total', total)"
 
 
+JUPYTERLAB_INITIALIZE = {
+    "clientID": "jupyterlab",
+    "clientName": "JupyterLab",
+    "adapterID": "python3",
+    "pathFormat": "path",
+    "linesStartAt1": True,
+    "columnsStartAt1": True,
+    "supportsVariableType": True,
+    "supportsVariablePaging": True,
+    "supportsRunInTerminalRequest": True,
+    "locale": "en",
+}
+
+
 def test_breakpoints_in_an_actor_cell_stop_in_the_actor(kernel):
-    """Test JupyterLab's sequence for a cell: debugInfo says how cells are named,
+    """Test JupyterLab's sequence for a cell (its arguments, no configurationDone: the
+    kernel sends that after attach): debugInfo says how cells are named,
     dumpCell writes the cell, setBreakpoints on that file stops the `%%actor` cell in the
     actor (the frame is the notebook's cell, its line the editor's), variables show the
     actor's values; debugInfo then lists the breakpoint and the stopped thread."""
@@ -108,14 +123,14 @@ def test_breakpoints_in_an_actor_cell_stop_in_the_actor(kernel):
     dap = Dap(kernel)
     info = dap.request("debugInfo")["body"]
     assert info["isStarted"] is False and info["hashMethod"] == "Murmur2"
-    assert dap.request("initialize", clientID="test", adapterID="python", linesStartAt1=True)["success"]
-    assert dap.request("attach", justMyCode=True)["success"]
+    # JupyterLab's own arguments; it sends no configurationDone (ipykernel's debugger does)
+    assert dap.request("initialize", **JUPYTERLAB_INITIALIZE)["success"]
+    assert dap.request("attach")["success"]
     path = dap.request("dumpCell", code=CELL)["body"]["sourcePath"]
     assert path.startswith(info["tmpFilePrefix"]) and path.endswith(info["tmpFileSuffix"])
     with open(path) as f:
         assert f.read() == CELL
     assert dap.request("setBreakpoints", source={"path": path}, breakpoints=[{"line": 4}])["success"]
-    assert dap.request("configurationDone")["success"]
 
     cell = kernel.submit(CELL)
     stopped = dap.event("stopped")
