@@ -414,9 +414,11 @@ class Channel:
     it is spawning and queues messages on it; they leave once the child connects back.
     """
 
-    def __init__(self, *, dialer: bool, uid: tuple[str, str] | None = None, raddr: str | None = None) -> None:
+    def __init__(self, *, dialer: bool, uid: tuple[str, str] | None = None, peer_addr: str | None = None) -> None:
         self.uid = uid
-        self.raddr = raddr
+        #: the address the peer accepts connections at (internal form, ``uds:``/``tcp:``;
+        #: :attr:`raddr` is its public form)
+        self.peer_addr = peer_addr
         self.peer_pid: int | None = None
         self.peer_parent_addr: str | None = None
         self.ctxs: dict[int, Call] = {}  # the calls on this channel, by id
@@ -460,7 +462,7 @@ class Channel:
         self.uid = tuple(ident.uid)  # type: ignore[assignment]
         self.peer_pid = ident.pid
         self.peer_parent_addr = ident.parent_addr
-        self.raddr = ident.addr or self.raddr
+        self.peer_addr = ident.addr or self.peer_addr
         sock = stream.socket if type(stream) is trio.SocketStream else None
         self._sock = sock
         self._unix = sock is not None and sock.family == socket.AF_UNIX and _is_peer_process(sock, ident.pid)
@@ -479,6 +481,25 @@ class Channel:
 
     def connected(self) -> bool:
         return self._stream is not None and not self._closed
+
+    @property
+    def raddr(self) -> Any:
+        """Where the peer actor accepts connections, as tractor spells it:
+        ``(host, port)`` for TCP, ``'uds:/path'`` for a Unix socket; None before the
+        peer connected. For a channel we dialed it is the address we reached (as in
+        tractor); for one the peer dialed, its listening address (tractor gives the
+        peer socket's own ephemeral port there, which nobody can dial back)."""
+        return _transport.public_addr(self.peer_addr) if self.peer_addr else None
+
+    @property
+    def laddr(self) -> Any:
+        """This end of the channel's socket (``(host, port)`` for TCP, ``'uds:/path'``
+        for a Unix socket), or None: not connected yet, or the unnamed dialing end of a
+        Unix socket."""
+        if self._stream is None:
+            return None
+        addr = stream_addr(self._stream, local=True)
+        return _transport.public_addr(addr) if addr and addr != "uds:" else None
 
     @property
     def closed(self) -> bool:
@@ -871,7 +892,7 @@ async def connect(addr: str, secret: bytes, me: Ident) -> Channel:
         if isinstance(exc, trio.BrokenResourceError):  # the peer died mid-handshake
             raise HandshakeError(f"{addr} broke the connection during the handshake: {exc}") from exc
         raise
-    chan = Channel(dialer=True, raddr=addr)
+    chan = Channel(dialer=True, peer_addr=addr)
     chan.attach(stream, ident, rest)
     return chan
 

@@ -443,7 +443,7 @@ def _record_node(child: Any, parent_key: str) -> dict[str, Any]:
         exitcode=code if child.exited.is_set() else None,
         error=error,
         traceback=traceback,
-        addr=child.chan.raddr,
+        addr=child.chan.peer_addr,
         host=getattr(child.launcher, "host", None),
     )
 

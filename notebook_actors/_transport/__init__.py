@@ -1,7 +1,9 @@
 """Transports, chosen by address: ``"uds:/path/to.sock"`` or ``"tcp:host:port"``.
 
-Backends are imported by name on first use; user-facing ``(host, port)`` tuples are
-normalised with :func:`normalize_addr`. A transport that crosses hosts (``encrypts``)
+Backends are imported by name on first use. Inside the runtime an address is always
+such a string; at the public edge (``Actor.accept_addr``, the registry's answers,
+``Channel.raddr``) a TCP address is tractor's ``(host, port)`` tuple instead
+(:func:`public_addr`), and whatever a user passes in is read with :func:`normalize_addr`. A transport that crosses hosts (``encrypts``)
 gets TLS keyed by the tree's secret when :func:`connect`/:func:`listen` are given it;
 a new transport (e.g. over SSH) sets ``encrypts`` to False if it is already private.
 """
@@ -43,9 +45,11 @@ def get_transport(addr: str) -> tuple[Transport, str]:
 
 
 def normalize_addr(addr: Any) -> str:
-    """Accept ``(host, port)``, ``'host:port'``, a socket path or a full address."""
+    """Accept ``(host, port)`` (or the ``[host, port]`` list a tuple becomes on the
+    wire), ``'host:port'``, a socket path or a full address; return the full address."""
     if isinstance(addr, (tuple, list)) and len(addr) == 2:
-        return f"tcp:{addr[0]}:{int(addr[1])}"
+        host = str(addr[0])
+        return f"tcp:[{host}]:{int(addr[1])}" if ":" in host else f"tcp:{host}:{int(addr[1])}"
     if isinstance(addr, str):
         if addr.startswith(("uds:", "tcp:")):
             return addr
@@ -54,6 +58,53 @@ def normalize_addr(addr: Any) -> str:
         if ":" in addr:
             return f"tcp:{addr}"
     raise ValueError(f"cannot read {addr!r} as an actor address: use (host, port) or a socket path")
+
+
+def public_addr(addr: Any) -> Any:
+    """An address in the form tractor's users see: ``(host, port)`` for TCP, the
+    ``'uds:/path'`` string for a Unix socket (tractor 0.1 has no Unix sockets), None
+    for None. Takes an internal address or anything :func:`normalize_addr` reads, so
+    an answer that crossed the wire (a tuple arrives as a list) comes back a tuple.
+
+    Raises:
+        ValueError: ``addr`` is not an address.
+    """
+    if addr is None:
+        return None
+    full = normalize_addr(addr)
+    if full.startswith("tcp:"):
+        from ._tcp import split_hostport
+
+        return split_hostport(full[len("tcp:") :])
+    return full
+
+
+def is_loopback_tcp(addr: str) -> bool:
+    """True for a TCP address on this host's loopback interface (127.0.0.0/8, ::1 or
+    ``localhost``): where an actor whose registry is there listens too."""
+    if not addr.startswith("tcp:"):
+        return False
+    import ipaddress
+
+    from ._tcp import split_hostport
+
+    host, _ = split_hostport(addr[len("tcp:") :])
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def loopback_bind_addr(registry: str) -> str:
+    """A loopback TCP address (any free port) on the loopback host of ``registry``."""
+    from ._tcp import split_hostport
+
+    host, _ = split_hostport(registry[len("tcp:") :])
+    if host == "localhost":
+        host = "127.0.0.1"
+    return f"tcp:[{host}]:0" if ":" in host else f"tcp:{host}:0"
 
 
 async def spellings(addr: str) -> set[str]:

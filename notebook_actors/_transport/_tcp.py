@@ -28,7 +28,8 @@ class TCPTransport(Transport):
         host, port = split_hostport(location)
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()
-        return [*listeners], f"{host}:{bound[1]}"
+        # an IPv6 host in brackets, as the handshake names the far end of a socket
+        return [*listeners], f"[{host}]:{bound[1]}" if ":" in host else f"{host}:{bound[1]}"
 
 
 backend_class = TCPTransport

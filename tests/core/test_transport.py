@@ -310,6 +310,41 @@ class TestAddresses:
         with pytest.raises(ValueError, match=r"\(host, port\) or a socket path"):
             _transport.normalize_addr(bad)
 
+    @pytest.mark.parametrize(
+        "given, public",
+        [
+            ("tcp:127.0.0.1:1616", ("127.0.0.1", 1616)),
+            (["127.0.0.1", 1616], ("127.0.0.1", 1616)),  # a tuple after a trip on the wire
+            (("::1", 7), ("::1", 7)),
+            ("tcp:[::1]:7", ("::1", 7)),
+            ("uds:/a.sock", "uds:/a.sock"),
+            (None, None),
+        ],
+    )
+    def test_public_form(self, given, public):
+        """Test that the public form of a TCP address is tractor's (host, port) tuple,
+        that a Unix socket stays its 'uds:' string, and that the public form reads back
+        as the same internal address."""
+        assert _transport.public_addr(given) == public
+        if given is not None:
+            assert _transport.normalize_addr(_transport.public_addr(given)) == _transport.normalize_addr(given)
+
+    @pytest.mark.parametrize(
+        "addr, loopback",
+        [
+            ("tcp:127.0.0.1:1616", True),
+            ("tcp:127.3.2.1:1", True),
+            ("tcp:localhost:1616", True),
+            ("tcp:[::1]:1616", True),
+            ("tcp:10.0.0.2:1616", False),
+            ("tcp:example.org:1616", False),
+            ("uds:/a.sock", False),
+        ],
+    )
+    def test_loopback(self, addr, loopback):
+        """Test which registry addresses count as this host's loopback TCP."""
+        assert _transport.is_loopback_tcp(addr) is loopback
+
     def test_unknown_scheme(self):
         """Test that an unknown transport scheme is refused with the forms that work."""
         with pytest.raises(ValueError, match="expected 'uds:/path' or 'tcp:host:port'"):
