@@ -59,7 +59,8 @@ async def get_registry(
     """
     actor = current_actor()
     target = _registry_target(host, port, addr, arbiter_sockaddr, registry_addrs)
-    if actor.is_arbiter and (target is None or target in actor.registry_addrs or target == actor.accept_addr):
+    own = _transport.normalize_addr(actor.accept_addr) if actor.accept_addr else None
+    if actor.is_arbiter and (target is None or target in actor.registry_addrs or target == own):
         yield LocalPortal(actor)
         return
     chan = await actor.connect_to(target or actor.registry_addrs[0])
@@ -69,10 +70,17 @@ async def get_registry(
 get_arbiter = get_registry
 
 
-async def query_actor(name: str, **registry_kw: Any) -> str | None:
-    """The address of a live actor called ``name`` (the latest registered), or None."""
+async def query_actor(name: str, **registry_kw: Any) -> Any:
+    """The address of a live actor called ``name`` (the latest registered), or None:
+    ``(host, port)`` for an actor on TCP, ``'uds:/path'`` for one on a Unix socket."""
     async with get_registry(**registry_kw) as reg:
         return await reg.run_from_ns("self", "find_actor", name=name)
+
+
+async def _connect(addr: Any) -> Portal:
+    """A portal to the actor at ``addr`` (an address in any form the registry gives)."""
+    actor = current_actor()
+    return Portal(await actor.connect_to(_transport.normalize_addr(addr)), actor)
 
 
 @asynccontextmanager
@@ -86,17 +94,15 @@ async def find_actor(name: str, **registry_kw: Any) -> AsyncIterator[Portal | No
     if addr is None:
         yield None
         return
-    actor = current_actor()
-    yield Portal(await actor.connect_to(addr), actor)
+    yield await _connect(addr)
 
 
 @asynccontextmanager
 async def find_actors(name: str, **registry_kw: Any) -> AsyncIterator[list[Portal]]:
     """Portals to every live actor called ``name`` (possibly none)."""
-    actor = current_actor()
     async with get_registry(**registry_kw) as reg:
         found = await reg.run_from_ns("self", "find_actors", name=name)
-    yield [Portal(await actor.connect_to(addr), actor) for _, addr in found]
+    yield [await _connect(addr) for _, addr in found]
 
 
 @asynccontextmanager
@@ -106,10 +112,9 @@ async def wait_for_actor(name: str, **registry_kw: Any) -> AsyncIterator[Portal]
     The wait has no timeout of its own: wrap it in ``trio.fail_after`` or
     ``trio.move_on_after`` if the actor may never come.
     """
-    actor = current_actor()
     async with get_registry(**registry_kw) as reg:
         addrs = await reg.run_from_ns("self", "wait_for_actor", name=name)
-    yield Portal(await actor.connect_to(addrs[-1]), actor)
+    yield await _connect(addrs[-1])
 
 
 __all__ = ["find_actor", "find_actors", "get_arbiter", "get_registry", "query_actor", "wait_for_actor"]

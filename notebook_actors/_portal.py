@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from . import _transport
 from ._call import CANCEL_ACK_TIMEOUT, DEFAULT_WINDOW, DEFAULT_WINDOW_BYTES, Call, encode_args, unbox
 from ._context import CURRENT_CTX, Context, MsgStream, endpoint_kind, endpoint_types
 from ._exceptions import ContextCancelled, NoResult
@@ -133,6 +134,30 @@ def _split_target(fn: Any, args: tuple[Any, ...]) -> tuple[str, str, bytes | Non
     return func_ref(fn)
 
 
+def _addresses(value: Any, convert: Callable[[Any], Any]) -> Any:
+    try:
+        return convert(value)
+    except (TypeError, ValueError):  # not our registry's answer: leave it as it came
+        return value
+
+
+#: the registry's answers that hold addresses, and how each comes back to the public
+#: form: a tuple crosses the wire as a list, so (host, port) is rebuilt on this edge
+_ADDRESS_ANSWERS: dict[str, Callable[[Any], Any]] = {
+    "get_registry": lambda reg: {name: _transport.public_addr(addr) for name, addr in reg.items()},
+    "find_actor": _transport.public_addr,
+    "find_actors": lambda found: [[uid, _transport.public_addr(addr)] for uid, addr in found],
+    "wait_for_actor": lambda addrs: [_transport.public_addr(addr) for addr in addrs],
+}
+
+
+def public_answer(ns: str, func: str, value: Any) -> Any:
+    """``value`` as the registry's method ``func`` answered it locally: TCP addresses
+    as ``(host, port)`` tuples again (see :data:`_ADDRESS_ANSWERS`)."""
+    convert = _ADDRESS_ANSWERS.get(func) if ns == "self" else None
+    return value if convert is None else _addresses(value, convert)
+
+
 class Portal:
     """A handle to call functions in another actor. Made by the runtime.
 
@@ -200,12 +225,19 @@ class Portal:
             kind = endpoint_kind(fn) or "async generator"
             use = "open_context" if kind == "context" else "open_stream_from"
             raise TypeError(f"{fn.__qualname__} is a {kind} function: use `portal.{use}({fn.__name__})`")
-        return await self._wait_return(self._start(fn, args, kwargs, "call"))
+        result = await self._wait_return(self._start(fn, args, kwargs, "call"))
+        if isinstance(fn, str) and args:  # the string form may name the registry's methods
+            return public_answer(fn, args[0], result)
+        return result
 
     async def run_from_ns(self, namespace_path: str, function_name: str, **kwargs: Any) -> Any:
         """Run ``namespace_path.function_name(**kwargs)``; namespace ``'self'`` is the
-        remote Actor's own methods (``cancel``, ``get_registry``, ``wait_for_actor``...)."""
-        return await self._wait_return(self._start(namespace_path, (function_name,), kwargs, "call"))
+        remote Actor's own methods (``cancel``, ``get_registry``, ``wait_for_actor``...).
+
+        The registry's answers hold TCP addresses as ``(host, port)`` tuples, as they
+        were sent (the wire turns a tuple into a list; this side turns it back)."""
+        result = await self._wait_return(self._start(namespace_path, (function_name,), kwargs, "call"))
+        return public_answer(namespace_path, function_name, result)
 
     # -- run_in_actor's main function --
     def start_main(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:

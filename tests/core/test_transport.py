@@ -374,5 +374,5 @@ async def test_tree_over_transport(bind):
             addr = await portal.run(my_addr)
             async with na.wait_for_actor("worker") as found:
                 assert await found.run(add, a=2, b=3) == 5
-                assert found.channel.raddr == addr
+                assert found.channel.raddr == _transport.public_addr(addr)
             await portal.cancel_actor()
