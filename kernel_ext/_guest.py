@@ -87,6 +87,9 @@ class KernelRuntime:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._token = trio.lowlevel.current_trio_token()
+            from ._actors import preload_cell_modules
+
+            preload_cell_modules()  # before the template starts
             nursery.start_soon(_spawn.warm_up)  # the first `%%actor` cell then spawns warm
             if not self._nursery_ready.done():
                 self._nursery_ready.set_result(None)
