@@ -16,6 +16,7 @@ token, its reply comes back with ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import os
@@ -32,6 +33,9 @@ log = logging.getLogger("notebook_actors.kernel.dap")
 
 #: Seconds the actor gets to answer one DAP request (a hang guard).
 REQUEST_TIMEOUT = 30.0
+#: Packages whose frames the panel's call stack leaves out (unless justMyCode is off):
+#: the core and this kernel extension (``notebook_actors.kernel_ext``, its own folder).
+RUNTIME_PACKAGES = ("notebook_actors", __name__.rpartition(".")[0])
 
 
 def _kernel() -> Any:
@@ -113,6 +117,11 @@ class ActorDebugSession:
             return local(self, message)
         if message.get("command") == "configurationDone" and self.configured:
             return _reply(message)  # sent already, after attach
+        if message.get("command") == "attach":
+            arguments = message.setdefault("arguments", {})
+            # the runtime's own frames (running the cell, serving the RPC) are not the
+            # user's code: not in the call stack, not stepped into (justMyCode)
+            arguments.setdefault("rules", _runtime_rules())
         response = await self._forward(message)
         if message.get("command") == "initialize" and response.get("success"):
             self.started = True
@@ -219,6 +228,17 @@ def cell_filename(names: list[str]) -> str | None:
     return get_file_name(code) if code else None
 
 
+def _runtime_rules() -> list[dict[str, Any]]:
+    """debugpy's rules leaving the runtime's packages out, by module and by folder (a
+    process started as ``python -m notebook_actors...`` runs ``__main__`` from there)."""
+    import importlib
+
+    rules: list[dict[str, Any]] = [{"module": "notebook_actors", "include": False}]
+    for name in RUNTIME_PACKAGES:
+        rules.append({"path": os.path.dirname(importlib.import_module(name).__file__ or ""), "include": False})
+    return rules
+
+
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:
     if not future.done():
         future.set_result(value)
@@ -267,8 +287,19 @@ class _Proxy:
         if session is None:
             return await self._original(message)
         try:
-            return await session.request(message)
+            response = await session.request(message)
+            if log.isEnabledFor(logging.DEBUG):  # the request log (tests/browser/test_debugger_panel.py)
+                log.debug(
+                    "debug_request %s %s -> actor %s: %s %s",
+                    message.get("command"),
+                    json.dumps(message.get("arguments", {}))[:300],
+                    session.name,
+                    "ok" if response.get("success") else "FAILED",
+                    json.dumps(response.get("body", response.get("message")))[:300],
+                )
+            return response
         except (TimeoutError, RuntimeError) as exc:
+            log.debug("debug_request %s -> actor %s: %r", message.get("command"), session.name, exc)
             return {
                 "type": "response",
                 "request_seq": message.get("seq"),
