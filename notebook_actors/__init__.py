@@ -49,10 +49,10 @@ from ._launch import LaunchError as LaunchError
 from ._launch import SlurmLauncher as SlurmLauncher
 from ._launch import SSHLauncher as SSHLauncher
 from ._portal import Portal as Portal
+from ._root import open_root_actor as open_root_actor
+from ._root import run as run
+from ._root import run_daemon as run_daemon
 from ._runtime import Actor as Actor
-from ._runtime import open_root_actor as open_root_actor
-from ._runtime import run as run
-from ._runtime import run_daemon as run_daemon
 from ._spawn import try_set_start_method as try_set_start_method
 from ._state import current_actor as current_actor
 from ._state import is_root_process as is_root_process

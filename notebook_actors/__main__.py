@@ -59,7 +59,7 @@ async def collect_tree(actor: Any) -> dict[str, Any]:
 
 
 async def ps(registry: str, watch: bool, interval: float, as_json: bool, out: Any = sys.stdout) -> None:
-    from ._runtime import open_root_actor
+    from ._root import open_root_actor
     from ._tree import format_tree
 
     # No probing connection first: the program would log it as an unauthenticated peer.
@@ -91,7 +91,7 @@ async def stack(registry: str, name: str, out: Any = sys.stdout, everything: boo
     actor's own trio loop may be stuck), see ``notebook_actors.dump_stacks``; the
     runtime's own frames only with ``everything``."""
     from ._portal import Portal
-    from ._runtime import open_root_actor
+    from ._root import open_root_actor
     from .debug._stacks import DUMP_TIMEOUT
 
     async with open_root_actor(name="stack", registry_addrs=[registry]) as actor:

@@ -361,7 +361,7 @@ class Call:
         """Bind the actor this side runs in: a typed-only actor's every call refuses
         pickled values (a typed-only context function still says so by its own name)."""
         self.actor = actor
-        if actor is not None and actor.typed_only:
+        if actor is not None and actor.config.typed_only:
             self.refuse = f"actor {actor.name!r} accepts typed values only (typed_only=True)"
 
     def expect(self, payload_type: Any, typed_only: bool) -> None:

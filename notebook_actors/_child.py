@@ -35,31 +35,17 @@ def run_child(boot) -> None:
         _transport.set_routes(boot.routes)
     if boot.host:  # inherited by the actors it starts there: they run on that host too
         os.environ["NOTEBOOK_ACTORS_HOST"] = boot.host
-    if boot.loglevel:
-        get_console_log(boot.loglevel)
+    config = boot.config
+    if config.loglevel:
+        get_console_log(config.loglevel)
 
     async def main() -> None:
-        actor = _runtime.Actor(
-            boot.name,
-            uid=boot.uid,
-            secret=boot.secret,
-            enable_modules=boot.enable_modules,
-            loglevel=boot.loglevel,
-            debug_mode=boot.debug_mode,
-            registry_addrs=boot.registry_addrs,
-            parent_addr=boot.parent_addr,
-            parent_main_path=boot.parent_main_path,
-            parent_main_module=boot.parent_main_module,
-            infect_asyncio=boot.infect_asyncio,
-            start_method=boot.start_method,
-            bind_addr=boot.bind_addr,
-            typed_only=boot.typed_only,
-        )
+        actor = _runtime.Actor(config, secret=boot.secret)
         _state.set_actor(actor)
         await actor.run()
 
     try:
-        if boot.infect_asyncio:
+        if config.infect_asyncio:
             from ._asyncio_guest import run_as_asyncio_guest
 
             run_as_asyncio_guest(main)
@@ -75,9 +61,9 @@ def run_child(boot) -> None:
 def _decode_boot(raw: bytes):
     import msgspec
 
-    from ._process import ChildBoot
+    from .msg import SpawnSpec
 
-    return msgspec.msgpack.decode(raw, type=ChildBoot)
+    return msgspec.msgpack.decode(raw, type=SpawnSpec)
 
 
 def mp_main(raw: bytes) -> None:

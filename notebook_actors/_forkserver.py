@@ -451,11 +451,11 @@ async def _start_template() -> ForkServer:
     from ._state import current_actor_or_none
 
     actor = current_actor_or_none()
-    if actor is not None and actor._transport_n is not None:
-        # The actor's transport nursery is cancelled last in its shutdown, after its
-        # children are reaped: the template goes with it.
+    if actor is not None and actor.running:
+        # the template goes with the actor, at the very end of its shutdown (after its
+        # children are reaped)
         try:
-            actor._transport_n.start_soon(_stop_with_actor, server)
+            actor.start_until_shutdown(_stop_with_actor, server)
         except RuntimeError:  # the actor is ending already: no template to keep
             await server.aclose()
             raise

@@ -59,7 +59,7 @@ class Launcher:
     host: str = "localhost"
 
     async def start(self, boot: Any) -> Any:
-        """Start the actor described by ``boot`` (a ``ChildBoot``); return its
+        """Start the actor described by ``boot`` (a ``SpawnSpec``); return its
         ``ChildProcess``, once the actor runs. Raises :class:`LaunchError`."""
         raise NotImplementedError
 
@@ -252,7 +252,7 @@ async def _start_linked(cmd: list[str], boot: Any, host: str, explain: Any, kind
             proc.kill()
         code = await proc.wait()
         stderr = await _read_stderr(proc)
-    raise LaunchError(f"could not start actor {boot.name!r} on {host}: {why or explain(code, stderr)}")
+    raise LaunchError(f"could not start actor {boot.config.name!r} on {host}: {why or explain(code, stderr)}")
 
 
 def _remote_command(python: str) -> list[str]:
@@ -328,7 +328,7 @@ class SSHLauncher(Launcher):
 
     async def start(self, boot: Any) -> LinkedChild:
         routes, forwards = {}, []
-        for addr in {boot.parent_addr, *boot.registry_addrs, *self.extra_addrs}:
+        for addr in {boot.config.parent_addr, *boot.config.registry_addrs, *self.extra_addrs}:
             local = _uds_path(addr)
             if local is not None:
                 far = f"/tmp/notebook_actors-link-{uuid.uuid4().hex}.sock"
@@ -406,7 +406,7 @@ class SlurmLauncher(Launcher):
         return stderr.splitlines()[-1] if stderr else f"srun exited with code {code}"
 
     async def start(self, boot: Any) -> Any:
-        job_name = f"actor-{boot.name}-{boot.uid[:8]}"
+        job_name = f"actor-{boot.config.name}-{boot.config.uid[:8]}"
         in_allocation = "SLURM_JOB_ID" in os.environ
         if self.mode == "sbatch" or (self.mode == "auto" and not in_allocation):
             return await BatchJob.submit(self, boot, job_name)
@@ -463,7 +463,7 @@ class BatchJob:
     async def submit(cls, launcher: SlurmLauncher, boot: Any, job_name: str) -> BatchJob:
         from ._transport._uds import runtime_dir
 
-        base = runtime_dir() / f"slurm-{boot.uid}"
+        base = runtime_dir() / f"slurm-{boot.config.uid}"
         boot_file, status_file = f"{base}.boot", f"{base}.status"
         _write_private(boot_file, encoder.encode(boot))
         _write_private(status_file, b"")
@@ -474,7 +474,7 @@ class BatchJob:
         if done.returncode != 0:
             _remove(boot_file, status_file)
             why = done.stderr.decode(errors="replace").strip().splitlines() or [f"sbatch exited with {done.returncode}"]
-            raise LaunchError(f"could not start actor {boot.name!r} with Slurm: {why[-1]}")
+            raise LaunchError(f"could not start actor {boot.config.name!r} with Slurm: {why[-1]}")
         job = done.stdout.decode().strip().split(";")[0]
         try:
             with trio.move_on_after(launcher.queue_timeout if launcher.queue_timeout is not None else float("inf")):
@@ -483,9 +483,13 @@ class BatchJob:
                     if "ready" in status:
                         return cls(job, status_file, int(status["ready"]), f"slurm:{job}")
                     if not await _job_alive(job):
-                        raise LaunchError(f"could not start actor {boot.name!r} with Slurm: job {job} ended first")
+                        raise LaunchError(
+                            f"could not start actor {boot.config.name!r} with Slurm: job {job} ended first"
+                        )
                     await trio.sleep(cls.POLL)
-            raise LaunchError(f"actor {boot.name!r}: Slurm job {job} still queued after {launcher.queue_timeout}s")
+            raise LaunchError(
+                f"actor {boot.config.name!r}: Slurm job {job} still queued after {launcher.queue_timeout}s"
+            )
         except BaseException:
             with trio.CancelScope(shield=True):
                 await _scancel(job)

@@ -1,5 +1,5 @@
-"""What the spawning layer shares with the processes it starts: the child's boot
-record, the process handle every backend returns, the backends' names, and the
+"""What the spawning layer shares with the processes it starts: the process handle
+every backend returns, the backends' names, and the
 bootstrap script. Below ``_spawn``, ``_forkserver`` and ``_child``, which all use it.
 """
 
@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-
-from .msg import SpawnSpec
 
 #: started as a script: it watches the parent before the package is imported (_boot)
 BOOT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_boot.py")
@@ -20,27 +18,6 @@ def check_start_method(name: str) -> str:
     if name not in START_METHODS:
         raise ValueError(f"unknown start_method {name!r}: choose one of {', '.join(START_METHODS)}")
     return name
-
-
-class ChildBoot(SpawnSpec, tag="boot"):
-    """What a child needs to start: the spawn spec plus how to reach its parent."""
-
-    uid: str = ""
-    parent_addr: str = ""
-    secret: bytes = b""
-    sys_path: list[str] = []
-    infect_asyncio: bool = False
-    start_method: str = "trio"
-    bind_addr: str | None = None
-    #: the root ran ``python -m this.module``: load it by name (relative imports work)
-    parent_main_module: str | None = None
-    #: addresses to dial another way (see ``_transport.set_routes``), for actors on
-    #: another machine
-    routes: dict[str, str] = {}
-    #: where the actor runs, if not on its parent's machine (a launcher's host)
-    host: str | None = None
-    #: the actor refuses pickled values (start_actor(typed_only=True))
-    typed_only: bool = False
 
 
 class ChildProcess:

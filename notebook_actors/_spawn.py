@@ -25,9 +25,9 @@ from typing import Any
 
 import trio
 
-from ._process import BOOT_SCRIPT, ChildBoot, ChildProcess, check_start_method
+from ._process import BOOT_SCRIPT, ChildProcess, check_start_method
 from ._process import START_METHODS as START_METHODS  # the backends' names, re-exported
-from .msg import encoder
+from .msg import SpawnSpec, encoder
 
 #: Names the default backend of a whole program and its actors (e.g. ``trio`` for the
 #: subprocess backend); ``try_set_start_method`` overrides it.
@@ -101,14 +101,14 @@ class MPChild(ChildProcess):
         return self._proc.exitcode
 
 
-async def start_process(boot: ChildBoot, launcher: Any = None) -> ChildProcess:
+async def start_process(boot: SpawnSpec, launcher: Any = None) -> ChildProcess:
     """Start a child actor process for ``boot``; it connects back to its parent.
 
     ``launcher`` (see ``_launch``) starts it on another machine instead.
     """
     if launcher is not None:
         return await launcher.start(boot)
-    method = boot.start_method
+    method = boot.config.start_method
     if method == "forkserver":  # a warm template forks the actor (see _forkserver)
         from . import _forkserver
 
@@ -138,7 +138,7 @@ async def start_process(boot: ChildBoot, launcher: Any = None) -> ChildProcess:
     ctx = multiprocessing.get_context("spawn") if method == "mp_spawn" else multiprocessing.get_context("forkserver")
     from ._child import mp_main
 
-    mp_proc = ctx.Process(target=mp_main, args=(encoder.encode(boot),), name=f"actor:{boot.name}")
+    mp_proc = ctx.Process(target=mp_main, args=(encoder.encode(boot),), name=f"actor:{boot.config.name}")
     await trio.to_thread.run_sync(mp_proc.start)
     return MPChild(mp_proc)
 

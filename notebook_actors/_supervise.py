@@ -22,9 +22,9 @@ from ._channel import Channel
 from ._exceptions import ActorCrashed, ContextCancelled, TransportClosed, box_error, group_or_single
 from ._launch import launcher_for
 from ._portal import Portal, func_ref
-from ._process import ChildBoot
-from ._runtime import open_root_actor
+from ._root import open_root_actor
 from .log import level_number
+from .msg import ActorConfig, SpawnSpec
 
 log = logging.getLogger("notebook_actors.supervise")
 
@@ -250,27 +250,32 @@ class ActorNursery:
         portal = Portal(chan, actor)
         child = _Child(uid, chan, portal)
         main_mod = sys.modules.get("__main__")
-        boot = ChildBoot(
+        mine = actor.config
+        config = ActorConfig(
             name=name,
-            enable_modules=sorted(set(modules)),
-            loglevel=loglevel or actor.loglevel,
-            debug_mode=actor.debug_mode if debug_mode is None else debug_mode,
-            registry_addrs=[actor.accept_addr] if actor.is_arbiter else actor.registry_addrs,
-            parent_main_path=getattr(main_mod, "__file__", None)
-            if actor.parent_main_path is None
-            else actor.parent_main_path,
             uid=uid[1],
+            enable_modules=sorted(set(modules)),
+            loglevel=loglevel or mine.loglevel,
+            debug_mode=mine.debug_mode if debug_mode is None else debug_mode,
+            registry_addrs=[actor.accept_addr] if actor.is_arbiter else mine.registry_addrs,
             parent_addr=actor.accept_addr,
+            parent_main_path=getattr(main_mod, "__file__", None)
+            if mine.parent_main_path is None
+            else mine.parent_main_path,
+            parent_main_module=_main_module_name(main_mod) if mine.parent_addr is None else mine.parent_main_module,
+            bind_addr=_transport.normalize_addr(bind_addr) if bind_addr else None,
+            infect_asyncio=infect_asyncio,
+            # the child's own children start the same way, unless its nursery says otherwise
+            start_method=start_method or self._start_method or mine.start_method or _spawn.default_start_method(),
+            typed_only=typed_only,
+        )
+        boot = SpawnSpec(
+            config=config,
             secret=actor.secret,
             sys_path=list(sys.path),
-            infect_asyncio=infect_asyncio,
-            start_method=start_method or self._start_method or actor.start_method or _spawn.default_start_method(),
-            bind_addr=_transport.normalize_addr(bind_addr) if bind_addr else None,
-            parent_main_module=_main_module_name(main_mod) if actor.parent_addr is None else actor.parent_main_module,
-            host=launcher.host if launcher is not None else None,
             # actors started on a far machine dial the tree through the same routes
             routes=_transport.current_routes(),
-            typed_only=typed_only,
+            host=launcher.host if launcher is not None else None,
         )
         child.launcher = launcher
         actor.expect_child(uid, chan)
@@ -282,7 +287,7 @@ class ActorNursery:
         await self._sup_n.start(self._supervise, child, boot)
         return child
 
-    async def _supervise(self, child: _Child, boot: ChildBoot, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def _supervise(self, child: _Child, boot: SpawnSpec, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         try:
             child.proc = await _spawn.start_process(boot, child.launcher)
         except BaseException:
@@ -394,7 +399,7 @@ class ActorNursery:
             while len(actor.exited_children) > EXITED_KEPT:
                 actor.exited_children.popitem(last=False)
             if actor.is_arbiter:
-                actor.unregister_actor(list(child.uid))
+                actor.registry.unregister(child.uid)
 
     async def _acknowledged(self, child: _Child) -> bool:
         """Whether to give the child the whole grace: it took its cancel request (or

@@ -19,6 +19,7 @@ from msgspec import Raw, Struct
 from ._payload import deferring_ext_hook, enc_hook
 
 __all__ = [
+    "ActorConfig",
     "Cancel",
     "Credit",
     "Error",
@@ -158,15 +159,47 @@ class Release(Msg, tag="release"):
     segs: list[int]
 
 
-class SpawnSpec(Msg, tag="spawnspec"):
-    """The parent's first message to a child: how to run."""
+class ActorConfig(Struct, kw_only=True):
+    """How one actor runs. Written once, by ``open_root_actor`` or by the parent's
+    ``start_actor``; the actor holds it as ``actor.config``, and a child receives it in
+    its :class:`SpawnSpec`."""
 
     name: str
-    enable_modules: list[str]
-    loglevel: str | None
-    debug_mode: bool
-    registry_addrs: list[str]
+    #: the second half of the actor's uid (a fresh uuid when empty)
+    uid: str = ""
+    enable_modules: list[str] = []
+    loglevel: str | None = None
+    debug_mode: bool = False
+    registry_addrs: list[str] = []
+    #: where the parent listens (None: this actor is a root)
+    parent_addr: str | None = None
+    #: the root's script, loaded in children as ``__mp_main__`` (functions defined there)
     parent_main_path: str | None = None
+    #: the root ran ``python -m this.module``: load it by name (relative imports work)
+    parent_main_module: str | None = None
+    #: where to accept connections (None: a private Unix socket)
+    bind_addr: str | None = None
+    infect_asyncio: bool = False
+    #: how this actor starts its own children (None: the default backend)
+    start_method: str | None = None
+    #: refuse pickled values on every context, both ways (start_actor(typed_only=True))
+    typed_only: bool = False
+    #: forwarded addresses dialers reach this actor through (see docs/security.md)
+    also_known_as: list[str] = []
+
+
+class SpawnSpec(Msg, tag="spawnspec"):
+    """A child's boot record, from its parent (on the child's stdin, so the secret
+    stays off the command line): the actor's config and how to start its process."""
+
+    config: ActorConfig
+    secret: bytes = b""
+    sys_path: list[str] = []
+    #: addresses to dial another way (see ``_transport.set_routes``), for actors on
+    #: another machine
+    routes: dict[str, str] = {}
+    #: where the actor runs, if not on its parent's machine (a launcher's host)
+    host: str | None = None
 
 
 AnyMsg = Start | Started | Yield | Stop | Return | Error | Cancel | Credit | SpawnSpec | Reject | Release

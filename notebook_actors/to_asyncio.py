@@ -77,7 +77,7 @@ class GuestActor:
         return f"<GuestActor {self.actor.uid if self.actor else '(starting)'} {self.guest!r}>"
 
     async def _trio_main(self) -> None:
-        from ._runtime import open_root_actor
+        from ._root import open_root_actor
 
         async with open_root_actor(**self._root_kwargs) as actor:
             async with trio.open_nursery() as nursery:

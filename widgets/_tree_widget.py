@@ -203,13 +203,11 @@ class _Hub:
         """Add ``widget`` to the running hub for ``interval`` (start one if needed)."""
         hub = cls._hubs.get(interval)
         if hub is None or hub.actor is not actor or hub.scope.cancel_called:
-            rpc_n = actor._rpc_n
-            if rpc_n is None or actor.cancel_called:
-                raise RuntimeError("the actor runtime is shutting down")
-            hub = cls._hubs[interval] = _Hub(actor, interval)
-            # In the root's RPC nursery: the runtime's shutdown cancels it first, before
-            # it closes channels, and it never holds up the user's own nurseries.
-            rpc_n.start_soon(hub.run)
+            hub = _Hub(actor, interval)
+            # a service of the root: the runtime's shutdown cancels it first, before it
+            # closes channels, and it never holds up the user's own nurseries
+            actor.start_service(hub.run)  # RuntimeError when the runtime is shutting down
+            cls._hubs[interval] = hub
         hub.widgets.add(widget)
         if hub.snapshot is not None:
             widget._publish(hub.snapshot)

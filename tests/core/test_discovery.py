@@ -33,15 +33,15 @@ async def wait_registered(actor: na.Actor, uid: tuple) -> None:
     """In the registry's own process: wait (woken by registry changes) until ``uid``
     is registered. Registration runs concurrently with an actor's first RPCs; code
     that needs it waits (wait_for_actor does the same remotely)."""
-    while tuple(uid) not in actor._registry:
-        await actor._registry_changed.park()
+    while tuple(uid) not in actor.registry:
+        await actor.registry.wait_changed()
 
 
 async def wait_unregistered(actor: na.Actor, name: str) -> None:
     """In the registry's own process: wait (woken by registry changes) until no actor
     called ``name`` is registered."""
-    while actor.find_actors(name):
-        await actor._registry_changed.park()
+    while actor.registry.find_all(name):
+        await actor.registry.wait_changed()
 
 
 @na.context
@@ -178,7 +178,7 @@ class TestDeregister:
                         p = await n.start_actor("doomed", enable_modules=[__name__])
                         os.kill(await p.run(my_pid), signal.SIGKILL)
                         await trio.sleep_forever()
-                assert not actor.find_actors("doomed")
+                assert not actor.registry.find_all("doomed")
 
     @trio_test
     async def test_killed_grandchild_leaves_registry(self, reg):
@@ -197,7 +197,7 @@ class TestDeregister:
                             await ctx.result()
                     assert "leaf" in str(info.value) and "SIGKILL" in str(info.value)
                     await middle.cancel_actor()
-                assert actor.find_actors("middle") == []
+                assert actor.registry.find_all("middle") == []
 
 
 SERVICE_MODULE = """

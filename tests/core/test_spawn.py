@@ -26,7 +26,7 @@ def restore_default_method():
 def how_was_i_started() -> dict:
     me = psutil.Process()
     return {
-        "method": na.current_actor().start_method,
+        "method": na.current_actor().config.start_method,
         "cmdline": " ".join(me.cmdline()),
         "sid": os.getsid(0),
         "pid": os.getpid(),
