@@ -9,8 +9,9 @@ In IPython/Jupyter, ``%load_ext notebook_actors`` runs the runtime inside the ke
 and adds the ``%%actor`` cell magic.
 
 Inside, imports point one way, bottom to top: transports and messages → the channel
-→ one call's state (``_context``) and the caller's side (``_portal``) → the actor
-runtime (``_runtime``) → spawning (``_child``, ``_forkserver``, ``_spawn``) →
+→ one call's state (``_call``, ``_context``), the caller's side (``_portal``) and the
+callee's (``_dispatch``) → the actor runtime (``_runtime``) → the root's start-up and
+spawning (``_root``, ``_child``, ``_forkserver``, ``_spawn``) →
 supervision (``_supervise``) → add-ons (``debug``, ``_tree``, ``to_asyncio``,
 ``trionics``), which plug into the runtime through ``_hooks``. This module, the top,
 wires them together. ``make lint`` checks the order (docs/design.md, "Layers").

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 import psutil
 import pytest
@@ -132,7 +133,7 @@ def test_failing_spawn_raises_from_start_actor(reg, monkeypatch):
 
     async def main() -> None:
         async with na.open_nursery(**reg) as n:
-            monkeypatch.setattr(_spawn.sys, "executable", "/nonexistent/python")
+            monkeypatch.setattr(sys, "executable", "/nonexistent/python")
             with pytest.raises(OSError):
                 await n.start_actor("never")
             monkeypatch.undo()
@@ -156,10 +157,10 @@ def test_child_that_never_connects_is_killed_and_reported(reg, tmp_path, monkeyp
     async def main() -> None:
         with pytest.raises(trio.TooSlowError, match="did not connect back"):
             async with na.open_nursery(start_method="trio", **reg) as n:
-                python = _spawn.sys.executable
-                monkeypatch.setattr(_spawn.sys, "executable", str(stuck))
+                python = sys.executable
+                monkeypatch.setattr(sys, "executable", str(stuck))
                 await n.start_actor("silent")
-                monkeypatch.setattr(_spawn.sys, "executable", python)  # keeps the short timeout
+                monkeypatch.setattr(sys, "executable", python)  # keeps the short timeout
         assert set(n.exitcodes.values()) == {-signal.SIGKILL}
 
     trio.run(main)

@@ -1,6 +1,6 @@
 """Starting and reaping actor processes.
 
-Backends (``start_method``):
+Backends (``start_method``), each a module chosen by name (``BACKENDS``):
 
 - ``"forkserver"`` (default on Linux): the spawning actor's warm template process
   (runtime already imported) forks each actor as a child of the spawning actor: ~10x
@@ -17,17 +17,16 @@ exits by itself when its parent's channel closes.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
-import subprocess
-import sys
 from typing import Any
 
 import trio
 
-from ._process import BOOT_SCRIPT, ChildProcess, check_start_method
-from ._process import START_METHODS as START_METHODS  # the backends' names, re-exported
-from .msg import SpawnSpec, encoder
+from .._process import START_METHODS as START_METHODS  # the backends' names, re-exported
+from .._process import ChildProcess, check_start_method
+from ..msg import SpawnSpec
 
 #: Names the default backend of a whole program and its actors (e.g. ``trio`` for the
 #: subprocess backend); ``try_set_start_method`` overrides it.
@@ -47,7 +46,7 @@ def default_start_method() -> str:
     ``$NOTEBOOK_ACTORS_START_METHOD``'s, else the fork server where it works."""
     global _default_method
     if _default_method is None:
-        from . import _forkserver
+        from .. import _forkserver
 
         chosen = os.environ.get(START_METHOD_VAR) or ("forkserver" if _forkserver.supported() else "trio")
         _default_method = check_start_method(chosen)
@@ -61,86 +60,37 @@ async def warm_up(start_method: str | None = None) -> None:
     The template is started without waiting for it: spawns sent meanwhile queue.
     """
     if (start_method or default_start_method()) == "forkserver":
-        from . import _forkserver
+        from .. import _forkserver
 
         await _forkserver.ensure_started()
 
 
 def running_as_asyncio_guest() -> bool:
-    from ._asyncio_guest import is_guest_mode
+    from .._asyncio_guest import is_guest_mode
 
     return is_guest_mode()
 
 
-class TrioChild(ChildProcess):
-    def __init__(self, proc: trio.Process) -> None:
-        super().__init__(proc.pid)
-        self._proc = proc
-
-    @property
-    def returncode(self) -> int | None:
-        return self._proc.returncode
-
-    async def wait(self) -> int:
-        return await self._proc.wait()
-
-
-class MPChild(ChildProcess):
-    def __init__(self, proc: Any) -> None:
-        super().__init__(proc.pid)
-        self._proc = proc
-
-    @property
-    def returncode(self) -> int | None:
-        return self._proc.exitcode
-
-    async def wait(self) -> int:
-        if self._proc.exitcode is None:
-            await trio.lowlevel.wait_readable(self._proc.sentinel)
-            await trio.to_thread.run_sync(self._proc.join)
-        return self._proc.exitcode
+#: backend name -> the module whose ``start_process(boot)`` starts an actor with it,
+#: imported on first use (the fork server's lives with its template)
+BACKENDS = {
+    "forkserver": "notebook_actors._forkserver",
+    "trio": "notebook_actors._spawn._subprocess",
+    "mp_spawn": "notebook_actors._spawn._mp",
+    "mp_forkserver": "notebook_actors._spawn._mp",
+}
 
 
 async def start_process(boot: SpawnSpec, launcher: Any = None) -> ChildProcess:
-    """Start a child actor process for ``boot``; it connects back to its parent.
+    """Start a child actor process for ``boot`` with the backend its config names; it
+    connects back to its parent.
 
     ``launcher`` (see ``_launch``) starts it on another machine instead.
     """
     if launcher is not None:
         return await launcher.start(boot)
-    method = boot.config.start_method
-    if method == "forkserver":  # a warm template forks the actor (see _forkserver)
-        from . import _forkserver
-
-        return await _forkserver.start_process(boot)
-    if method == "trio":
-        proc = await trio.lowlevel.open_process(
-            # -S: site (and its .pth files) loads after the parent watch is up (_boot)
-            [sys.executable, "-S", BOOT_SCRIPT, str(os.getpid())],
-            stdin=subprocess.PIPE,
-            start_new_session=True,
-        )
-        assert proc.stdin is not None
-        try:
-            await proc.stdin.send_all(encoder.encode(boot))
-        except BaseException:
-            # cancelled (or the child died) mid-boot: nobody else will ever reap this
-            # process; left alone it stays a zombie and its pidfd leaks
-            with trio.CancelScope(shield=True):
-                proc.kill()
-                await proc.wait()
-            raise
-        finally:
-            await proc.stdin.aclose()
-        return TrioChild(proc)
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn") if method == "mp_spawn" else multiprocessing.get_context("forkserver")
-    from ._child import mp_main
-
-    mp_proc = ctx.Process(target=mp_main, args=(encoder.encode(boot),), name=f"actor:{boot.config.name}")
-    await trio.to_thread.run_sync(mp_proc.start)
-    return MPChild(mp_proc)
+    backend = importlib.import_module(BACKENDS[check_start_method(boot.config.start_method or "trio")])
+    return await backend.start_process(boot)
 
 
 def kill_group(proc: ChildProcess) -> None:
