@@ -201,11 +201,6 @@ def run_as_asyncio_guest(trio_main: Callable[..., Awaitable[Any]], *args: Any) -
     return asyncio.run(host())
 
 
-def call_in_trio(guest: GuestRun, fn: Callable[..., Any], *args: Any) -> bool:
-    """Schedule ``fn(*args)`` in the guest's trio run; False if the run has ended."""
-    return guest.call_soon(fn, *args)
-
-
 def value_or_raise(result: outcome.Outcome[Any]) -> Any:
     """Like ``result.unwrap()``, but an outcome may be read more than once."""
     if isinstance(result, outcome.Error):

@@ -354,7 +354,7 @@ class Call:
 
     def forget(self) -> None:
         """Drop this call from its channel: later messages for it are ignored."""
-        self.chan.ctxs.pop(self.cid, None)
+        self.chan.calls.pop(self.cid, None)
 
     # -- typed values --
     def bind_actor(self, actor: Any) -> None:

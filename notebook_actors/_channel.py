@@ -421,7 +421,7 @@ class Channel:
         self.peer_addr = peer_addr
         self.peer_pid: int | None = None
         self.peer_parent_addr: str | None = None
-        self.ctxs: dict[int, Call] = {}  # the calls on this channel, by id
+        self.calls: dict[int, Call] = {}  # the calls on this channel, by id
         self._next_cid = 0 if dialer else 1
         self._stream: trio.abc.Stream | None = None
         self._decoder: FrameDecoder | None = None

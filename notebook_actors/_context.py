@@ -267,11 +267,8 @@ class Context:
     # -- legacy @stream support --
     async def send_yield(self, value: Any) -> None:
         """Send one value to the caller of a legacy ``@stream`` function."""
-        call = self._call
-        if call.stream is None:
-            MsgStream(call, window=DEFAULT_WINDOW, backpressure=True)
-        assert call.stream is not None
-        await call.stream.send(value)
+        stream = self._call.stream or MsgStream(self._call, window=DEFAULT_WINDOW, backpressure=True)
+        await stream.send(value)
 
 
 @asynccontextmanager

@@ -96,13 +96,13 @@ class Dispatcher:
         if kind is Start:
             self._start(chan, msg)
         elif kind is Cancel:
-            call = chan.ctxs.get(msg.cid)
+            call = chan.calls.get(msg.cid)
             if call is not None:
                 call.cancel_by(chan.uid)
         elif kind is Error and msg.cid is None:
             log.error("actor %s reports a channel error: %s", chan.uid, msg.err.message)
         else:
-            call = chan.ctxs.get(msg.cid)
+            call = chan.calls.get(msg.cid)
             if call is not None:
                 call.deliver(msg)
             else:
@@ -112,7 +112,7 @@ class Dispatcher:
         reply_error(chan, cid, box_error(exc, self.actor.uid, pickled=pickled))
 
     def _start(self, chan: Channel, msg: Start) -> None:
-        if msg.cid in chan.ctxs or chan.is_own_cid(msg.cid):
+        if msg.cid in chan.calls or chan.is_own_cid(msg.cid):
             self._fail(chan, msg.cid, ValueError(f"call id {msg.cid} is invalid or in use"))
             return
         if not self.open:
@@ -126,7 +126,7 @@ class Dispatcher:
         # made now, entered when the task runs: a Cancel in the same batch as this
         # Start (the caller gave up at once) must not find "nothing to cancel"
         call.scope = trio.CancelScope()
-        chan.ctxs[msg.cid] = call
+        chan.calls[msg.cid] = call
         self._nursery.start_soon(self._run, call, msg, pending)  # type: ignore[union-attr]
 
     def _call_inline(self, chan: Channel, msg: Start) -> Any:

@@ -189,7 +189,7 @@ class Portal:
         ns, name, code = _split_target(fn, args)
         chan = self.channel
         call = Call(chan, chan.next_cid(), "caller", f"{ns}:{name}", self._actor)
-        chan.ctxs[call.cid] = call
+        chan.calls[call.cid] = call
         try:
             # encoded once, here: an argument that cannot travel fails in the caller
             encoded, pickled = encode_args(kwargs, f"the arguments of {name}")

@@ -411,7 +411,7 @@ class Actor:
                 # its last channel closed: the actor is gone, even if it was SIGKILLed
                 # (test_discovery.py::test_killed_actor_leaves_registry)
                 self.registry.unregister(chan.uid)  # type: ignore[arg-type]
-        for call in list(chan.ctxs.values()):
+        for call in list(chan.calls.values()):
             call.cancel_by(chan.uid)  # the caller is gone: stop working for it
             call.wake()
 

@@ -446,7 +446,7 @@ class ActorNursery:
             with trio.move_on_after(DRAIN_TIMEOUT):
                 await chan.wait_closed()  # the EOF follows the last message
         chan.mark_closed(None)
-        for call in list(chan.ctxs.values()):
+        for call in list(chan.calls.values()):
             call.wake()  # an unattached channel has nobody else to wake them
         if child.is_main and child.proc is not None:
             with trio.move_on_after(DRAIN_TIMEOUT):

@@ -245,14 +245,10 @@ def _capture_output() -> None:
             setattr(sys, name, _TeeOutput(stream))
 
 
-def _channels(actor: Any) -> set[Any]:
-    return actor.channels()
-
-
 def _calls(actor: Any, info: _LocalInfo) -> list[dict[str, Any]]:
     calls = []
-    for chan in _channels(actor):
-        for call in list(chan.ctxs.values()):
+    for chan in actor.channels():
+        for call in list(chan.calls.values()):
             if call.fn_name in _INTERNAL_CALLS:
                 continue
             stream = call.stream

@@ -30,7 +30,6 @@ import trio
 from ._asyncio_guest import (
     HOST_TASK_NAME,
     GuestRun,
-    call_in_trio,
     host_loop,
     is_guest_mode,
     run_as_asyncio_guest,
@@ -190,12 +189,12 @@ async def _run_in_trio(
                 finished.set_result(outcome.Error(_shut_down_error()))
 
     ctx = contextvars.copy_context()
-    if not call_in_trio(guest, ctx.run, start):
+    if not guest.call_soon(ctx.run, start):
         raise _shut_down_error()
     try:
         await _until_done(finished, guest)
     except asyncio.CancelledError:
-        call_in_trio(guest, scope.cancel)
+        guest.call_soon(scope.cancel)
         while True:  # wait for the trio task to unwind, however often we are cancelled
             try:
                 await _until_done(finished, guest)

@@ -199,7 +199,7 @@ def test_several_streams_multiplexed_over_one_channel(reg):
             for i in range(4):
                 assert results[f"ctx{i}"] == 300
                 assert results[f"gen{i * 1000}"] == list(range(i * 1000, i * 1000 + 500))
-            assert not portal.channel.ctxs  # every call is cleaned up
+            assert not portal.channel.calls  # every call is cleaned up
             await portal.cancel_actor()
 
     trio.run(main)

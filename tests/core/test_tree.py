@@ -24,7 +24,7 @@ def boom() -> None:
 def count_tree_feeds() -> int:
     actor = na.current_actor()
     chans = {c for cs in actor._peers.values() for c in cs}
-    return sum(1 for c in chans for ctx in c.ctxs.values() if ctx.fn_name == _tree.FEED_CALL)
+    return sum(1 for c in chans for ctx in c.calls.values() if ctx.fn_name == _tree.FEED_CALL)
 
 
 async def wait_until(watch: _tree.TreeWatch, predicate, timeout: float = 30):

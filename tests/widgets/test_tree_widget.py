@@ -209,7 +209,7 @@ def test_widget_follows_the_tree_in_a_kernel(kernel):
         "async def no_feeds():\n"
         "    actor = ga.actor\n"
         "    chans = [c for cs in actor._peers.values() for c in cs]\n"
-        "    return sum(1 for c in chans for x in c.ctxs.values() if x.fn_name == _tree.FEED_CALL)\n"
+        "    return sum(1 for c in chans for x in c.calls.values() if x.fn_name == _tree.FEED_CALL)\n"
         "async def wait_no_feeds():\n"
         "    while await ga.run(no_feeds):\n"
         "        await asyncio.sleep(0.05)\n"
