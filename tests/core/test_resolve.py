@@ -34,7 +34,7 @@ def test_module_not_enabled_is_refused_with_the_fix():
 def test_reaching_through_an_enabled_module_into_another_is_refused():
     """Test that `json.decoder:scanner.make_scanner` (json.decoder imports the module
     json.scanner) does not reach json.scanner, which is not enabled."""
-    with pytest.raises(ModuleNotExposed, match="reaches into module 'json.scanner'"):
+    with pytest.raises(ModuleNotExposed, match=r"reaches into module 'json\.scanner'"):
         table("json.decoder").lookup("json.decoder", "scanner.make_scanner")
 
 
@@ -43,7 +43,7 @@ def test_unknown_name_and_non_callable_are_distinct_errors():
     a TypeError, each naming the function."""
     with pytest.raises(AttributeError, match="no function 'nope'"):
         table("json").lookup("json", "nope")
-    with pytest.raises(TypeError, match="json:__all__ .* is not callable"):
+    with pytest.raises(TypeError, match=r"json:__all__ .* is not callable"):
         table("json").lookup("json", "__all__")
 
 
