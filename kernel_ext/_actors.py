@@ -23,6 +23,7 @@ import psutil
 import trio
 
 import notebook_actors as na
+from notebook_actors import _tree
 
 from . import _cell_runtime
 from ._guest import KernelRuntime, current_cell
@@ -321,7 +322,7 @@ class NotebookActors:
                     filename=cell.filename,
                 ) as (ctx, pid):
                     n.start_soon(self._escalate, interrupted, ctx, pid, handle.path, escalation, give_up)
-                    with give_up:
+                    with give_up, _tree.activity_of(handle.uid, f"cell [{cell.count}]"):
                         raw = await ctx.result()
                     if raw is None:
                         raise _GaveUp  # leave without waiting for a cell that does not stop
