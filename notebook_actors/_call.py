@@ -227,7 +227,7 @@ class Call:
         if child is not None and hasattr(child, "crash_report"):
             return await child.crash_report(actor, during)
         parent = self.chan.peer_parent_addr
-        if not parent or parent == actor.accept_addr:
+        if not parent or parent == actor.addr:
             return None
         return await actor.how_child_ended(parent, uid, during)
 

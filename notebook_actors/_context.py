@@ -52,17 +52,36 @@ CURRENT_CTX: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
 )
 
 
+#: a plain sync function the runtime runs inline (no task, no call state):
+#: ``[channel, start message, actor, context or None]``; its Context is made only if
+#: the function asks for it (:func:`current_ipc_ctx`), so the fast path stays fast
+INLINE_CALL: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "notebook_actors.inline_call", default=None
+)
+
+
+def _inline_context() -> Context | None:
+    pending = INLINE_CALL.get()
+    if pending is None:
+        return None
+    if pending[3] is None:
+        chan, msg, actor = pending[:3]
+        pending[3] = Context(Call(chan, msg.cid, "callee", f"{msg.ns}:{msg.func}", actor))
+    ctx: Context = pending[3]
+    return ctx
+
+
 def current_ipc_ctx(error_on_not_set: bool = False) -> Context | None:
     """The :class:`Context` of the running task (tractor's ``current_ipc_ctx``).
 
-    Inside a ``@context`` function (or any function called through ``portal.run``)
-    it is that call's context; inside a caller's ``open_context`` block, that
-    block's context. Elsewhere None.
+    Inside a ``@context`` function (or any function called through ``portal.run``,
+    async or sync) it is that call's context; inside a caller's ``open_context``
+    block, that block's context. Elsewhere None.
 
     Raises:
         RuntimeError: no context here and ``error_on_not_set`` is true.
     """
-    ctx = CURRENT_CTX.get()
+    ctx = CURRENT_CTX.get() or _inline_context()
     if ctx is None and error_on_not_set:
         raise RuntimeError(
             "no IPC context in this task: current_ipc_ctx() works inside a function called by "

@@ -59,8 +59,8 @@ async def get_registry(
     """
     actor = current_actor()
     target = _registry_target(host, port, addr, arbiter_sockaddr, registry_addrs)
-    own = _transport.normalize_addr(actor.accept_addr) if actor.accept_addr else None
-    if actor.is_arbiter and (target is None or target in actor.config.registry_addrs or target == own):
+    own = {actor.addr, actor.tcp_addr}
+    if actor.is_arbiter and (target is None or target in actor.config.registry_addrs or target in own):
         yield LocalPortal(actor)
         return
     chan = await actor.connect_to(target or actor.config.registry_addrs[0])

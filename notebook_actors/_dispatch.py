@@ -20,7 +20,7 @@ import trio
 from . import _hooks, _payload
 from ._call import DEFAULT_WINDOW, SERVING, Call, encode_pld
 from ._channel import Channel
-from ._context import CURRENT_CTX, Context, MsgStream, endpoint_kind, endpoint_types
+from ._context import CURRENT_CTX, INLINE_CALL, Context, MsgStream, endpoint_kind, endpoint_types
 from ._exceptions import MsgTypeError, TransportClosed, box_error
 from .msg import Cancel, Error, ErrorInfo, Return, Start
 
@@ -148,6 +148,7 @@ class Dispatcher:
             return None  # the task path reports it
         if not inspect.isfunction(fn) or fn.__code__.co_flags & _ASYNC_FLAGS or endpoint_kind(fn):
             return None
+        token = INLINE_CALL.set([chan, msg, self.actor, None])  # for current_ipc_ctx()
         try:
             kwargs = _load_args(msg.kwargs, f"{msg.ns}:{msg.func}", None) if msg.pickled else msg.kwargs
             result = fn(**kwargs)
@@ -160,6 +161,8 @@ class Dispatcher:
             if not isinstance(exc, (SystemExit, GeneratorExit)):
                 raise
             return _DONE
+        finally:
+            INLINE_CALL.reset(token)
         if inspect.isawaitable(result):
             return result
         try:

@@ -49,7 +49,12 @@ class Actor:
     Attributes:
         name, uid: ``uid == (name, uuid_hex)``.
         is_arbiter: this actor hosts the registry.
-        loglevel, accept_addr, enable_modules.
+        loglevel, enable_modules.
+        accept_addr: where it accepts connections, in tractor's form: ``(host, port)``
+            on TCP (its loopback TCP listener when the tree's registry was given as a
+            local TCP address), else ``'uds:/path'``; ``accept_addrs``: every one.
+        addr: its first address, internally (``'tcp:host:port'``/``'uds:/path'``): the
+            one its own children dial (its private Unix socket unless bound elsewhere).
         typed_only: every context of this actor refuses pickled values, both ways.
         msg_buffer_size: (class attribute) how many unread stream messages a
             ``ctx.open_stream()`` buffers when no ``msg_buffer_size=`` is given: past
@@ -68,7 +73,17 @@ class Actor:
         self.dispatcher = Dispatcher(self)
         self.registry = Registry()  # filled when this actor hosts it (is_arbiter)
         self._aliases: frozenset[str] = frozenset()
-        self.accept_addr: str | None = None
+        #: the address this actor listens at first (internal form; see accept_addr)
+        self.addr: str | None = None
+        #: where to listen on loopback TCP as well: the tree's registry was given as a
+        #: loopback TCP address (tractor's programs expect (host, port) addresses then)
+        tcp_bind = config.tcp_bind
+        if tcp_bind is None and config.parent_addr is None and config.registry_addrs:
+            if _transport.is_loopback_tcp(config.registry_addrs[0]):
+                tcp_bind = _transport.loopback_bind_addr(config.registry_addrs[0])
+        self.tcp_bind = tcp_bind
+        #: the loopback TCP address it listens at too (see tcp_bind), or None
+        self.tcp_addr: str | None = None
         self.is_arbiter = False
         self.pid = os.getpid()
         self.parent_chan: Channel | None = None
@@ -134,7 +149,24 @@ class Actor:
 
     @property
     def ident(self) -> Ident:
-        return Ident(self.uid, self.pid, self.accept_addr, self.parent_addr)
+        return Ident(self.uid, self.pid, self.registered_addr, self.parent_addr)
+
+    @property
+    def registered_addr(self) -> str | None:
+        """The address others find this actor at (internal form): its loopback TCP
+        listener if it has one, else its first address."""
+        return self.tcp_addr or self.addr
+
+    @property
+    def accept_addr(self) -> Any:
+        """Where this actor accepts connections, in tractor's form: ``(host, port)`` for
+        TCP, ``'uds:/path'`` for a Unix socket (None before it listens)."""
+        return _transport.public_addr(self.registered_addr)
+
+    @property
+    def accept_addrs(self) -> list[Any]:
+        """Every address this actor accepts connections at, in tractor's form."""
+        return [_transport.public_addr(a) for a in dict.fromkeys((self.tcp_addr, self.addr)) if a]
 
     def is_infected_aio(self) -> bool:
         return self.config.infect_asyncio
@@ -172,8 +204,8 @@ class Actor:
             for listener in self._listeners:
                 with trio.CancelScope(shield=True):
                     await listener.aclose()
-            if self.accept_addr:
-                _transport.cleanup(self.accept_addr)
+            if self.addr:
+                _transport.cleanup(self.addr)
             if self.is_arbiter:
                 for addr in self.config.registry_addrs:
                     if addr.startswith("uds:"):
@@ -275,10 +307,15 @@ class Actor:
                 sweep_stale(runtime_dir())
             bind_addr = "uds:" + socket_path(self.name, self.uid[1])
         self._aliases = await _resolve_aliases(self.config.also_known_as)
-        listeners, self.accept_addr = await _transport.listen(bind_addr, secret=self.secret)
+        listeners, self.addr = await _transport.listen(bind_addr, secret=self.secret)
         self._serve_listeners(listeners)
         if self.parent_addr is None:
             await self._maybe_become_registry()
+        if self.tcp_bind is not None and self.tcp_addr is None and not self.addr.startswith("tcp:"):
+            # the tree's registry is on loopback TCP: be reachable there too (behind the
+            # same handshake); children still dial our Unix socket
+            listeners, self.tcp_addr = await _transport.listen(self.tcp_bind, secret=self.secret)
+            self._serve_listeners(listeners)
 
     def _serve_listeners(self, listeners: list[trio.abc.Listener]) -> None:
         """Accept on each listener, each with its own budget of pending handshakes
@@ -302,13 +339,15 @@ class Actor:
         """Host the registry at the first registry address, unless someone already does."""
         addr = self.config.registry_addrs[0]
         try:
-            listeners, _ = await _transport.listen(addr, secret=self.secret)
+            listeners, bound = await _transport.listen(addr, secret=self.secret)
         except OSError as exc:
             log.info("registry address %s is taken (%s): joining that registry", addr, exc)
             return
         self.is_arbiter = True
         self._serve_listeners(listeners)
-        self.registry.register(self.uid, self.accept_addr)  # type: ignore[arg-type]
+        if bound.startswith("tcp:") and not self.addr.startswith("tcp:"):  # type: ignore[union-attr]
+            self.tcp_addr = bound  # as in tractor, the registry's actor accepts at its address
+        self.registry.register(self.uid, self.registered_addr)
 
     async def _accept_loop(self, listener: trio.abc.Listener, gate: HandshakeGate) -> None:
         while True:
@@ -317,7 +356,7 @@ class Actor:
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 return
             except OSError as exc:  # e.g. out of file descriptors: back off, keep serving
-                log.warning("accept failed on %s: %s", self.accept_addr, exc)
+                log.warning("accept failed on %s: %s", self.addr, exc)
                 await trio.sleep(0.05)
                 continue
             self._transport_n.start_soon(self._handle_incoming, stream, gate)  # type: ignore[union-attr]
@@ -353,8 +392,10 @@ class Actor:
         chan.attach(stream, ident, rest)
         await self._serve_channel(chan)
 
-    async def connect_to(self, addr: str) -> Channel:
-        """A served channel to the actor at ``addr`` (cached per address)."""
+    async def connect_to(self, addr: Any) -> Channel:
+        """A served channel to the actor at ``addr`` (any form ``_transport.normalize_addr``
+        reads, e.g. a registry's ``(host, port)``; cached per address)."""
+        addr = _transport.normalize_addr(addr)
         chan = self._chans_by_addr.get(addr)
         if chan is not None and not chan.closed:
             return chan
@@ -363,7 +404,7 @@ class Actor:
             chan = self._chans_by_addr.get(addr)
             if chan is not None and not chan.closed:
                 return chan
-            if self.parent_chan is not None and self.parent_chan.raddr == addr and not self.parent_chan.closed:
+            if self.parent_chan is not None and self.parent_chan.peer_addr == addr and not self.parent_chan.closed:
                 return self.parent_chan
             chan = await connect(addr, self.secret, self.ident)
             self._chans_by_addr[addr] = chan
@@ -424,7 +465,9 @@ class Actor:
                 reg = await self.connect_to(self.config.registry_addrs[0])
                 from ._portal import Portal
 
-                await Portal(reg, self).run_from_ns("self", "register_actor", uid=list(self.uid), addr=self.accept_addr)
+                await Portal(reg, self).run_from_ns(
+                    "self", "register_actor", uid=list(self.uid), addr=self.registered_addr
+                )
         except HandshakeError as exc:  # something that is not our tree holds the address
             log.warning(
                 "actor %s did not register at %s: whatever listens there is not an actor of your tree "
@@ -449,8 +492,9 @@ class Actor:
                 except Exception:
                     pass
 
-    async def get_registry(self) -> dict[str, str]:
-        """``{'name.uuid': addr}`` for every registered actor (tractor's shape).
+    async def get_registry(self) -> dict[str, Any]:
+        """``{'name.uuid': addr}`` for every registered actor (tractor's shape; an
+        address is ``(host, port)`` for TCP, ``'uds:/path'`` for a Unix socket).
 
         A coroutine, as tractor's: ``await actor.get_registry()``, or remotely
         ``await portal.run_from_ns('self', 'get_registry')``.

@@ -257,8 +257,8 @@ class ActorNursery:
             enable_modules=sorted(set(modules)),
             loglevel=loglevel or mine.loglevel,
             debug_mode=mine.debug_mode if debug_mode is None else debug_mode,
-            registry_addrs=[actor.accept_addr] if actor.is_arbiter else mine.registry_addrs,
-            parent_addr=actor.accept_addr,
+            registry_addrs=[actor.addr] if actor.is_arbiter else mine.registry_addrs,
+            parent_addr=actor.addr,
             parent_main_path=getattr(main_mod, "__file__", None)
             if mine.parent_main_path is None
             else mine.parent_main_path,
@@ -268,6 +268,8 @@ class ActorNursery:
             # the child's own children start the same way, unless its nursery says otherwise
             start_method=start_method or self._start_method or mine.start_method or _spawn.default_start_method(),
             typed_only=typed_only,
+            # a tree whose registry is on loopback TCP: listen there too (on this host)
+            tcp_bind=actor.tcp_bind if launcher is None else None,
         )
         boot = SpawnSpec(
             config=config,

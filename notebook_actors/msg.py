@@ -58,6 +58,8 @@ class Ident(Struct, array_like=True):
 
     uid: Uid
     pid: int
+    #: where others find it (the address it registers: its loopback TCP listener when
+    #: its tree's registry is on TCP, else its own socket)
     addr: str | None = None
     #: its parent's address (None for a root): who to ask how it ended, for an actor
     #: that is not our child (see ``Context._crash_of_peer``)
@@ -186,6 +188,9 @@ class ActorConfig(Struct, kw_only=True):
     typed_only: bool = False
     #: forwarded addresses dialers reach this actor through (see docs/security.md)
     also_known_as: list[str] = []
+    #: listen on loopback TCP here as well (``tcp:127.0.0.1:0``): the tree's registry
+    #: was given as a loopback TCP address (None: derived from it for a root)
+    tcp_bind: str | None = None
 
 
 class SpawnSpec(Msg, tag="spawnspec"):

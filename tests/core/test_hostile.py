@@ -308,7 +308,7 @@ async def test_refusal_is_logged_with_peer(caplog):
     with trio.fail_after(TIMEOUT):
         with caplog.at_level(logging.WARNING, logger="notebook_actors"):
             async with na.open_root_actor(registry_addrs=[testing.private_registry_addr()]) as actor:
-                await dropped_after(actor.accept_addr, b"\x00\x00\x00\x01\xc1")
+                await dropped_after(actor.addr, b"\x00\x00\x00\x01\xc1")
     assert "dropped an unauthenticated peer" in caplog.text
     assert f"pid {os.getpid()} (user id {os.getuid()})" in caplog.text
 
@@ -341,10 +341,10 @@ async def test_handshake_flood_evicts_its_own_oldest(monkeypatch):
         async with na.open_root_actor(registry_addrs=[testing.private_registry_addr()]) as actor:
             stalled = []
             for _ in range(2):
-                stream = await raw_connect(actor.accept_addr)
+                stream = await raw_connect(actor.addr)
                 assert await stream.receive_some()  # the challenge: it is in its handshake
                 stalled.append(stream)
-            newest = await raw_connect(actor.accept_addr)
+            newest = await raw_connect(actor.addr)
             assert await newest.receive_some()  # challenged too
             assert await read_until_eof(stalled[0]) == b""  # the oldest went to make room
             assert actor.pending_handshakes == 2
@@ -352,7 +352,7 @@ async def test_handshake_flood_evicts_its_own_oldest(monkeypatch):
                 await stream.aclose()
             await trio.testing.wait_all_tasks_blocked()  # the actor saw them go
             assert actor.pending_handshakes == 0
-            chan = await connect(actor.accept_addr, actor.secret, ident("legit"))
+            chan = await connect(actor.addr, actor.secret, ident("legit"))
             assert chan.uid == actor.uid
             await chan.aclose()
 

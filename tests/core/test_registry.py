@@ -10,7 +10,8 @@ from notebook_actors._registry import Registry
 
 def test_find_answers_the_newest_of_a_name_and_by_key_has_tractors_shape():
     """Test that two actors of one name are both found (oldest first), find() gives the
-    newest one's address, and by_key() keys entries 'name.uuid'."""
+    newest one's address, and by_key() keys entries 'name.uuid'; a TCP address is kept
+    and answered as tractor's (host, port)."""
     reg = Registry()
     reg.register(["w", "a1"], "uds:/one")
     reg.register(("w", "b2"), "uds:/two")
@@ -18,7 +19,8 @@ def test_find_answers_the_newest_of_a_name_and_by_key_has_tractors_shape():
     assert reg.find_all("w") == [[["w", "a1"], "uds:/one"], [["w", "b2"], "uds:/two"]]
     assert reg.find("w") == "uds:/two"
     assert reg.find("nobody") is None
-    assert reg.by_key() == {"w.a1": "uds:/one", "w.b2": "uds:/two", "other.c3": "tcp:127.0.0.1:9"}
+    assert reg.by_key() == {"w.a1": "uds:/one", "w.b2": "uds:/two", "other.c3": ("127.0.0.1", 9)}
+    assert reg.find("other") == ("127.0.0.1", 9)
     assert ("w", "a1") in reg
 
 

@@ -221,7 +221,7 @@ def test_flood_from_another_user_leaves_connections_and_spawns_working(other_hom
         async def main():
             async with na.open_nursery(registry_addrs=[("127.0.0.1", 1616)], bind_addr=("127.0.0.1", 1617)) as n:
                 me = na.current_actor()
-                addrs = ["tcp:127.0.0.1:1616", me.accept_addr]
+                addrs = ["tcp:127.0.0.1:1616", me.addr]
                 child = await n.start_actor("w0", enable_modules=["os"])
                 child_addr = (await child.run_from_ns("self", "tree_snapshot"))["addr"]
                 attacker = as_nobody(FLOOD, *addrs, child_addr, stdin=subprocess.PIPE, stdout=subprocess.PIPE)

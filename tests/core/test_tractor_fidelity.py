@@ -874,10 +874,18 @@ async def ctx_of_a_plain_call() -> bool:
     return ctx is not None and ctx.side == "callee"
 
 
+def ctx_of_a_sync_call() -> list:
+    """A plain sync function (the runtime runs those inline, without a task)."""
+    ctx = tractor.current_ipc_ctx(error_on_not_set=True)
+    assert ctx is tractor.current_ipc_ctx()  # the same one, asked twice
+    return [ctx.side, list(ctx.chan.uid), ctx.fn_name]
+
+
 class TestCurrentNames:
     def test_wait_for_result_and_current_ipc_ctx(self, reg):
         """Test Portal.wait_for_result() and Context.wait_for_result() (current
-        tractor's names for result()) and current_ipc_ctx() on both sides."""
+        tractor's names for result()) and current_ipc_ctx() on both sides, in async
+        functions and in plain sync functions called through portal.run."""
 
         async def main():
             assert tractor.current_ipc_ctx() is None
@@ -888,6 +896,8 @@ class TestCurrentNames:
                 assert await portal.wait_for_result() == 3
                 daemon = await n.start_actor("ctx", enable_modules=[__name__])
                 assert await daemon.run(ctx_of_a_plain_call) is True
+                me = list(tractor.current_actor().uid)
+                assert await daemon.run(ctx_of_a_sync_call) == ["callee", me, f"{__name__}:ctx_of_a_sync_call"]
                 async with daemon.open_context(reports_its_ctx) as (ctx, first):
                     assert first is True
                     assert tractor.current_ipc_ctx() is ctx
@@ -899,6 +909,69 @@ class TestCurrentNames:
 
 
 # -- discovery with a registry daemon over TCP ------------------------------------------------
+
+
+async def addresses_seen_by_a_child() -> dict:
+    """What a child of a tree whose registry is on loopback TCP sees of addresses
+    (its answer crosses the wire, where tuples become lists: the types are checked here)."""
+    actor = tractor.current_actor()
+    async with tractor.get_registry() as reg:
+        table = await reg.run_from_ns("self", "get_registry")
+        found = await reg.run_from_ns("self", "find_actor", name="root")
+        waited = await reg.run_from_ns("self", "wait_for_actor", name="root")
+    async with tractor.find_actor("root") as root:
+        raddr = root.channel.raddr
+    return {
+        "types": {
+            "accept_addr": type(actor.accept_addr).__name__,
+            "entries": sorted({type(a).__name__ for a in table.values()}),
+            "find_actor": type(found).__name__,
+            "wait_for_actor": sorted({type(a).__name__ for a in waited}),
+            "query_actor": type(await tractor.query_actor("root")).__name__,
+            "raddr": type(raddr).__name__,
+        },
+        "accept_addr": actor.accept_addr,
+        "root": raddr,
+    }
+
+
+def test_tcp_registry_gives_host_port_tuples():
+    """Test that in a tree whose registry was given as TCP (host, port), the root (the
+    registry) accepts at that address, the child listens on loopback TCP, and
+    accept_addr, the registry's entries (local and through a portal), query_actor and
+    Channel.raddr/laddr are (host, port) tuples, as in tractor."""
+    addr = ("127.0.0.1", free_tcp_port())
+
+    async def main():
+        async with tractor.open_nursery(registry_addrs=[addr]) as n:
+            root = tractor.current_actor()
+            assert root.is_arbiter and root.accept_addr == addr and addr in root.accept_addrs
+            portal = await n.start_actor("tcp_kid", enable_modules=[__name__])
+            view = await portal.run(addresses_seen_by_a_child)
+            assert view["types"] == {
+                "accept_addr": "tuple",
+                "entries": ["tuple"],
+                "find_actor": "tuple",
+                "wait_for_actor": ["tuple"],
+                "query_actor": "tuple",
+                "raddr": "tuple",
+            }
+            kid = tuple(view["accept_addr"])
+            assert kid[0] == "127.0.0.1" and kid != addr
+            assert tuple(view["root"]) == addr
+            assert portal.channel.raddr == kid
+            uid = portal.channel.uid
+            assert (await root.get_registry())[f"tcp_kid.{uid[1]}"] == kid
+            assert root.registry.find("tcp_kid") == kid
+            assert await tractor.query_actor("tcp_kid") == kid
+            async with tractor.wait_for_actor("tcp_kid") as found:
+                assert found.channel.raddr == kid
+                host, port = found.channel.laddr  # we dialed it over TCP
+                assert host == "127.0.0.1" and port not in (kid[1], addr[1])
+                assert await found.run(add, a=1, b=2) == 3
+            await portal.cancel_actor()
+
+    run(main)
 
 
 def free_tcp_port() -> int:
@@ -954,8 +1027,17 @@ def test_remote_registry_daemon_deregisters_and_stops(tmp_path):
             portal = await n.start_actor("kid", enable_modules=[__name__])
             async with tractor.wait_for_actor("kid"):
                 pass
-            assert portal.channel.uid in tractor.current_actor()._peers
+            me = tractor.current_actor()
+            assert portal.channel.uid in me._peers
             assert "kid" in await names(addr)
+            # a root that joined a TCP registry listens on loopback TCP too, and is
+            # registered there as (host, port), as is its child
+            assert not me.is_arbiter and type(me.accept_addr) is tuple and me.accept_addr[0] == "127.0.0.1"
+            async with tractor.get_arbiter(*addr) as registry:
+                table = await registry.run_from_ns("self", "get_registry")
+            assert table[f"{me.uid[0]}.{me.uid[1]}"] == me.accept_addr
+            assert table[f"kid.{portal.channel.uid[1]}"] == portal.channel.raddr
+            assert type(portal.channel.raddr) is tuple
             await portal.cancel_actor()
             with trio.fail_after(10):
                 while "kid" in await names(addr):

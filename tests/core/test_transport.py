@@ -367,7 +367,7 @@ async def test_tree_over_transport(bind):
     bind_addr = f"uds:{short_sock_path()}" if bind == "uds" else ("127.0.0.1", 0)
     with trio.fail_after(60):
         async with na.open_nursery(registry_addrs=[testing.private_registry_addr()], bind_addr=bind_addr) as n:
-            assert na.current_actor().accept_addr.startswith(f"{bind}:")
+            assert na.current_actor().addr.startswith(f"{bind}:")
             portal = await n.start_actor(
                 "worker", enable_modules=[__name__], bind_addr=bind_addr if bind == "tcp" else None
             )
