@@ -188,7 +188,9 @@ def test_no_repl_without_debug_mode(spawn):
     child = spawn("subactor_error.py", "--no-debug")
     status, output = finish(child)
     assert status == 1
-    assert re.search(r"notebook_actors\._exceptions\.RemoteActorError: \('divider', '\w+'\) raised ZeroDivisionError", output)
+    assert re.search(
+        r"notebook_actors\._exceptions\.RemoteActorError: \('divider', '\w+'\) raised ZeroDivisionError", output
+    )
     assert re.search(r"Remote traceback:.*\| ZeroDivisionError: division by zero", output, re.S)
     assert "(Pdb++" not in output and "post-mortem" not in output
 
