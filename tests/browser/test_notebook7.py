@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,14 +16,10 @@ from test_tree_widget_browser import (
     CHROMIUM_ARGS,
     change_theme,
     clipped,
-    free_port,
     luminance,
     row,
     run_all_cells,
-    wait_until_serving,
 )
-
-from notebook_actors.testing import descendants, kill_all, private_registry_addr
 
 OUTPUT = Path(__file__).parent / "output"
 
@@ -66,55 +58,13 @@ def write_notebook(path: Path, sources: list[str]) -> None:
 
 
 @pytest.fixture
-def notebook7(tmp_path):
+def notebook7(tmp_path, jupyter_server):
     """A Notebook 7 server on a free port, serving a notebook of :func:`cells`."""
     root = tmp_path / "nb"
     root.mkdir()
     go = tmp_path / "go"
     write_notebook(root / "nb7.ipynb", cells(go))
-    port, token = free_port(), secrets.token_hex(16)
-    env = {
-        **os.environ,
-        "NOTEBOOK_ACTORS_REGISTRY": private_registry_addr(),  # alone on the host
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
-        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
-    }
-    OUTPUT.mkdir(exist_ok=True)
-    log = open(OUTPUT / "notebook7.log", "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "notebook",
-            "--no-browser",
-            f"--port={port}",
-            "--ip=127.0.0.1",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            "--ServerApp.open_browser=False",
-            "--allow-root",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(f"{base}/api/status?token={token}", proc)
-        yield base, token, go
-    finally:
-        pids = [p.pid for p in descendants(proc.pid)]
-        proc.send_signal(signal.SIGTERM)  # the server shuts its kernels down
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            kill_all([proc.pid])
-            proc.wait()
-        kill_all(pids)  # last resort; the no-leftover guard reports real leaks
-        log.close()
+    return (*jupyter_server("notebook", root), go)
 
 
 def code_cell(page, index: int):

@@ -8,20 +8,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-
-from notebook_actors.testing import descendants, kill_all, private_registry_addr
 
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
@@ -120,19 +115,24 @@ def run_all_cells(page, base: str, token: str) -> None:
 DEBUG_CELL = "%%actor calc\nimport notebook_actors as na\n\nawait na.breakpoint()\nprint('calc resumed')"
 
 
+#: ... and before it, a cell stuck in blocking code in a fresh actor (its own feed is frozen).
+BLOCKING_CELL = "%%actor --bg blocker\nimport time\ntime.sleep(600)"
+
+
 def write_notebook(root: Path) -> None:
-    """The example notebook, plus a cell that stops calc in its debugger."""
+    """The example notebook, plus a blocking cell and a cell that stops calc in its debugger."""
     nb = json.loads((EXAMPLE / "tree_widget.ipynb").read_text())
-    nb["cells"].append(
-        {
-            "cell_type": "code",
-            "execution_count": None,
-            "id": "debugcell",
-            "metadata": {},
-            "outputs": [],
-            "source": DEBUG_CELL,
-        }
-    )
+    for cell_id, source in (("blockcell", BLOCKING_CELL), ("debugcell", DEBUG_CELL)):
+        nb["cells"].append(
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": cell_id,
+                "metadata": {},
+                "outputs": [],
+                "source": source,
+            }
+        )
     (root / "tree_widget.ipynb").write_text(json.dumps(nb))
     shutil.copy(EXAMPLE / "tree_demo.py", root / "tree_demo.py")
 
@@ -145,55 +145,13 @@ def quiet_settings(settings: Path) -> None:
 
 
 @pytest.fixture
-def jupyterlab(tmp_path):
+def jupyterlab(tmp_path, jupyter_server):
     """A JupyterLab server on a free port, serving a copy of the example notebook."""
     root = tmp_path / "nb"
     root.mkdir()
     write_notebook(root)
     quiet_settings(tmp_path / "settings")
-    port, token = free_port(), secrets.token_hex(16)
-    env = {
-        **os.environ,
-        "NOTEBOOK_ACTORS_REGISTRY": private_registry_addr(),  # alone on the host
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
-        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
-    }
-    OUTPUT.mkdir(exist_ok=True)
-    log = open(OUTPUT / "jupyterlab.log", "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            f"--port={port}",
-            "--ip=127.0.0.1",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            "--ServerApp.open_browser=False",
-            "--allow-root",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(f"{base}/api/status?token={token}", proc)
-        yield base, token
-    finally:
-        pids = [p.pid for p in descendants(proc.pid)]
-        proc.send_signal(signal.SIGTERM)  # the server shuts its kernels down
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            kill_all([proc.pid])
-            proc.wait()
-        kill_all(pids)  # last resort; the no-leftover guard reports real leaks
-        log.close()
+    return jupyter_server("jupyterlab", root)
 
 
 def row(page, name: str):
@@ -279,6 +237,9 @@ def test_tree_widget_in_jupyterlab(jupyterlab):
             ]
             expect(row(page, "crunch")).to_have_attribute("data-state", "running")
             expect(row(page, "crunch").locator(".na-doing")).to_have_text(re.compile(r"^cell \[\d+\], \d+(\.\d)? s$"))
+            # stuck in time.sleep, it cannot report itself: the kernel says which cell runs there
+            expect(row(page, "blocker")).to_have_attribute("data-state", "running", timeout=60_000)
+            expect(row(page, "blocker").locator(".na-doing")).to_have_text(re.compile(r"^cell \[\d+\], \d+(\.\d)? s$"))
             producer = row(page, "producer")
             expect(producer).to_have_attribute("data-state", "streaming", timeout=60_000)
             expect(producer).to_have_attribute("data-parent", row(page, "pipeline").get_attribute("data-key"))
