@@ -23,12 +23,13 @@ import psutil
 import trio
 
 import notebook_actors as na
+from notebook_actors import _tree
 
 from . import _cell_runtime
 from ._guest import KernelRuntime, current_cell
 from ._held import Held, describe_exit
 from ._output_server import CellWriter, OutputServer
-from ._protocol import ActorInfo, CellFailed, CellInterrupted, CellOk, decode_info, decode_outcome
+from ._protocol import ActorInfo, CellDone, CellFailed, CellInterrupted, CellOk, decode_done, decode_info
 from ._stdin import StdinRoute
 
 #: Seconds an interrupted cell gets to react to its cancellation before the kernel
@@ -179,6 +180,9 @@ class NotebookActors:
     async def ensure(self, path: str, opts: dict[str, Any], *, new: bool = False) -> ActorHandle:
         """The actor at ``path``, spawned (with its missing parents) when needed."""
         path = check_path(path)
+        handle = self.handles.get(path)
+        if handle is not None and not new and handle.alive and not self._lock(path).locked():
+            return handle  # the usual case, without a checkpoint
         parent = parent_path(path)
         if parent is not None:
             await self.ensure(parent, {})
@@ -283,63 +287,72 @@ class NotebookActors:
     ) -> Ending:
         """Run ``cell`` in the actor; show its output through ``writer`` as it comes.
 
-        An interrupt of the notebook cell cancels the remote cell, then (if it does not
-        end within INTERRUPT_GRACE) sends SIGINT to the actor's process.
+        One call to the actor, answered with the outcome; output (if any) comes on the
+        cell's output connection. An interrupt of the notebook cell cancels the remote
+        cell, then (if it does not end within INTERRUPT_GRACE) sends SIGINT to the
+        actor's process.
         """
-        interrupted = trio.Event()
-        notebook_cell = current_cell()
-        if notebook_cell is not None:
-            notebook_cell.handlers.append(interrupted.set)
         handle.cells += 1
         try:
-            return await self._run_cell(handle, cell, writer, stdin, interrupted)
+            return await self._run_cell(handle, cell, writer, stdin)
         finally:
             handle.cells -= 1
-            if notebook_cell is not None:
-                notebook_cell.handlers.remove(interrupted.set)
 
     async def _run_cell(
-        self, handle: ActorHandle, cell: CellCode, writer: CellWriter, stdin: StdinRoute | None, interrupted: trio.Event
+        self, handle: ActorHandle, cell: CellCode, writer: CellWriter, stdin: StdinRoute | None
     ) -> Ending:
         output = (await self._output_server()).expect(writer, stdin)
-        raw: bytes | None = None
-        ending: Ending | None = None
-        async with trio.open_nursery() as n:
-            n.start_soon(output.run)
-            escalation, give_up = trio.CancelScope(), trio.CancelScope()
+        done: CellDone | None = None
+        failure: BaseException | None = None
+        interrupted = False
+        notebook_cell = current_cell()
+        give_up = trio.CancelScope()
+        async with trio.open_nursery() as n:  # it holds the escalation of an interrupt, if any
+
+            def on_interrupt() -> None:
+                nonlocal interrupted
+                if not interrupted:
+                    interrupted = True
+                    n.start_soon(self._escalate, handle, output.address[1], give_up)
+
+            if notebook_cell is not None:
+                notebook_cell.handlers.append(on_interrupt)
             try:
                 portal, route = self._route(handle.path)
-                async with portal.open_context(
-                    _cell_runtime.run_cell,
-                    code=cell.code,
-                    label=handle.path,
-                    count=cell.count,
-                    output=output.address,
-                    offset=cell.offset,
-                    header=cell.header,
-                    path=route,
-                    filename=cell.filename,
-                ) as (ctx, pid):
-                    n.start_soon(self._escalate, interrupted, ctx, pid, handle.path, escalation, give_up)
-                    with give_up:
-                        raw = await ctx.result()
-                    if raw is None:
-                        raise _GaveUp  # leave without waiting for a cell that does not stop
-            except _GaveUp:
-                pass
+                with give_up, _tree.activity_of(handle.uid, f"cell [{cell.count}]"):
+                    done = decode_done(
+                        await portal.run(
+                            _cell_runtime.run_cell,
+                            code=cell.code,
+                            label=handle.path,
+                            count=cell.count,
+                            output=output.address,
+                            offset=cell.offset,
+                            header=cell.header,
+                            path=route,
+                            filename=cell.filename,
+                        )
+                    )
             except (na.RemoteActorError, na.TransportClosed, trio.BrokenResourceError, LookupError) as exc:
-                if not interrupted.is_set():
-                    ending = await self._gone(handle, exc)
-            escalation.cancel()
-            if raw is not None:  # the actor sent End before its result: show all of it first
+                failure = exc
+            finally:
+                if notebook_cell is not None:
+                    notebook_cell.handlers.remove(on_interrupt)
+                n.cancel_scope.cancel()  # the escalation ends with the cell
+        ending: Ending | None = None
+        if failure is not None and not interrupted:
+            ending = await self._gone(handle, failure)
+        try:
+            if done is not None and done.output:  # the actor's output thread ends with End: show all of it first
                 with trio.move_on_after(END_TIMEOUT):
                     await output.done.wait()
-            n.cancel_scope.cancel()
+        finally:
+            output.close()
         if ending is not None:
             return ending
-        if raw is None or interrupted.is_set():
+        if done is None or interrupted:  # given up on, or interrupted
             return CellInterrupted(pid=handle.pid or 0)
-        return decode_outcome(raw)
+        return done.outcome
 
     async def _gone(self, handle: ActorHandle, exc: BaseException) -> Gone:
         """Why ``handle``'s actor is not there to finish the cell, in one line."""
@@ -358,21 +371,27 @@ class NotebookActors:
             return Gone(f"{who} died while running this cell")
         raise exc
 
-    async def _escalate(
-        self, interrupted: trio.Event, ctx: Any, pid: int, path: str, scope: trio.CancelScope, give_up: trio.CancelScope
-    ) -> None:
-        with scope:
-            await interrupted.wait()
-            await ctx.cancel()
-            await trio.sleep(INTERRUPT_GRACE)
-            _signal(pid, signal.SIGINT)
-            await trio.sleep(SIGINT_GRACE)
-            print(
-                f"[notebook_actors] actor {path!r} (pid {pid}) did not stop its cell after a cancel and SIGINT; "
-                f"it is left running. Stop it with `%actor kill {path}`.",
-                file=sys.stderr,
-            )
-            give_up.cancel()
+    async def _escalate(self, handle: ActorHandle, cell_id: str, give_up: trio.CancelScope) -> None:
+        """An interrupt: cancel the cell; SIGINT its actor if the cell has not ended
+        within INTERRUPT_GRACE (it does not reach trio checkpoints); give up on it after
+        SIGINT_GRACE more."""
+        deadline = trio.current_time() + INTERRUPT_GRACE
+        with trio.move_on_at(deadline):  # a blocked actor answers only once its cell ends
+            try:
+                portal, route = self._route(handle.path)
+                await portal.run(_cell_runtime.interrupt_cell, cell=cell_id, path=route)
+            except (na.RemoteActorError, na.TransportClosed, trio.BrokenResourceError, LookupError):
+                pass  # the actor is gone: the cell's call says so
+        await trio.sleep_until(deadline)
+        pid = handle.pid
+        _signal(pid, signal.SIGINT)
+        await trio.sleep(SIGINT_GRACE)
+        print(
+            f"[notebook_actors] actor {handle.path!r} (pid {pid}) did not stop its cell after a cancel and "
+            f"SIGINT; it is left running. Stop it with `%actor kill {handle.path}`.",
+            file=sys.stderr,
+        )
+        give_up.cancel()
 
     async def push(self, path: str, values: dict[str, Any]) -> list[str]:
         handle = await self.ensure(path, {})
@@ -385,10 +404,6 @@ class NotebookActors:
             raise KeyError(f"no actor {path!r} in this notebook (see `%actor ls`)")
         portal, route = self._route(path)
         return await portal.run(_cell_runtime.pull, names=names, path=route)
-
-
-class _GaveUp(Exception):
-    pass
 
 
 def _signal(pid: int | None, sig: int) -> None:

@@ -65,41 +65,95 @@ class _Ask:
 
 
 class OutputShipper:
-    """One cell's output connection to the kernel, written by a thread of its own."""
+    """One cell's output connection to the kernel, written by a thread of its own.
+
+    Both start with the cell's first output (or prompt): a cell that shows nothing
+    costs no connection, no thread and no end marker, and says so in its result.
+    """
 
     def __init__(self, address: str, token: str) -> None:
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        # an actor on another machine reaches the kernel's socket through its launcher's forward
-        self._sock.connect(dial_address(f"uds:{address}").removeprefix("uds:"))
-        self._sock.sendall(frame(Hello(token=token)))
+        self._address = address
+        self._token = token
+        self._sock: socket.socket | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._decoders = Decoders()
         self.closed = False
         self._broken = False
-        self._thread = threading.Thread(target=self._run, name="notebook_actors-cell-output", daemon=True)
-        self._thread.start()
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def started(self) -> bool:
+        """Whether the connection is open (the kernel then reads it up to its End)."""
+        return self._thread is not None
+
+    def _ensure_started(self) -> bool:
+        """Connect and start the thread unless it runs; False when the cell has ended
+        without it, or the kernel cannot be reached (the output is dropped)."""
+        if self._thread is None:
+            with self._start_lock:
+                if self.closed or self._broken:
+                    return False
+                if self._thread is None:
+                    if not self._connect():
+                        return False
+                    thread = threading.Thread(target=self._run, name="notebook_actors-cell-output", daemon=True)
+                    thread.start()
+                    self._thread = thread
+        return True
+
+    def _connect(self) -> bool:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            # an actor on another machine reaches the kernel's socket through its launcher's forward
+            sock.connect(dial_address(f"uds:{self._address}").removeprefix("uds:"))
+            sock.sendall(frame(Hello(token=self._token)))
+        except OSError:  # the kernel is gone: the cell's output is dropped, prompts fail
+            sock.close()
+            self._broken = True
+            return False
+        self._sock = sock
+        return True
 
     def put(self, event: Stream | Display | Clear) -> None:
         """Queue ``event`` (any thread); it is sent within :data:`BATCH_SECONDS`."""
         self._queue.put(event)
+        self._ensure_started()
 
     def ask(self, request: InputRequest) -> InputReply:
         """Ask the notebook's user (blocks the calling thread until the answer)."""
         ask = _Ask(request)
         self._queue.put(ask)
+        if not self._ensure_started():
+            return InputReply(error="interrupted")
         return ask.reply.get()
 
-    def close(self) -> None:
-        """Send what is queued, then :class:`End`; wait until it is written."""
+    def close(self, wait: bool = True) -> None:
+        """Send what is queued, then :class:`End` (``wait``: until it is written).
+
+        Without ``wait`` the thread finishes on its own: the kernel reads the
+        connection up to its End before the notebook's cell ends.
+        """
         if self.closed:
             return
-        self.closed = True
+        with self._start_lock:  # a put() racing with this either started the thread or is dropped
+            self.closed = True
+        thread = self._thread
+        if thread is None:
+            return
         self._queue.put(End())
-        self._thread.join(CLOSE_TIMEOUT)
-        self._sock.close()
+        if wait:
+            thread.join(CLOSE_TIMEOUT)
 
     # -- the thread -------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            if self._sock is not None:
+                self._sock.close()
+
+    def _serve(self) -> None:
         while True:
             batch = self._gather()
             events = [e for e in batch if isinstance(e, Stream | Display | Clear)]
@@ -122,7 +176,7 @@ class OutputShipper:
         return batch
 
     def _send(self, *messages: Any) -> None:
-        if self._broken or not messages:
+        if self._broken or not messages or self._sock is None:
             return
         try:
             self._sock.sendall(b"".join(frame(m) for m in messages))
@@ -131,6 +185,8 @@ class OutputShipper:
 
     def _ask(self, request: InputRequest) -> InputReply:
         self._send(request)
+        if self._broken or self._sock is None:
+            return InputReply(error="interrupted")
         try:
             header = _recv_exactly(self._sock, HEADER_SIZE)
             return self._decoders.from_kernel.decode(_recv_exactly(self._sock, frame_length(header)))

@@ -4,9 +4,10 @@ Imported in every actor a notebook spawns (it is in their ``enable_modules``), s
 must stay light: no IPython at import time (IPython's formatters are imported only
 when a cell displays a rich object).
 
-One cell = one :func:`run_cell` context. While it runs, its output goes to the kernel
+One cell = one :func:`run_cell` call. While it runs, its output goes to the kernel
 through an :class:`~._cell_output.OutputShipper` (a thread of its own, so blocking code's
-output is live); the context's result is the encoded :data:`~._protocol.Outcome`.
+output is live; started by the first output); the call's result is the encoded
+:class:`~._protocol.CellDone`. :func:`interrupt_cell` cancels a running cell.
 
 An actor also holds its own notebook children (``%%actor parent/child``): calls for a
 deeper path are relayed to the child that leads there, so the kernel talks only to
@@ -34,7 +35,7 @@ from notebook_actors import _tree
 
 from . import _cell_display, _cell_output
 from ._held import Held
-from ._protocol import ActorInfo, CellFailed, CellInterrupted, CellOk, encode, encode_value
+from ._protocol import ActorInfo, CellDone, CellFailed, CellInterrupted, CellOk, encode, encode_value
 
 #: Name of the cells' namespace module; not in ``sys.modules``, so functions and
 #: classes defined in cells travel to other actors by value.
@@ -194,9 +195,7 @@ async def _execute(code_obj: Any, has_value: bool) -> CellOk | CellFailed | Cell
     return CellOk(data=data or None, metadata=metadata, value=encode_value(value))
 
 
-@na.context
 async def run_cell(
-    ctx: na.Context,
     code: str,
     label: str,
     count: Any,
@@ -208,14 +207,16 @@ async def run_cell(
 ) -> bytes:
     """Run one notebook cell here (or, for a ``path``, in the child it leads to).
 
-    ``output`` is the kernel's ``[socket path, token]`` for the cell's output; ``offset``
-    and ``header`` are the editor's lines above the code (so line numbers match);
-    ``count`` is the notebook's execution count; ``filename`` names the code (else
-    ``<actor-cell NAME [N]>``). ``ctx.started`` hands the kernel this
-    process' pid (to escalate an interrupt); the result is the encoded outcome.
+    ``output`` is the kernel's ``[socket path, token]`` for the cell's output (opened
+    with the cell's first output only); the token also names the cell for
+    :func:`interrupt_cell`. ``offset`` and ``header`` are the editor's lines above the
+    code (so line numbers match); ``count`` is the notebook's execution count;
+    ``filename`` names the code (else ``<actor-cell NAME [N]>``). Returns the encoded
+    :class:`~._protocol.CellDone`: one answer, no other message unless the cell shows
+    something.
     """
     if path:
-        async with _child(path[0]).open_context(
+        return await _child(path[0]).run(
             run_cell,
             code=code,
             label=label,
@@ -225,35 +226,61 @@ async def run_cell(
             header=header,
             path=path[1:],
             filename=filename,
-        ) as (inner, pid):
-            await ctx.started(pid)
-            return await inner.result()
+        )
     _install()
     filename = filename or f"{CELL_FILE_PREFIX}{label} [{count}]>"
     _cell_files.add(filename)
     editor_text = header + "\n" * max(offset - header.count("\n"), 0) + code
     linecache.cache[filename] = (len(editor_text), None, editor_text.splitlines(True), filename)
-    await ctx.started(os.getpid())
+    cell_id = output[1]
+    scope = _running_cells[cell_id] = trio.CancelScope()
+    if _early_interrupts.pop(cell_id, False):
+        scope.cancel()
     shipper = _cell_output.OutputShipper(*output)
     token = _cell_output.attach(shipper, label)
     _tree.set_activity(f"cell [{count}]")  # shown beside the actor in the tree widget
+    outcome: Any = CellInterrupted(pid=os.getpid())
     try:
-        try:
-            code_obj, has_value = _compile(code, filename, offset)
-        except SyntaxError as exc:
-            outcome: Any = _failed(exc)
-        else:
-            outcome = await _execute(code_obj, has_value)
+        with scope:
+            try:
+                code_obj, has_value = _compile(code, filename, offset)
+            except SyntaxError as exc:
+                outcome = _failed(exc)
+            else:
+                outcome = await _execute(code_obj, has_value)
     finally:
+        del _running_cells[cell_id]
         _tree.set_activity(None)
         _cell_output.detach(shipper, token)
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(shipper.close)
-    return encode(outcome)
+        shipper.close(wait=False)  # the kernel reads the rest up to its End
+    return encode(CellDone(outcome=outcome, output=shipper.started))
 
 
-# The cell's context is plumbing: the tree shows the cell (set_activity) instead.
-_tree.hide_calls(f"{__name__}:run_cell")
+#: The cancel scopes of the cells running here, by the kernel's token for them.
+_running_cells: dict[str, trio.CancelScope] = {}
+#: Interrupts that came before their cell started (both calls race to run first).
+_early_interrupts: dict[str, bool] = {}
+EARLY_INTERRUPTS_KEPT = 64
+
+
+async def interrupt_cell(cell: str, path: list[str] | None = None) -> bool:
+    """Cancel the running cell whose output token is ``cell`` (here, or in the child
+    ``path`` leads to); it then returns CellInterrupted. False when it is not running
+    (yet: one that starts later is cancelled at its start)."""
+    if path:
+        return await _child(path[0]).run(interrupt_cell, cell=cell, path=path[1:])
+    scope = _running_cells.get(cell)
+    if scope is None:
+        _early_interrupts[cell] = True
+        while len(_early_interrupts) > EARLY_INTERRUPTS_KEPT:  # late interrupts of ended cells
+            del _early_interrupts[next(iter(_early_interrupts))]
+        return False
+    scope.cancel()
+    return True
+
+
+# The cell's call is plumbing: the tree shows the cell (set_activity) instead.
+_tree.hide_calls(f"{__name__}:run_cell", f"{__name__}:interrupt_cell")
 
 
 # -- namespace values ---------------------------------------------------------------

@@ -169,6 +169,11 @@ def _host(session: Any, name: str | None) -> Any:
 
 
 async def _ensure_all(actors: Any, paths: list[str], opts: dict[str, Any], new: bool) -> list[Any]:
+    if len(paths) == 1:  # no nursery (and no task) for the usual one
+        try:
+            return [await actors.ensure(paths[0], opts, new=new)]
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     handles: dict[str, Any] = {}
 
     async def ensure(path: str) -> None:

@@ -3,12 +3,14 @@
 One Unix socket (in a private directory) takes every running cell's connection; the
 first frame names the cell by a token the kernel made for it. :class:`CellOutput`
 reads one cell's frames and shows them in that cell through a :class:`CellWriter`
-(or answers its prompts), in the order the actor made them.
+(or answers its prompts), in the order the actor made them. An actor opens its
+cell's connection with the cell's first output: a cell that shows nothing has none.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import secrets
 import shutil
@@ -39,18 +41,16 @@ from ._stdin import StdinRoute
 
 #: Seconds a new connection gets to say which cell it carries.
 HELLO_TIMEOUT = 10.0
-#: An accepted connection and the bytes already read from it.
-_Connection = tuple[trio.SocketStream, bytearray]
 
 
 class OutputServer:
-    """Accepts the actors' output connections and hands each to its cell."""
+    """Accepts the actors' output connections and shows each in its cell."""
 
     def __init__(self) -> None:
         # 0700, in the user's private socket directory: only this user connects
         self._dir = tempfile.mkdtemp(prefix="na-kernel-", dir=runtime_dir())
         self.path = os.path.join(self._dir, "out.sock")
-        self._waiting: dict[str, trio.MemorySendChannel[_Connection]] = {}
+        self._waiting: dict[str, CellOutput] = {}
 
     async def serve(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled (``nursery.start`` returns once it listens)."""
@@ -77,21 +77,18 @@ class OutputServer:
         except (trio.TooSlowError, trio.BrokenResourceError, EOFError, ValueError, msgspec.DecodeError):
             await stream.aclose()
             return
-        channel = self._waiting.pop(hello.token, None) if isinstance(hello, Hello) else None
-        if channel is None:  # not a cell we are waiting for
+        output = self._waiting.pop(hello.token, None) if isinstance(hello, Hello) else None
+        if output is None:  # not a cell we are waiting for
             await stream.aclose()
             return
-        try:
-            channel.send_nowait((stream, buffer))
-        except (trio.WouldBlock, trio.BrokenResourceError):
-            await stream.aclose()
+        await output.serve(stream, buffer)
 
     def expect(self, writer: CellWriter, stdin: StdinRoute | None) -> CellOutput:
-        """A cell about to run: its output will be shown through ``writer``."""
+        """A cell about to run (call it from the cell's task): its output, if any comes,
+        will be shown through ``writer``."""
         token = secrets.token_hex(16)
-        send, receive = trio.open_memory_channel[_Connection](1)
-        self._waiting[token] = send
-        return CellOutput(self, [self.path, token], receive, writer, stdin)
+        output = self._waiting[token] = CellOutput(self, [self.path, token], writer, stdin)
+        return output
 
     def forget(self, token: str) -> None:
         self._waiting.pop(token, None)
@@ -115,49 +112,55 @@ async def _read_frame(stream: trio.SocketStream, buffer: bytearray | None = None
 
 
 class CellOutput:
-    """One cell's output connection, read until the actor says :class:`End`."""
+    """One cell's output connection, read until the actor says :class:`End`.
 
-    def __init__(
-        self,
-        server: OutputServer,
-        address: list[str],
-        connection: trio.MemoryReceiveChannel[_Connection],
-        writer: CellWriter,
-        stdin: StdinRoute | None,
-    ) -> None:
+    Read by the server's task for the connection (a cell that shows nothing costs no
+    task), which shows the output in the cell's own context: ipykernel finds the
+    output's cell through the contextvars of the task that made this object.
+    """
+
+    def __init__(self, server: OutputServer, address: list[str], writer: CellWriter, stdin: StdinRoute | None) -> None:
         self.address = address
         self._server = server
-        self._connection = connection
         self._writer = writer
         self._stdin = stdin
         self._decoders = Decoders()
+        self._context = contextvars.copy_context()
+        self._scope = trio.CancelScope()
         self.done = trio.Event()
 
-    async def run(self) -> None:
-        """Show the cell's output until its end (or until its actor is gone)."""
+    async def serve(self, stream: trio.SocketStream, buffer: bytearray) -> None:
+        """Show the cell's output until its end (or until its actor is gone, or
+        :meth:`close`)."""
         try:
-            stream, buffer = await self._connection.receive()
-            async with stream:
-                await self._show(stream, buffer)
+            with self._scope:
+                async with stream:
+                    await self._show(stream, buffer)
         except (trio.BrokenResourceError, trio.ClosedResourceError, EOFError, ValueError, msgspec.DecodeError):
             pass  # the actor is gone: what it said before is shown
         finally:
-            self._server.forget(self.address[1])
-            self._writer.flush()
+            self._context.run(self._writer.flush)
             self.done.set()
 
+    def close(self) -> None:
+        """The cell is over: stop showing its output; a connection for it that comes
+        later is turned away."""
+        self._server.forget(self.address[1])
+        self._scope.cancel()
+
     async def _show(self, stream: trio.SocketStream, buffer: bytearray) -> None:
+        run = self._context.run
         while True:
             message = self._decoders.from_actor.decode(await _read_frame(stream, buffer))
             if isinstance(message, End):
                 return
             if isinstance(message, InputRequest):
-                self._writer.flush()
+                run(self._writer.flush)
                 await stream.send_all(frame(await self._answer(message)))
                 continue
-            self._writer.write(message)
+            run(self._writer.write, message)
             if not buffer:  # a burst is shown at once, not at ipykernel's next flush
-                self._writer.flush()
+                run(self._writer.flush)
 
     async def _answer(self, request: InputRequest) -> InputReply:
         if self._stdin is None or not self._stdin.allowed:
@@ -175,6 +178,9 @@ class CellWriter:
         self._sink = sink
         self._last: str | None = None
         self._line_start: dict[str, bool] = {"stdout": True, "stderr": True}
+        #: Whether anything was shown since the last flush (a flush waits for
+        #: ipykernel's IOPub thread: a cell that showed nothing skips it)
+        self._unflushed = False
 
     def write(self, event: Stream | Display | Clear) -> None:
         if self._sink is not None:  # gathered now, shown later (``--group actor``)
@@ -189,6 +195,7 @@ class CellWriter:
                 self.flush()  # keep stdout/stderr interleaving in order
             getattr(sys, event.name).write(self.labelled(event.name, event.text))
             self._last = event.name
+            self._unflushed = True
             return
         self.flush()
         if isinstance(event, Display):
@@ -196,12 +203,14 @@ class CellWriter:
 
             if self.label is not None and not event.update:
                 sys.stdout.write(f"[{self.label}]\n")
+                self._unflushed = True
                 self.flush()
             publish_display_data(event.data, event.metadata, transient=event.transient or None, update=event.update)
         elif isinstance(event, Clear):
             from IPython.display import clear_output
 
             clear_output(wait=event.wait)
+        self._unflushed = True
 
     def labelled(self, name: str, text: str) -> str:
         if self.label is None:
@@ -215,6 +224,9 @@ class CellWriter:
         return "".join(out)
 
     def flush(self) -> None:
+        if not self._unflushed:
+            return
+        self._unflushed = False
         for out in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 out.flush()

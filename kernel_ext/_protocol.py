@@ -8,8 +8,10 @@ decoder each (msgspec's ``asyncio-kv`` shape). Two paths carry them:
   blocking code arrives while the cell still runs. Actor → kernel: :data:`Output`
   events and :class:`InputRequest`; kernel → actor: :class:`InputReply`. Frames are
   length-prefixed (4 bytes, big-endian).
-- **the cell's context** (``Portal.open_context``): the actor's process id in
-  ``started``, the encoded :data:`Outcome` as the result.
+- **the cell's call** (``Portal.run``): one request, one answer, the encoded
+  :class:`CellDone` (the outcome, and whether output follows on the output
+  connection). A cell that printed nothing opens no output connection at all, so a
+  trivial cell costs one round trip.
 
 Imported by the actors too: it must stay light (no IPython, no trio).
 """
@@ -118,6 +120,14 @@ class CellInterrupted(_Message):
 Outcome = CellOk | CellFailed | CellInterrupted
 
 
+class CellDone(msgspec.Struct, omit_defaults=True):
+    """What a cell's call returns: how it ended, and whether it opened its output
+    connection (then the kernel reads it up to its :class:`End`; else it has none)."""
+
+    outcome: Outcome
+    output: bool = False
+
+
 # -- an actor's identity (for the kernel's table) ------------------------------------------
 class ActorInfo(msgspec.Struct, omit_defaults=True):
     """Who a notebook actor is: pid, parent pid, uid ``[name, uuid]``."""
@@ -128,7 +138,7 @@ class ActorInfo(msgspec.Struct, omit_defaults=True):
 
 
 _encoder = msgspec.msgpack.Encoder()
-_outcome_decoder = msgspec.msgpack.Decoder(Outcome)
+_done_decoder = msgspec.msgpack.Decoder(CellDone)
 _info_decoder = msgspec.msgpack.Decoder(ActorInfo)
 _value_decoder = msgspec.msgpack.Decoder()
 
@@ -152,8 +162,8 @@ def frame_length(header: bytes) -> int:
     return length
 
 
-def decode_outcome(data: bytes) -> CellOk | CellFailed | CellInterrupted:
-    return _outcome_decoder.decode(data)
+def decode_done(data: bytes) -> CellDone:
+    return _done_decoder.decode(data)
 
 
 def decode_info(data: bytes) -> ActorInfo:

@@ -37,8 +37,8 @@ import os
 import sys
 import time
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import trio
@@ -114,6 +114,8 @@ class _LocalInfo:
         self.debug_holder: str | None = None
         self.debug_waiting: list[str] = []
         self.debug_parked: list[str] = []
+        # key -> [(text, since)]: what this process asked other actors to do (newest last)
+        self.peer_activity: dict[str, list[tuple[str, float]]] = {}
 
     def cpu_percent(self) -> float:
         # psutil measures since the previous call. One clock tick is 10 ms, so a short
@@ -174,6 +176,38 @@ def set_activity(text: str | None) -> None:
     if text != info.activity:
         info.activity_since = time.time() if text else None
     info.activity = text
+
+
+@contextmanager
+def activity_of(uid: Any, text: str) -> Iterator[None]:
+    """While the block runs, show actor ``uid`` doing ``text`` (e.g. the kernel's
+    ``"cell [5]"`` for the cell it sent there), unless that actor says something newer
+    itself. The caller knows it even while the actor cannot report (a cell stuck in
+    blocking code freezes the actor's own feed)."""
+    if not uid:  # an actor not known yet
+        yield
+        return
+    key = key_of(uid)
+    entry = (text, time.time())
+    mine = _info().peer_activity.setdefault(key, [])
+    mine.append(entry)
+    try:
+        yield
+    finally:
+        mine.remove(entry)
+        if not mine:
+            _info().peer_activity.pop(key, None)
+
+
+def _fill_peer_activity(nodes: dict[str, Any], known: dict[str, list[tuple[str, float]]]) -> None:
+    for key, entries in known.items():
+        node = nodes.get(key)
+        if node is None or not entries or node["state"] in ("exited", "crashed", "debugger", "cancelling"):
+            continue
+        text, since = entries[-1]
+        if node["activity"] and (node["activity_since"] or 0) >= since:
+            continue  # the actor's own word is as new
+        nodes[key] = {**node, "activity": text, "activity_since": since, "state": "running"}
 
 
 def hide_calls(*fn_names: str) -> None:
@@ -547,6 +581,7 @@ class _Subtree:
             else:
                 nodes[node["key"]] = node
         info = _info()
+        _fill_peer_activity(nodes, info.peer_activity)
         debug: dict[str, Any] = {
             "holder": info.debug_holder,
             "waiting": list(info.debug_waiting),
@@ -755,6 +790,7 @@ def format_tree(tree: dict[str, Any], now: float | None = None) -> str:
 __all__ = [
     "DEFAULT_INTERVAL",
     "TreeWatch",
+    "activity_of",
     "apply_delta",
     "describe_actor",
     "diff",

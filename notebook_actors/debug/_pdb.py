@@ -35,7 +35,11 @@ _TRIO_DIR = os.path.dirname(os.path.abspath(trio.__file__))
 #: the line above: ``Attaching pdb to actor: ('name', 'uuid')``.
 PROMPT = "(Pdb++) "
 
-#: Stepping (``s``) never stops inside the runtime or trio.
+#: The standard library's folder: its frames stop a step only when user code called them.
+_STDLIB_DIR = os.path.dirname(os.path.abspath(os.__file__))
+
+#: Stepping (``s``) never stops inside the runtime or trio (nor in the standard library
+#: when the runtime called it: see ``ActorPdb.stop_here``).
 SKIP_MODULES = [
     "trio",
     "trio.*",
@@ -90,6 +94,12 @@ class ActorPdb(pdbpp.Pdb):
 
     def compute_stack(self, fullstack: Any, idx: Any = None) -> Any:
         return super().compute_stack(fullstack, None if self.select_innermost else idx)
+
+    def stop_here(self, frame: Any) -> bool:
+        """pdb's rule, and no stop in the standard library when the runtime called it
+        (``s`` at ``await breakpoint()`` stopped in importlib and posixpath, called by
+        the breakpoint's own code, instead of at the next breakpoint)."""
+        return super().stop_here(frame) and not _called_by_the_runtime(self, frame)
 
     def get_terminal_size(self) -> tuple[int, int]:
         return self._term_size
@@ -154,7 +164,12 @@ class ActorPdb(pdbpp.Pdb):
         Returns True while the session still steps (the caller must not checkpoint: a
         suspended coroutine would show up as a return event)."""
         frame.f_trace = self.trace_dispatch
-        self.interaction(frame, None)
+        sys.settrace(None)  # not pdb's own code: `s` stopped inside pdb++'s interaction
+        try:
+            self.interaction(frame, None)
+        finally:
+            if self.stepping:
+                sys.settrace(self.trace_dispatch)
         return self.stepping
 
     def _flow(self, how: str, command: Any, arg: str) -> Any:
@@ -181,6 +196,25 @@ class ActorPdb(pdbpp.Pdb):
 
     do_n, do_s, do_r, do_unt = do_next, do_step, do_return, do_until
     do_q = do_exit = do_quit
+
+
+def _called_by_the_runtime(pdb: ActorPdb, frame: Any) -> bool:
+    """Whether ``frame`` is standard-library code that the runtime (or trio) called,
+    through standard-library frames only."""
+    f = frame
+    while f is not None and _in_stdlib(f):
+        f = f.f_back
+        if f is not None and pdb.is_skipped_module(f.f_globals.get("__name__", "")):
+            return True
+    return False
+
+
+def _in_stdlib(frame: Any) -> bool:
+    filename = frame.f_code.co_filename
+    if filename.startswith("<frozen "):
+        return True
+    path = os.path.abspath(filename)
+    return path.startswith(_STDLIB_DIR + os.sep) and "site-packages" not in path
 
 
 def _wraps_our_generator(frame: Any) -> bool:

@@ -448,3 +448,43 @@ def test_post_mortem_needs_an_exception():
     """Test that post_mortem() outside an except block says what it needs."""
     with pytest.raises(ValueError, match="needs an exception"):
         trio.run(na.post_mortem)
+
+
+@pytest.mark.parametrize("where", ["child", "root"])
+def test_step_reaches_the_next_breakpoint_in_the_same_session(spawn, where):
+    """Test that `s` over `await breakpoint()` in a loop stops at the next breakpoint in
+    the same session (not inside the runtime, the import machinery or pdb++ itself),
+    with a variable named `n` in the frame, and that `c` then lets it count to 3."""
+    child = spawn("breakpoint_loop.py", *(["root"] if where == "root" else []))
+    name = "root" if where == "root" else "looper"
+    child.expect(attached(name))
+    for line in ("17", "18", "19", "19", "17"):  # ... -> await breakpoint() -> the next one
+        ask(child, "s", rf"breakpoint_loop\.py\({line}\)count_up\(\)")
+    ask(child, "p n", r"\r\n2\r\n")
+    assert child.before.count("Attaching pdb") == 0  # no new session was opened
+    send(child, "c")
+    child.expect(attached(name))  # the third turn: a new session
+    send(child, "c")
+    child.expect("counted to 3")
+    finish_ok(child)
+
+
+def test_n_s_c_are_commands_although_variables_have_their_names(spawn):
+    """Test a child frame with variables `n`, `s` and `c`: expressions on them are
+    evaluated (pdb++'s rule: `c[0]` does not continue), the bare names are the commands
+    (`n` steps, `s` steps into a call, `c` continues)."""
+    child = spawn("shadowed_commands.py")
+    child.expect(attached("shadow"))
+    child.expect(r"shadowed_commands\.py\(16\)shadowed\(\)")
+    ask(child, "p n", r"\r\n1\r\n")
+    ask(child, "n+1", r"\r\n2\r\n")  # pdb++: `n + 1` (spaced) is `next`
+    ask(child, "s.upper()", r"\r\n'TEXT'\r\n")
+    ask(child, "c[0]", r"\r\n3\r\n")
+    ask(child, "n", r"shadowed_commands\.py\(17\)shadowed\(\)")
+    ask(child, "s", r"shadowed_commands\.py\(9\)helper\(\)")
+    ask(child, "n", r"shadowed_commands\.py\(10\)helper\(\)")
+    ask(child, "n", r"shadowed_commands\.py\(11\)helper\(\)")
+    ask(child, "p doubled", r"\r\n2\r\n")
+    send(child, "c")
+    child.expect(r"result: text \[3, 4, 2\]")
+    finish_ok(child)

@@ -12,22 +12,18 @@ import trio
 import notebook_actors as na
 from notebook_actors.kernel_ext import _cell_runtime as cr
 from notebook_actors.kernel_ext._output_server import CellWriter, OutputServer
-from notebook_actors.kernel_ext._protocol import CellOk, Display, Stream, decode_outcome
+from notebook_actors.kernel_ext._protocol import CellOk, Display, Stream, decode_done
 
 
 async def run_cell(cells, code: str) -> tuple[list, object]:
     portal, server = cells
     events: list = []
     output = server.expect(CellWriter(sink=events.append), None)
-    async with trio.open_nursery() as n:
-        n.start_soon(output.run)
-        async with portal.open_context(cr.run_cell, code=code, label="unit", count=1, output=output.address) as (
-            ctx,
-            _pid,
-        ):
-            raw = await ctx.result()
+    done = decode_done(await portal.run(cr.run_cell, code=code, label="unit", count=1, output=output.address))
+    if done.output:
         await output.done.wait()
-    return events, decode_outcome(raw)
+    output.close()
+    return events, done.outcome
 
 
 def text_of(events: list) -> str:
@@ -132,3 +128,20 @@ def test_display_sends_mime_bundles():
         assert displays[1].data == {"text/plain": "raw"}
 
     in_cell_actor(check)
+
+
+def test_a_cell_that_shows_nothing_opens_no_output_connection():
+    """Test that a quiet cell's one answer says it has no output (the kernel waits for
+    no end marker), and a printing cell's says it has."""
+
+    async def test(cells):
+        portal, server = cells
+        for code, shown in (("x = 1", False), ("print('hi')", True)):
+            output = server.expect(CellWriter(sink=[].append), None)
+            done = decode_done(await portal.run(cr.run_cell, code=code, label="unit", count=1, output=output.address))
+            assert isinstance(done.outcome, CellOk) and done.output is shown
+            if shown:
+                await output.done.wait()
+            output.close()
+
+    in_cell_actor(test)

@@ -268,7 +268,10 @@ def test_actor_tree_magic_shows_actor_cells(tmp_path):
         )
         # (blocked, it cannot describe itself: its parent's record gives the pid)
         ks.pump_until(lambda: (node_named(ks.states[comm], "stuck") or {}).get("pid"))
+        # the kernel knows which cell it sent there: the doing column is not empty
+        ks.pump_until(lambda: ((node_named(ks.states[comm], "stuck") or {}).get("activity") or "").startswith("cell ["))
         stuck = node_named(ks.states[comm], "stuck")
+        assert stuck["state"] == "running" and stuck["activity_since"]
         for attempt in range(10, 30):  # until the cell has reached the call (a dump per try)
             ks.send_to_widget(comm, {"type": "action", "action": "stack", "key": stuck["key"], "id": attempt})
             ks.pump_until(lambda: ks.states[comm].get("last_action", {}).get("id") == attempt, timeout=30)  # noqa: B023
