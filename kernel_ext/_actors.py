@@ -23,7 +23,7 @@ import psutil
 import trio
 
 import notebook_actors as na
-from notebook_actors import _tree
+from notebook_actors import ext
 
 from . import _cell_runtime
 from ._guest import KernelRuntime, current_cell
@@ -319,7 +319,7 @@ class NotebookActors:
                 notebook_cell.handlers.append(on_interrupt)
             try:
                 portal, route = self._route(handle.path)
-                with give_up, _tree.activity_of(handle.uid, f"cell [{cell.count}]"):
+                with give_up, ext.activity_of(handle.uid, f"cell [{cell.count}]"):
                     done = decode_done(
                         await portal.run(
                             _cell_runtime.run_cell,

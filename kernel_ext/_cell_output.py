@@ -24,7 +24,7 @@ import threading
 from collections import deque
 from typing import Any
 
-from notebook_actors._transport import dial_address
+from notebook_actors.ext import dial_address
 
 from ._protocol import (
     HEADER_SIZE,

@@ -31,7 +31,7 @@ from typing import Any
 import trio
 
 import notebook_actors as na
-from notebook_actors import _tree
+from notebook_actors import ext
 
 from . import _cell_display, _cell_output
 from ._held import Held
@@ -238,7 +238,7 @@ async def run_cell(
         scope.cancel()
     shipper = _cell_output.OutputShipper(*output)
     token = _cell_output.attach(shipper, label)
-    _tree.set_activity(f"cell [{count}]")  # shown beside the actor in the tree widget
+    ext.set_activity(f"cell [{count}]")  # shown beside the actor in the tree widget
     outcome: Any = CellInterrupted(pid=os.getpid())
     try:
         with scope:
@@ -250,7 +250,7 @@ async def run_cell(
                 outcome = await _execute(code_obj, has_value)
     finally:
         del _running_cells[cell_id]
-        _tree.set_activity(None)
+        ext.set_activity(None)
         _cell_output.detach(shipper, token)
         shipper.close(wait=False)  # the kernel reads the rest up to its End
     return encode(CellDone(outcome=outcome, output=shipper.started))
@@ -280,7 +280,7 @@ async def interrupt_cell(cell: str, path: list[str] | None = None) -> bool:
 
 
 # The cell's call is plumbing: the tree shows the cell (set_activity) instead.
-_tree.hide_calls(f"{__name__}:run_cell", f"{__name__}:interrupt_cell")
+ext.hide_calls(f"{__name__}:run_cell", f"{__name__}:interrupt_cell")
 
 
 # -- namespace values ---------------------------------------------------------------

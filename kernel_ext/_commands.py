@@ -112,7 +112,7 @@ async def _restart(session: Any, args: list[str]) -> None:
 )
 async def _stack(session: Any, args: list[str]) -> None:
     import notebook_actors as na
-    from notebook_actors._tree import key_of
+    from notebook_actors.ext import key_of
 
     everything = "--all" in args
     args = [a for a in args if a != "--all"]

@@ -25,7 +25,7 @@ from typing import Any
 import trio
 from IPython.core.error import UsageError
 
-from notebook_actors.debug import _dap
+from notebook_actors import ext
 
 from ._commands import command
 
@@ -314,7 +314,7 @@ proxy = _Proxy()
 
 def install() -> None:
     """Take actors' DAP sessions at this kernel's root actor (the extension's load)."""
-    _dap.set_dap_handler(proxy.handle)
+    ext.set_dap_handler(proxy.handle)
 
 
 @command(
@@ -343,7 +343,7 @@ async def _debugger_command(session: Any, args: list[str]) -> None:
         async with na.find_actor(name) as portal:
             if portal is None:
                 raise UsageError(f"actor {name!r} is not reachable (has it exited?)")
-            await portal.run_from_ns("notebook_actors.debug._dap", "serve_dap")
+            await portal.run_from_ns(ext.DAP_NAMESPACE, "serve_dap")
         with trio.fail_after(REQUEST_TIMEOUT):
             while uid not in proxy.sessions:
                 await proxy.arrived.park()

@@ -305,9 +305,9 @@ class NotebookFrontEnd(debug.ReplFrontEnd):
     def _publish(self) -> None:
         """The tree widget's debugger line: who is parked (the lock publishes the rest)."""
         try:
-            from notebook_actors import _tree
+            from notebook_actors import ext
 
-            _tree.set_debug_parked([p.uid for p in self.parked])
+            ext.set_debug_parked([p.uid for p in self.parked])
         except Exception:  # the widget's view must never break a session
             log.debug("could not publish the debugger state", exc_info=True)
 
@@ -441,7 +441,7 @@ async def open_parked(name: str | None, find_uid: Callable[[str], Any]) -> str:
 
 def _register_widget_action() -> None:
     try:
-        from notebook_actors.widgets._tree_widget import register_action
+        from notebook_actors.widgets import register_action
     except ImportError:
         return
     register_action("debug", _widget_debug)

@@ -24,7 +24,7 @@ from typing import Any
 
 import trio
 
-from notebook_actors import _spawn, to_asyncio
+from notebook_actors import ext, to_asyncio
 
 #: Seconds the kernel waits for the actor tree to exit when it shuts down.
 SHUTDOWN_TIMEOUT = 10.0
@@ -90,7 +90,7 @@ class KernelRuntime:
             from ._actors import preload_cell_modules
 
             preload_cell_modules()  # before the template starts
-            nursery.start_soon(_spawn.warm_up)  # the first `%%actor` cell then spawns warm
+            nursery.start_soon(ext.warm_up)  # the first `%%actor` cell then spawns warm
             if not self._nursery_ready.done():
                 self._nursery_ready.set_result(None)
             await trio.sleep_forever()

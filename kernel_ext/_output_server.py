@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 import trio
 
-from notebook_actors._transport import runtime_dir
+from notebook_actors.ext import runtime_dir
 
 from ._protocol import (
     HEADER_SIZE,

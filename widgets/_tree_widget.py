@@ -1,7 +1,7 @@
 """The live actor-tree widget (anywidget: a Python class plus a plain ES module).
 
 The widget does not poll anything itself: a trio task of the actor runtime watches
-the tree (:func:`notebook_actors._tree.open_tree_watch`) and copies each change into
+the tree (:func:`notebook_actors.ext.open_tree_watch`) and copies each change into
 the ``tree`` trait, so updates are throttled by the watch's interval and are sent
 both while the kernel is idle and while a cell awaits. Traits only ever hold plain
 JSON, and are set only from that trio task (the kernel's main thread).
@@ -29,7 +29,8 @@ import anywidget
 import traitlets
 import trio
 
-from notebook_actors import _tree
+import notebook_actors as na
+from notebook_actors import ext
 
 log = logging.getLogger("notebook_actors.widgets")
 
@@ -53,7 +54,7 @@ def register_action(name: str, handler: ActionHandler) -> None:
     debugger, ``"restart"`` for a supervisor that can respawn actors).
 
     ``handler(node)`` runs in trio in the root actor; ``node`` is the actor's tree node
-    (a dict, see :mod:`notebook_actors._tree`). Return a short message for the user, or
+    (a dict, see :mod:`notebook_actors.ext`). Return a short message for the user, or
     ``(message, text)`` to also show a block of text under the actor's row (a stack
     dump); raise to report a failure (the exception text is shown).
     """
@@ -84,10 +85,8 @@ class ActorTreeWidget(anywidget.AnyWidget):
     last_action = traitlets.Dict().tag(sync=True)
     beat = traitlets.Int(0).tag(sync=True)
 
-    def __init__(self, interval: float = _tree.DEFAULT_INTERVAL, **kwargs: Any) -> None:
-        from notebook_actors._state import current_actor_or_none
-
-        actor = current_actor_or_none()
+    def __init__(self, interval: float = ext.DEFAULT_INTERVAL, **kwargs: Any) -> None:
+        actor = ext.current_actor_or_none()
         if actor is None:
             raise RuntimeError(
                 "ActorTreeWidget needs the actor runtime in this process: run `%load_ext notebook_actors` "
@@ -113,7 +112,7 @@ class ActorTreeWidget(anywidget.AnyWidget):
             "interval": interval,
             "beat_interval": BEAT_INTERVAL,
             "actions": sorted(_ACTIONS),  # the buttons to show
-            "root": _tree.key_of(actor.uid),
+            "root": ext.key_of(actor.uid),
         }
         self.on_msg(self._on_frontend_msg)
         token.run_sync_soon(self._start_in_trio)
@@ -225,7 +224,7 @@ class _Hub:
                 async with trio.open_nursery() as nursery:
                     self.nursery = nursery
                     nursery.start_soon(self._beat)
-                    async with _tree.open_tree_watch(self.interval) as watch:
+                    async with ext.open_tree_watch(self.interval) as watch:
                         self.publish(watch.snapshot())
                         async for _ in watch:
                             self.publish(watch.snapshot())
@@ -272,7 +271,7 @@ async def run_action(actor: Any, tree: dict[str, Any], content: dict[str, Any]) 
         return _answer(content, False, f"actor {key} is gone: it is no longer in the tree")
     who = f"actor {node['name']} (pid {node['pid']})"
     if node["state"] in ("exited", "crashed") and action not in _AFTER_THE_END:
-        return _answer(content, False, f"{who} has already {_tree.state_word(node)}")
+        return _answer(content, False, f"{who} has already {ext.state_word(node)}")
     handler = _ACTIONS.get(action)
     if handler is None:
         return _answer(content, False, f"no handler for {action!r} is installed")
@@ -299,18 +298,14 @@ def _refuse_root(node: dict[str, Any], action: str) -> None:
 
 
 async def _cancel(node: dict[str, Any]) -> str:
-    from notebook_actors._exceptions import TransportClosed
-    from notebook_actors._portal import Portal
-    from notebook_actors._state import current_actor
-
     _refuse_root(node, "cancel")
     if not node.get("addr"):
         raise RuntimeError("it has no address yet (still spawning); try again in a moment")
-    actor = current_actor()
+    actor = na.current_actor()
     try:
         chan = await actor.connect_to(node["addr"])
-        await Portal(chan, actor).run_from_ns("self", "cancel")
-    except (OSError, TransportClosed) as exc:
+        await na.Portal(chan, actor).run_from_ns("self", "cancel")
+    except (OSError, na.TransportClosed) as exc:
         raise RuntimeError(f"it is gone ({exc})") from None
     return f"asked actor {node['name']} to cancel"
 
@@ -342,9 +337,7 @@ async def _debug(node: dict[str, Any]) -> str:
 
 
 async def _stack(node: dict[str, Any]) -> tuple[str, str]:
-    import notebook_actors
-
-    text = await notebook_actors.dump_stacks(node["key"])
+    text = await na.dump_stacks(node["key"])
     return f"the stacks of every task and thread of actor {node['name']} are below its row", text
 
 
@@ -369,6 +362,6 @@ def default_action(name: str) -> ActionHandler:
     return _DEFAULT_ACTIONS[name]
 
 
-def tree(interval: float = _tree.DEFAULT_INTERVAL) -> ActorTreeWidget:
+def tree(interval: float = ext.DEFAULT_INTERVAL) -> ActorTreeWidget:
     """A new live tree widget (its rich repr displays it); for ``%actor tree``."""
     return ActorTreeWidget(interval=interval)
