@@ -79,8 +79,15 @@ def _wire_the_debugger() -> None:
 
         await hook(exc)
 
+    async def wait_while_repl_via(uid):
+        from .debug import wait_while_repl_via as hook
+
+        await hook(uid)
+
     _hooks.on_actor_running(actor_running)
     _hooks.on_crash_in_debug_mode(post_mortem_for)
+    # never stop a child whose subtree is in the REPL
+    _hooks.before_stopping_child(wait_while_repl_via)
     # every actor serves the REPL relay, stack dumps and the visual debugger's bridge
     _hooks.serve_runtime_module("notebook_actors.debug._relay")
     _hooks.serve_runtime_module("notebook_actors.debug._stacks")

@@ -100,7 +100,7 @@ class Dispatcher:
             if call is not None:
                 call.cancel_by(chan.uid)
         elif kind is Error and msg.cid is None:
-            log.error("actor %s reports a channel error: %s", chan.uid, msg.err.message)
+            self.actor.peer_failed(chan, msg.err)
         else:
             call = chan.calls.get(msg.cid)
             if call is not None:

@@ -15,6 +15,10 @@ from typing import Any
 _on_actor_running: list[Callable[[Any], Callable[[], None]]] = []
 #: ``await fn(exc)``: an RPC (or the root's own block) failed in debug mode.
 _on_crash_in_debug_mode: list[Callable[[BaseException], Awaitable[None]]] = []
+#: ``await fn(child_uid)``: the supervisor is about to stop a child (and may kill it).
+_before_stopping_child: list[Callable[[Any], Awaitable[None]]] = []
+#: ``fn(actor, child)``: the supervisor of ``actor`` has just reaped ``child``.
+_on_child_exited: list[Callable[[Any, Any], None]] = []
 #: Modules whose functions every actor serves, whatever its ``enable_modules``.
 _runtime_modules: set[str] = set()
 #: ``name -> fn(actor, **kwargs)``: methods other actors may call through namespace
@@ -30,6 +34,17 @@ def on_actor_running(fn: Callable[[Any], Callable[[], None]]) -> None:
 def on_crash_in_debug_mode(fn: Callable[[BaseException], Awaitable[None]]) -> None:
     """Await ``fn(exc)`` when user code fails in an actor in debug mode (post-mortem)."""
     _on_crash_in_debug_mode.append(fn)
+
+
+def before_stopping_child(fn: Callable[[Any], Awaitable[None]]) -> None:
+    """Await ``fn(child_uid)`` before a supervisor stops a child: e.g. the debugger
+    holds it while a REPL session runs through it."""
+    _before_stopping_child.append(fn)
+
+
+def on_child_exited(fn: Callable[[Any, Any], None]) -> None:
+    """Call ``fn(actor, child)`` once ``actor``'s supervisor has reaped ``child``."""
+    _on_child_exited.append(fn)
 
 
 def serve_runtime_module(name: str) -> None:
@@ -56,6 +71,16 @@ def actor_running(actor: Any) -> Callable[[], None]:
 async def crashed_in_debug_mode(exc: BaseException) -> None:
     for fn in _on_crash_in_debug_mode:
         await fn(exc)
+
+
+async def stopping_child(uid: Any) -> None:
+    for fn in _before_stopping_child:
+        await fn(uid)
+
+
+def child_exited(actor: Any, child: Any) -> None:
+    for fn in _on_child_exited:
+        fn(actor, child)
 
 
 def is_runtime_module(name: str) -> bool:

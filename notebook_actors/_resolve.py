@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -23,11 +24,25 @@ log = logging.getLogger("notebook_actors.runtime")
 #: the names the program's script goes by: ``__main__`` in the root, ``__mp_main__`` in children
 SCRIPT_NAMES = frozenset({"__main__", "__mp_main__"})
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
 
 def refused(text: str) -> ModuleNotExposed:
     """Log an unauthorised call (the caller gets the error boxed) and return its error."""
     log.warning("refused a call: %s", text)
     return ModuleNotExposed(text)
+
+
+def trim_import_frames(exc: BaseException) -> BaseException:
+    """``exc`` (an import's error) without its first frames, the runtime's and
+    importlib's: its traceback starts in the module that failed."""
+    tb = exc.__traceback__
+    while tb is not None:
+        path = tb.tb_frame.f_code.co_filename
+        if not (path.startswith((_PACKAGE_DIR, "<frozen ")) or "importlib" in path):
+            return exc.with_traceback(tb)
+        tb = tb.tb_next
+    return exc
 
 
 class FunctionTable:
@@ -49,6 +64,24 @@ class FunctionTable:
         if not callable(fn):
             raise TypeError(f"the code sent for {ns}:{func} is not callable")
         return fn
+
+    def import_enabled(self) -> None:
+        """Import every enabled module now, as the actor starts (tractor does too), so
+        that one that fails to import fails the start, not some later call. The
+        program's script stays lazy: a child loads it only if a call needs it.
+
+        Raises:
+            Exception: what the first failing import raised (``ModuleNotFoundError``,
+                ``SyntaxError``, an error in its body), noting which entry it was.
+        """
+        import importlib
+
+        for name in sorted(self.enabled - SCRIPT_NAMES):
+            try:
+                importlib.import_module(name)
+            except Exception as exc:
+                exc.add_note(f"(importing {name!r}, one of the enable_modules of actor {self.owner})")
+                raise
 
     def lookup(self, ns: str, func: str) -> Callable[..., Any]:
         """``ns:func`` (``func`` may be dotted), if ``ns`` is enabled here.

@@ -24,17 +24,18 @@ from ._call import DEFAULT_WINDOW
 from ._channel import Channel, connect, handshake_as_acceptor
 from ._dispatch import Dispatcher
 from ._exceptions import (
-    ActorCrashed,
     FrameError,
     HandshakeError,
     PeerLeft,
     RemoteActorError,
     TransportClosed,
+    box_error,
+    unbox,
 )
 from ._registry import Registry
-from ._resolve import FunctionTable, refused
+from ._resolve import FunctionTable, refused, trim_import_frames
 from ._transport._admission import DropLog, HandshakeGate, peer_source
-from .msg import ActorConfig, ErrorInfo, Ident
+from .msg import ActorConfig, Error, ErrorInfo, Ident
 
 log = logging.getLogger("notebook_actors.runtime")
 
@@ -174,6 +175,14 @@ class Actor:
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled. ``task_status.started()`` once reachable."""
+        if self.parent_addr is None:
+            self.functions.import_enabled()  # a root raises to its own caller
+        else:
+            try:
+                self.functions.import_enabled()
+            except Exception as exc:
+                await self._report_start_failure(exc)
+                return
         undo_addons = _hooks.actor_running(self)  # e.g. the debugger's stack dumps and breakpoint()
         try:
             async with trio.open_nursery() as transport_n:
@@ -210,6 +219,17 @@ class Actor:
                 for addr in self.config.registry_addrs:
                     if addr.startswith("uds:"):
                         _transport.cleanup(addr)
+
+    async def _report_start_failure(self, exc: Exception) -> None:
+        """Tell the parent why this child cannot start (an ``enable_modules`` entry did
+        not import), then end without serving: its calls must not run here."""
+        log.info("actor %s cannot start: %s: %s", self.uid, type(exc).__name__, exc)
+        assert self.parent_addr is not None
+        chan = await connect(self.parent_addr, self.secret, self.ident)
+        async with trio.open_nursery() as n:
+            n.start_soon(chan.run_writer)
+            chan.send_nowait(Error(None, box_error(trim_import_frames(exc), self.uid)))
+            await chan.aclose()
 
     def _stop_accepting(self) -> None:
         self._accepting = False
@@ -265,6 +285,15 @@ class Actor:
         """A child ``uid`` is starting: its connection back to us becomes ``chan``
         (where its first requests already wait for it)."""
         self._pending_children[uid] = chan
+
+    def peer_failed(self, chan: Channel, err: ErrorInfo) -> None:
+        """``chan``'s actor reports that it failed as a whole (not one call): a child
+        that could not start tells its supervisor, anyone else is logged."""
+        child = self.children.get(chan.uid) if chan.uid else None
+        if child is not None and hasattr(child, "failed_to_start"):
+            child.failed_to_start(unbox(err))
+        else:
+            log.error("actor %s reports a channel error: %s", chan.uid, err.message)
 
     def forget_child_start(self, uid: tuple[str, str]) -> None:
         """The child ``uid`` ended: a late connection from it is no longer expected."""
@@ -501,9 +530,10 @@ class Actor:
         """
         return self.registry.by_key()
 
-    async def how_child_ended(self, parent: str, uid: tuple[str, str], during: str) -> ActorCrashed | None:
-        """The ActorCrashed of actor ``uid`` as its parent at ``parent`` reports it, or
-        None (a peer's channel closed: its parent knows how it ended)."""
+    async def how_child_ended(self, parent: str, uid: tuple[str, str], during: str) -> RemoteActorError | None:
+        """How actor ``uid`` failed as its parent at ``parent`` reports it (ActorCrashed, or
+        the error it could not start with), or None (a peer's channel closed: its
+        parent knows how it ended)."""
         from ._portal import Portal
 
         with trio.move_on_after(ASK_PARENT_TIMEOUT):
@@ -513,7 +543,7 @@ class Actor:
             except (OSError, HandshakeError, TransportClosed, RemoteActorError):
                 return None  # the parent is gone too, or cannot tell: the closed channel is all we know
             if fields:
-                return ActorCrashed(ErrorInfo(**fields))
+                return unbox(ErrorInfo(**fields))
         return None
 
     async def crash_of_child(self, uid: list[str], during: str) -> dict[str, Any] | None:

@@ -17,9 +17,16 @@ from typing import Any
 
 import trio
 
-from . import _spawn, _state
+from . import _hooks, _spawn, _state
 from ._channel import Channel
-from ._exceptions import ActorCrashed, ContextCancelled, TransportClosed, box_error, group_or_single
+from ._exceptions import (
+    ActorCrashed,
+    ContextCancelled,
+    RemoteActorError,
+    TransportClosed,
+    box_error,
+    group_or_single,
+)
 from ._launch import launcher_for
 from ._portal import Portal, func_ref
 from ._root import open_root_actor
@@ -67,8 +74,15 @@ class _Child:
         self.state = "spawning"
         #: starts it on another machine (``_launch``); None: here
         self.launcher: Any = None
+        #: why it could not start (it said so, then ended): what its calls and the
+        #: nursery raise
+        self.start_error: RemoteActorError | None = None
 
-    async def crash_report(self, actor: Any, during: str) -> ActorCrashed | None:
+    def failed_to_start(self, exc: RemoteActorError) -> None:
+        """The child reports it cannot start (an ``enable_modules`` entry failed to import)."""
+        self.start_error = exc
+
+    async def crash_report(self, actor: Any, during: str) -> RemoteActorError | None:
         """The crash behind a closed channel, with its exit code or signal: waits (a
         bound, EXIT_STATUS_WAIT) for the process to be reaped. None when it exited
         cleanly or as asked (then the closed channel is the whole story), and for a
@@ -77,6 +91,8 @@ class _Child:
             return None
         with trio.move_on_after(EXIT_STATUS_WAIT):
             await self.exited.wait()
+        if self.start_error is not None:
+            return self.start_error
         code = self.exitcode
         if code is None or code == 0:
             return None
@@ -372,9 +388,7 @@ class ActorNursery:
             if child.proc is not None and child.proc.returncode is None:
                 if not child.cancel_requested:
                     child.request_cancel()
-                debug = sys.modules.get("notebook_actors.debug")
-                if debug is not None:  # never kill a child whose subtree is in the REPL
-                    await debug.wait_while_repl_via(child.uid)
+                await _hooks.stopping_child(child.uid)  # e.g. its subtree is in the REPL
                 if child.hard_kill:
                     child.proc.kill()
                 elif not await self._acknowledged(child):
@@ -388,14 +402,14 @@ class ActorNursery:
             actor.forget_child_start(child.uid)
             await self._drain_channel(child)
             died = child.exitcode not in (0, None) or child.lost_result
-            if died and (not child.asked_to_stop or _killed_by_someone_else(child)):
+            if child.start_error is not None:
+                self._child_failed(child, child.start_error)
+            elif died and (not child.asked_to_stop or _killed_by_someone_else(child)):
                 self._child_failed(child, _crashed(child, actor))
             child.state = "exited"
             self._exitcodes[child.uid] = child.exitcode
             child.exited.set()
-            tree = sys.modules.get("notebook_actors._tree")
-            if tree is not None:  # a watcher shows how it ended, even if it lived briefly
-                tree.child_exited(actor, child)
+            _hooks.child_exited(actor, child)  # e.g. the tree shows how it ended
             actor.children.pop(child.uid, None)
             actor.exited_children[child.uid] = child
             while len(actor.exited_children) > EXITED_KEPT:

@@ -386,6 +386,9 @@ def child_exited(actor: Any, child: Any) -> None:
     _recent_exits.append((actor, child, time.monotonic()))
 
 
+_hooks.on_child_exited(child_exited)
+
+
 def _crashed(child: Any, error: str | None) -> bool:
     """The supervisor's own verdict: it died (or lost its result) without being asked
     to stop, or of a signal nobody in the tree sent."""

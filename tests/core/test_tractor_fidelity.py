@@ -506,6 +506,48 @@ def test_enable_modules_that_cannot_import_fail_in_the_parent(reg, tmp_path, mon
     run(main)
 
 
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("import fidelity_module_missing_at_import\n", ModuleNotFoundError),
+        ("raise ValueError('no config')\n", ValueError),
+    ],
+    ids=["imports-missing", "raises"],
+)
+def test_enable_modules_that_fail_in_their_body_fail_the_child(reg, tmp_path, monkeypatch, body, error):
+    """Test that an enable_modules entry that compiles but fails as it runs (its body
+    imports a missing module, or raises) fails the child as it starts, not a later
+    call: its calls raise the import's error boxed (.type is the original type), the
+    nursery raises it too, and a run_in_actor function never runs."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = f"fidelity_fails_at_import_{error.__name__.lower()}"
+    (tmp_path / f"{name}.py").write_text(f"def ping():\n    return 'pong'\n\n{body}")
+    marker = tmp_path / "ran"
+
+    async def call_it():
+        async with tractor.open_nursery(**reg) as n:
+            portal = await n.start_actor("bad", enable_modules=[name])
+            with pytest.raises(tractor.RemoteActorError) as info:
+                await portal.run(name, "ping")
+            assert info.value.type is error and name in info.value.tb_str
+            await trio.sleep_forever()  # the nursery's own error ends the block
+
+    async def main_fn():
+        async with tractor.open_nursery(**reg) as n:
+            await n.run_in_actor(touch, path=str(marker), enable_modules=[name])
+
+    for program in (call_it, main_fn):
+        with pytest.raises(tractor.RemoteActorError) as info:
+            run(program)
+        assert info.value.type is error, program
+    assert not marker.exists()
+
+
+def touch(path: str) -> None:
+    with open(path, "w"):
+        pass
+
+
 def test_children_is_empty_after_the_block(reg):
     """Test that an actor nursery's _children is empty after its block, whether the
     block ended normally or by a child's error (tractor programs check it)."""
