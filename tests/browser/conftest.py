@@ -18,17 +18,18 @@ OUTPUT = Path(__file__).parent / "output"
 
 
 @pytest.fixture
-def jupyter_server(tmp_path: Path) -> Iterator[Callable[[str, Path], tuple[str, str]]]:
-    """``start(module, root)``: a Jupyter server (``module``: ``"jupyterlab"`` or
-    ``"notebook"``) on a free local port serving ``root``, alone on the host (a private
-    registry, its own config/runtime/settings dirs under ``tmp_path``); returns
-    ``(base url, token)``. Its log goes to ``tests/browser/output/<module>.log``; at
-    teardown the server shuts its kernels down, and what is left is killed."""
+def jupyter_server(tmp_path: Path) -> Iterator[Callable[..., tuple[str, str]]]:
+    """``start(module, root, log_name=None)``: a Jupyter server (``module``:
+    ``"jupyterlab"`` or ``"notebook"``) on a free local port serving ``root``, alone on
+    the host (a private registry, its own config/runtime/settings dirs under
+    ``tmp_path``); returns ``(base url, token)``. Its log (and its kernels' stderr) goes
+    to ``tests/browser/output/<log_name or module>.log``; at teardown the server shuts
+    its kernels down, and what is left is killed."""
     from test_tree_widget_browser import free_port, wait_until_serving
 
     started: list[tuple[subprocess.Popen, object]] = []
 
-    def start(module: str, root: Path) -> tuple[str, str]:
+    def start(module: str, root: Path, log_name: str | None = None) -> tuple[str, str]:
         port, token = free_port(), secrets.token_hex(16)
         env = {
             **os.environ,
@@ -39,7 +40,7 @@ def jupyter_server(tmp_path: Path) -> Iterator[Callable[[str, Path], tuple[str, 
             "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
         }
         OUTPUT.mkdir(exist_ok=True)
-        log = open(OUTPUT / f"{module}.log", "w")
+        log = open(OUTPUT / f"{log_name or module}.log", "w")
         proc = subprocess.Popen(
             [
                 sys.executable,

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,13 +15,9 @@ from test_tree_widget_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     accept_kernel_dialog,
-    free_port,
     one_idle_kernel,
     quiet_settings,
-    wait_until_serving,
 )
-
-from notebook_actors.testing import descendants, kill_all, private_registry_addr
 
 OUTPUT = Path(__file__).parent / "output"
 
@@ -60,56 +52,14 @@ def write_notebook(path: Path) -> None:
 
 
 @pytest.fixture
-def jupyterlab(tmp_path):
+def jupyterlab(tmp_path, jupyter_server):
     """A JupyterLab server on a free port, serving a notebook of :data:`CELLS`; the
     kernel logs every debug_request it proxies (tests/browser/output/debugger_panel.log)."""
     root = tmp_path / "nb"
     root.mkdir()
     write_notebook(root / "debug_panel.ipynb")
     quiet_settings(tmp_path / "settings")
-    port, token = free_port(), secrets.token_hex(16)
-    env = {
-        **os.environ,
-        "NOTEBOOK_ACTORS_REGISTRY": private_registry_addr(),  # alone on the host
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
-        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
-    }
-    OUTPUT.mkdir(exist_ok=True)
-    log = open(OUTPUT / "debugger_panel.log", "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            f"--port={port}",
-            "--ip=127.0.0.1",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            "--ServerApp.open_browser=False",
-            "--allow-root",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(f"{base}/api/status?token={token}", proc)
-        yield base, token
-    finally:
-        pids = [p.pid for p in descendants(proc.pid)]
-        proc.send_signal(signal.SIGTERM)  # the server shuts its kernels down
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            kill_all([proc.pid])
-            proc.wait()
-        kill_all(pids)  # last resort; the no-leftover guard reports real leaks
-        log.close()
+    return jupyter_server("jupyterlab", root, log_name="debugger_panel")
 
 
 def code_cell(page, index: int):

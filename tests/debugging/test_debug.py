@@ -345,17 +345,19 @@ def test_ctrl_c_without_repl_cancels_the_tree(spawn):
 
 
 @pytest.mark.parametrize("where", ["child", "root"])
-def test_next_reaches_the_next_breakpoint_in_the_same_session(spawn, where):
-    """Test that `n` over `await breakpoint()` in a loop stops again in the same session
-    (the actor already holds the REPL: asking for it again used to deadlock), that `n`
-    steps although the frame has a variable named `n`, and that `c` ends the session."""
+@pytest.mark.parametrize("command", ["n", "s"])
+def test_next_and_step_reach_the_next_breakpoint_in_the_same_session(spawn, where, command):
+    """Test that `n` or `s` over `await breakpoint()` in a loop stops at the next
+    breakpoint in the same session (the actor already holds the REPL: asking for it
+    again used to deadlock; `s` must not stop inside the runtime, the import machinery
+    or pdb++ itself), with a variable named `n` in the frame, and that `c` ends the
+    session and the next turn opens a new one."""
     child = spawn("breakpoint_loop.py", *(["root"] if where == "root" else []))
     name = "root" if where == "root" else "looper"
     child.expect(attached(name))
-    for line in ("17", "18", "19"):  # while -> n += 1 -> await breakpoint()
-        ask(child, "n", rf"breakpoint_loop\.py\({line}\)count_up\(\)")
-    ask(child, "n", r"breakpoint_loop\.py\(19\)count_up\(\)")  # the next breakpoint, same session
-    ask(child, "n", r"breakpoint_loop\.py\(17\)count_up\(\)")
+    # while -> n += 1 -> await breakpoint() -> the next breakpoint (same line) -> while
+    for line in ("17", "18", "19", "19", "17"):
+        ask(child, command, rf"breakpoint_loop\.py\({line}\)count_up\(\)")
     ask(child, "p n", r"\r\n2\r\n")
     assert child.before.count("Attaching pdb") == 0  # no new session was opened
     send(child, "c")
@@ -448,25 +450,6 @@ def test_post_mortem_needs_an_exception():
     """Test that post_mortem() outside an except block says what it needs."""
     with pytest.raises(ValueError, match="needs an exception"):
         trio.run(na.post_mortem)
-
-
-@pytest.mark.parametrize("where", ["child", "root"])
-def test_step_reaches_the_next_breakpoint_in_the_same_session(spawn, where):
-    """Test that `s` over `await breakpoint()` in a loop stops at the next breakpoint in
-    the same session (not inside the runtime, the import machinery or pdb++ itself),
-    with a variable named `n` in the frame, and that `c` then lets it count to 3."""
-    child = spawn("breakpoint_loop.py", *(["root"] if where == "root" else []))
-    name = "root" if where == "root" else "looper"
-    child.expect(attached(name))
-    for line in ("17", "18", "19", "19", "17"):  # ... -> await breakpoint() -> the next one
-        ask(child, "s", rf"breakpoint_loop\.py\({line}\)count_up\(\)")
-    ask(child, "p n", r"\r\n2\r\n")
-    assert child.before.count("Attaching pdb") == 0  # no new session was opened
-    send(child, "c")
-    child.expect(attached(name))  # the third turn: a new session
-    send(child, "c")
-    child.expect("counted to 3")
-    finish_ok(child)
 
 
 def test_n_s_c_are_commands_although_variables_have_their_names(spawn):
