@@ -158,7 +158,7 @@ def format_stacks(actor: Any, root_task: Any = None, *, everything: bool = False
             Python; without it they are left out, with one line saying how many.
     """
     dump = _Dump(everything)
-    dump.lines.append(f"stacks of actor {tuple(actor.uid)} pid {os.getpid()}\n")
+    dump.lines.append(f"stacks of actor {actor.uid[0]!r} (pid {os.getpid()}, uid {actor.uid[1][:8]})\n")
     names = {t.ident: t.name for t in threading.enumerate()}
     me = threading.get_ident()
     dump.lines.append("threads:\n")

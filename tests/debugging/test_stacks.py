@@ -54,7 +54,7 @@ def test_stack_names_the_function_an_actor_is_blocked_in(tree):
     result = stack(registry, "stuck")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert out.startswith("stacks of actor ('stuck', '") and f"pid {pids['stuck']}" in out.splitlines()[0]
+    assert out.startswith(f"stacks of actor 'stuck' (pid {pids['stuck']}, uid ")
     main_thread = out.split("thread 'MainThread':")[1].split("trio tasks:")[0]
     assert "in blocked_in_sync_code" in main_thread and "time.sleep(600)" in main_thread
     assert "trio tasks:" in out and "task '<init>'" not in out  # the runtime's tasks are hidden
@@ -94,7 +94,7 @@ def test_sigusr1_dumps_an_actors_stacks_to_the_roots_stderr(tree):
         line = proc.stderr.readline()
         assert line, "".join(seen)
         seen.append(line)
-    assert any("SIGUSR1: stacks of actor ('stuck'" in line for line in seen)
+    assert any("SIGUSR1: stacks of actor 'stuck' (pid" in line for line in seen)
     os.kill(pids["stuck"], 0)  # still alive
 
 
@@ -106,13 +106,13 @@ def test_dump_stacks_api_from_the_root_and_from_a_child():
         async with na.open_nursery(registry_addrs=[private_registry_addr()]) as n:
             portal = await n.start_actor("asker", enable_modules=[__name__])
             text = await portal.run(_dump_root)  # asked in the child, dumped at the root
-            assert text.startswith("stacks of actor ('root', ")
+            assert text.startswith("stacks of actor 'root' (pid ")
             assert "await portal.run(_dump_root)" in text.split("trio tasks:")[1]  # where main waits now
             asker = await na.dump_stacks("asker")  # idle: only the runtime's frames, hidden
-            assert asker.startswith("stacks of actor ('asker', ") and "thread 'MainThread'" not in asker
+            assert asker.startswith("stacks of actor 'asker' (pid ") and "thread 'MainThread'" not in asker
             assert "hidden: --all shows them" in asker
             asker = await na.dump_stacks("asker", everything=True)
-            assert asker.startswith("stacks of actor ('asker', ") and "thread 'MainThread'" in asker
+            assert asker.startswith("stacks of actor 'asker' (pid ") and "thread 'MainThread'" in asker
             with pytest.raises(LookupError, match="no live actor 'ghost'"):
                 await na.dump_stacks("ghost")
             await n.cancel()
