@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 from contextlib import asynccontextmanager
 
 import pytest
@@ -475,6 +477,34 @@ def test_rpc_errors_are_boxed(reg):
             await portal.cancel_actor()
 
     run(main)
+
+
+REFUSED_CALL = """
+import trio
+import notebook_actors as tractor
+from notebook_actors.testing import private_registry_addr
+
+async def main():
+    async with tractor.open_nursery(registry_addrs=[private_registry_addr()]) as n:
+        portal = await n.start_actor("rpc", enable_modules=[])
+        for _ in range(2):
+            try:
+                await portal.run("os.path", "join")
+            except tractor.RemoteActorError as exc:
+                print("caller got", exc.type.__name__, flush=True)
+        await portal.cancel_actor()
+
+trio.run(main)
+"""
+
+
+def test_a_refused_call_is_logged_once_in_the_actor():
+    """Test that the actor logs each refused call once (one warning line per call), and
+    each caller gets ModuleNotExposed."""
+    done = subprocess.run([sys.executable, "-c", REFUSED_CALL], capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["caller got ModuleNotExposed"] * 2
+    assert done.stderr.count("refused a call: module 'os.path' is not enabled") == 2, done.stderr
 
 
 @pytest.mark.parametrize(
