@@ -138,7 +138,11 @@ def _local_socket_dirs() -> list[str]:
     return dirs
 
 
-def _wait_listening(host_netns: str, address: str, timeout: float = 10.0) -> None:
+def _wait_listening(
+    host_netns: str, address: str, sshd: subprocess.Popen[bytes], log: Path, timeout: float = 60.0
+) -> None:
+    """Wait until ``sshd`` listens at ``address``; a loaded machine may take seconds,
+    an sshd that exited (its error is in ``log``) never will."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         probe = subprocess.run(
@@ -146,8 +150,10 @@ def _wait_listening(host_netns: str, address: str, timeout: float = 10.0) -> Non
         )
         if f"{address}:22" in probe.stdout:
             return
+        if sshd.poll() is not None:
+            raise RuntimeError(f"sshd in {host_netns} exited ({sshd.returncode}): {log.read_text().strip()}")
         time.sleep(0.05)
-    raise RuntimeError(f"sshd in {host_netns} did not listen on {address}:22")
+    raise RuntimeError(f"sshd in {host_netns} did not listen on {address}:22 within {timeout}s")
 
 
 @contextlib.contextmanager
@@ -173,11 +179,13 @@ def test_host(name: str = "testhost") -> Iterator[TestHost]:
         os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege-separation directory
         config = _sshd_config(workdir, there, host_key)
         in_host = ["ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private"]
-        sshd = subprocess.Popen(
-            [*in_host, "sh", "-c", _HIDE_THEN_RUN, SSHD, "-D", "-e", "-f", str(config), *_local_socket_dirs()],
-            stderr=subprocess.DEVNULL,
-        )
-        _wait_listening(netns, there)
+        sshd_log = workdir / "sshd.log"
+        with open(sshd_log, "wb") as log:
+            sshd = subprocess.Popen(
+                [*in_host, "sh", "-c", _HIDE_THEN_RUN, SSHD, "-D", "-e", "-f", str(config), *_local_socket_dirs()],
+                stderr=log,
+            )
+        _wait_listening(netns, there, sshd, sshd_log)
         config = _client_config(workdir, name, there, host_key, client_key)
         yield TestHost(name, netns, there, str(config), sshd, outer)
     finally:
