@@ -197,6 +197,10 @@ def format_stacks(actor: Any, root_task: Any = None, *, everything: bool = False
 _installed: dict[str, Any] = {}
 
 
+#: Seconds an ending actor waits for its stack thread to finish (it is idle but for a dump).
+JOIN_TIMEOUT = 2.0
+
+
 def install(actor: Any) -> Callable[[], None]:
     """Start this actor's stack thread and route SIGUSR1 to it; return the undo.
 
@@ -225,6 +229,9 @@ def install(actor: Any) -> Callable[[], None]:
             signal.signal(signal.SIGUSR1, old_handler)
         _installed.clear()
         os.close(write_fd)  # the thread sees the end of the pipe and exits
+        # ... and closes its end: wait for that, so that an actor that ended holds no
+        # fd (bounded: a dump it is still sending has its own timeout)
+        thread.join(JOIN_TIMEOUT)
 
     return undo
 

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,34 @@ def test_dump_stacks_api_from_the_root_and_from_a_child():
 
 async def _dump_root() -> str:
     return await na.dump_stacks("root")
+
+
+def test_an_ended_root_leaves_no_stack_thread_and_no_pipe():
+    """Test that when a root actor ends, its stack thread has ended and closed its end
+    of the wake-up pipe: no fd is left for a garbage collection to find (each of
+    several runs, without collecting)."""
+
+    async def main() -> None:
+        async with na.open_nursery(registry_addrs=[private_registry_addr()]) as n:
+            assert any(t.name == "notebook_actors-stacks" for t in threading.enumerate())
+            portal = await n.start_actor("leaf", enable_modules=["os"])
+            await portal.run("os", "getpid")
+            await portal.cancel_actor()
+
+    for _ in range(10):
+        before = _pipes()
+        trio.run(main)
+        assert not any(t.name == "notebook_actors-stacks" for t in threading.enumerate())
+        assert _pipes() == before
+
+
+def _pipes() -> set[str]:
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:  # the fd of the listing itself
+            continue
+        if target.startswith("pipe:"):
+            found.add(f"{fd}:{target}")
+    return found

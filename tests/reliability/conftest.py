@@ -18,8 +18,9 @@ def no_fd_leak():
     before = open_fds()
     yield
     # An fd that only a garbage collection frees is held by a reference cycle, not
-    # leaked: since the fork server became the default, one pipe of the root waits for
-    # the collector after a root ends (cause not found yet; see the closing notes).
+    # leaked. (The pipe this once seemed to free was the stack thread's, closed by that
+    # thread a moment after its actor ended: a race, not a cycle; the actor now waits
+    # for the thread, tests/debugging/test_stacks.py checks it.)
     gc.collect()
     after = open_fds()
     leaked = {fd: target for fd, target in after.items() if before.get(fd) != target}
