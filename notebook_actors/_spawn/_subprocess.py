@@ -37,6 +37,10 @@ async def start_process(boot: SpawnSpec) -> ChildProcess:
     assert proc.stdin is not None
     try:
         await proc.stdin.send_all(encoder.encode(boot))
+    except trio.BrokenResourceError:
+        # it died before it read its boot record (killed right away): its supervisor
+        # reaps it and reports that death, naming it, as for any child that died early
+        pass
     except BaseException:
         # cancelled (or the child died) mid-boot: nobody else will ever reap this
         # process; left alone it stays a zombie and its pidfd leaks

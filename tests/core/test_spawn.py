@@ -164,3 +164,26 @@ def test_child_that_never_connects_is_killed_and_reported(reg, tmp_path, monkeyp
         assert set(n.exitcodes.values()) == {-signal.SIGKILL}
 
     trio.run(main)
+
+
+def test_child_that_dies_before_reading_its_boot_record_is_its_crash(reg, tmp_path, monkeypatch):
+    """Test that a child that dies before it has read its boot record (killed at once,
+    while its parent still writes a boot record bigger than a pipe buffer) is reported
+    as that actor's crash, naming it and the signal, not as the parent's broken pipe."""
+    dying = tmp_path / "dying-python"
+    dying.write_text("#!/bin/sh\nkill -9 $$\n")
+    dying.chmod(0o755)
+    # the boot record carries sys.path: make it larger than a pipe's 64 KiB buffer
+    monkeypatch.setattr(sys, "path", [*sys.path, *(f"/nonexistent/{i}/{'x' * 1000}" for i in range(200))])
+
+    async def main() -> None:
+        with pytest.raises(na.ActorCrashed) as info:
+            async with na.open_nursery(start_method="trio", **reg) as n:
+                python = sys.executable
+                monkeypatch.setattr(sys, "executable", str(dying))
+                await n.start_actor("doomed")
+                monkeypatch.setattr(sys, "executable", python)
+        assert info.value.src_uid[0] == "doomed" and "SIGKILL" in str(info.value)
+        assert n.exitcodes and set(n.exitcodes.values()) == {-signal.SIGKILL}
+
+    trio.run(main)
