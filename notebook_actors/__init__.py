@@ -19,6 +19,8 @@ wires them together. ``make lint`` checks the order (docs/design.md, "Layers").
 
 from __future__ import annotations
 
+import typing as _typing
+
 from . import _hooks
 from . import experimental as experimental
 from . import log as log
@@ -63,23 +65,27 @@ from ._tree import TreeWatch as TreeWatch
 from ._tree import open_tree_watch as open_tree_watch
 from .trionics import open_actor_cluster as open_actor_cluster
 
+if _typing.TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 
 def _wire_the_debugger() -> None:
     """Plug the debugger into the runtime's hooks without importing it: ``import
     notebook_actors`` stays light; the debugger loads as an actor first runs. (The
     tree, imported above, registers itself.)"""
 
-    def actor_running(actor):
+    def actor_running(actor: Actor) -> Callable[[], None]:
         from .debug import actor_running as hook
 
         return hook(actor)
 
-    async def post_mortem_for(exc):
+    async def post_mortem_for(exc: BaseException) -> None:
         from .debug import post_mortem_for as hook
 
         await hook(exc)
 
-    async def wait_while_repl_via(uid):
+    async def wait_while_repl_via(uid: tuple[str, str]) -> None:
         from .debug import wait_while_repl_via as hook
 
         await hook(uid)
@@ -128,21 +134,21 @@ async def dump_stacks(name_or_path: str, *, everything: bool = False) -> str:
     return await _dump(name_or_path, everything=everything)
 
 
-def post_mortem(*args, **kwargs):
+def post_mortem(*args: Any, **kwargs: Any) -> Any:
     """Open a post-mortem pdb++ session on the current exception (routed to the root)."""
     from .debug import post_mortem as _pm
 
     return _pm(*args, **kwargs)
 
 
-def load_ipython_extension(ipython) -> None:
+def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext notebook_actors``: run the runtime inside this kernel."""
     from .kernel_ext import load_ipython_extension as load
 
     load(ipython)
 
 
-def unload_ipython_extension(ipython) -> None:
+def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext notebook_actors``: detach the magics and stop the actor tree."""
     from .kernel_ext import unload_ipython_extension as unload
 

@@ -159,7 +159,7 @@ def _check_key_file(path: Path, *, strict: bool) -> None:
         log.warning(text)
 
 
-def load_secret(secret: bytes | str | os.PathLike | None = None) -> bytes:
+def load_secret(secret: bytes | str | os.PathLike[str] | None = None) -> bytes:
     """The tree's shared secret: given bytes, a key file, or the per-user default.
 
     The default key file (``$XDG_CONFIG_HOME/notebook_actors/secret``) is created on

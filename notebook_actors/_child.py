@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .msg import SpawnSpec
 
 
 def _die_with_parent() -> None:
@@ -19,7 +23,7 @@ def _die_with_parent() -> None:
     die_with_parent()
 
 
-def run_child(boot) -> None:
+def run_child(boot: SpawnSpec) -> None:
     import trio
 
     from . import _runtime, _state
@@ -58,7 +62,7 @@ def run_child(boot) -> None:
         reap_own_group()
 
 
-def _decode_boot(raw: bytes):
+def _decode_boot(raw: bytes) -> SpawnSpec:
     import msgspec
 
     from .msg import SpawnSpec

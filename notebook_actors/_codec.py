@@ -225,7 +225,7 @@ class FrameDecoder:
 
     def __init__(
         self,
-        decoder: msgspec.msgpack.Decoder,
+        decoder: msgspec.msgpack.Decoder[Any],
         *,
         max_frame: int = MAX_FRAME,
         max_data: int = MAX_DATA,

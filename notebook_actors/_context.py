@@ -40,10 +40,9 @@ from ._call import (
     DEFAULT_WINDOW_BYTES,
     Call,
     encode_pld,
-    unbox,
     unencodable,
 )
-from ._exceptions import StreamOverrun, TransportClosed
+from ._exceptions import StreamOverrun, TransportClosed, unbox
 from .msg import Error, Return, Started, Yield, encoder
 
 #: the Context of the running task: the callee's RPC task, or a caller's open_context block

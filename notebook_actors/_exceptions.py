@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from typing import Any
 
 import trio
@@ -73,7 +74,7 @@ class RemoteActorError(Exception):
             head += f"\n\n  Remote traceback:\n{tb}"
         return head
 
-    def __reduce__(self):  # picklable, e.g. across multiprocessing
+    def __reduce__(self) -> tuple[type[RemoteActorError], tuple[ErrorInfo]]:  # picklable, e.g. across processes
         return (type(self), (self.info,))
 
     @property
@@ -204,7 +205,7 @@ class AsyncioCancelled(Exception):
 class MultiError(ExceptionGroup):
     """Several actors failed at once: the group of their errors."""
 
-    def derive(self, excs):  # keep the class when split/subgroup'd
+    def derive(self, excs: Sequence[Any]) -> Any:  # keep the class when split/subgroup'd
         return MultiError(self.message, excs)
 
 

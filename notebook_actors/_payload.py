@@ -205,7 +205,7 @@ def take_collected() -> list[memoryview]:
     return out
 
 
-def decode_message(decoder: msgspec.msgpack.Decoder, body: Any, bufs: list[Any]) -> Any:
+def decode_message(decoder: msgspec.msgpack.Decoder[Any], body: Any, bufs: list[Any]) -> Any:
     """Decode a message that arrived with out-of-band buffers: a call's pickled
     arguments take theirs now; a payload keeps them for its own decode."""
     _st.inb, _st.pos = bufs, 0
@@ -428,10 +428,10 @@ def deferring_ext_hook(code: int, data: memoryview) -> Any:
 
 
 _any_decoder = msgspec.msgpack.Decoder(ext_hook=ext_hook)
-_typed_decoders: dict[Any, msgspec.msgpack.Decoder] = {}
+_typed_decoders: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
 
 
-def decoder_for(tp: Any = None) -> msgspec.msgpack.Decoder:
+def decoder_for(tp: Any = None) -> msgspec.msgpack.Decoder[Any]:
     """The payload decoder for ``tp`` (None: any value), pickles included."""
     if tp is None:
         return _any_decoder
@@ -444,7 +444,7 @@ def decoder_for(tp: Any = None) -> msgspec.msgpack.Decoder:
 
 
 def decode(
-    pld: Any, decoder: msgspec.msgpack.Decoder = _any_decoder, refuse: str | None = None, once: bool = False
+    pld: Any, decoder: msgspec.msgpack.Decoder[Any] = _any_decoder, refuse: str | None = None, once: bool = False
 ) -> Any:
     """Decode a received payload (a Raw, or :class:`Received` with its buffers).
 

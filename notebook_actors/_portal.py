@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from . import _transport
-from ._call import CANCEL_ACK_TIMEOUT, DEFAULT_WINDOW, DEFAULT_WINDOW_BYTES, Call, encode_args, unbox
+from ._call import CANCEL_ACK_TIMEOUT, DEFAULT_WINDOW, DEFAULT_WINDOW_BYTES, Call, encode_args
 from ._context import CURRENT_CTX, Context, MsgStream, endpoint_kind, endpoint_types
-from ._exceptions import ContextCancelled, NoResult
+from ._exceptions import ContextCancelled, NoResult, unbox
 from .msg import Return, Start, Started
 
 if TYPE_CHECKING:

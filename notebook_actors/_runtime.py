@@ -95,7 +95,7 @@ class Actor:
         self._pending_children: dict[tuple[str, str], Channel] = {}
         # lifecycle
         self._transport_n: trio.Nursery | None = None
-        self._listeners: list[trio.abc.Listener] = []
+        self._listeners: list[trio.abc.Listener[trio.abc.Stream]] = []
         self._cancel_requested = trio.Event()
         self._cancelled_by: tuple[str, str] | None = None
         self._on_cancel: list[Callable[[], None]] = []
@@ -346,7 +346,7 @@ class Actor:
             listeners, self.tcp_addr = await _transport.listen(self.tcp_bind, secret=self.secret)
             self._serve_listeners(listeners)
 
-    def _serve_listeners(self, listeners: list[trio.abc.Listener]) -> None:
+    def _serve_listeners(self, listeners: list[trio.abc.Listener[trio.abc.Stream]]) -> None:
         """Accept on each listener, each with its own budget of pending handshakes
         (a flood on one address never touches another: _transport._admission)."""
         assert self._transport_n is not None
@@ -378,7 +378,7 @@ class Actor:
             self.tcp_addr = bound  # as in tractor, the registry's actor accepts at its address
         self.registry.register(self.uid, self.registered_addr)
 
-    async def _accept_loop(self, listener: trio.abc.Listener, gate: HandshakeGate) -> None:
+    async def _accept_loop(self, listener: trio.abc.Listener[trio.abc.Stream], gate: HandshakeGate) -> None:
         while True:
             try:
                 stream = await listener.accept()

@@ -29,6 +29,7 @@ from ._exceptions import (
 )
 from ._launch import launcher_for
 from ._portal import Portal, func_ref
+from ._process import ChildProcess
 from ._root import open_root_actor
 from .log import level_number
 from .msg import ActorConfig, SpawnSpec
@@ -59,7 +60,7 @@ class _Child:
         self.uid = uid
         self.chan = chan
         self.portal = portal
-        self.proc: _spawn.ChildProcess | None = None
+        self.proc: ChildProcess | None = None
         self.started = trio.Event()
         self.exited = trio.Event()
         self.exitcode: int | None = None

@@ -22,7 +22,7 @@ _FORMAT = "%(asctime)s %(levelname)s [%(actor)s] %(name)s: %(message)s"
 CUSTOM_LEVELS: dict[str, int] = {}
 
 
-class ActorLogger(logging.LoggerAdapter):
+class ActorLogger(logging.LoggerAdapter[logging.Logger]):
     """A logger of the ``notebook_actors`` hierarchy with a method per custom level.
 
     ``log.runtime(msg)``, ``log.cancel(msg)``, ``log.transport(msg)``, ``log.pdb(msg)``

@@ -162,7 +162,7 @@ async def connect(addr: str, *, secret: bytes | None = None) -> trio.abc.Stream:
     return stream
 
 
-async def listen(addr: str, *, secret: bytes | None = None) -> tuple[list[trio.abc.Listener], str]:
+async def listen(addr: str, *, secret: bytes | None = None) -> tuple[list[trio.abc.Listener[trio.abc.Stream]], str]:
     """Listen on ``addr``; return the listeners and the bound address. With ``secret``,
     an encrypting transport's listeners hand out TLS streams (the TLS handshake runs on
     first use, inside the actor handshake's deadline).

@@ -27,7 +27,7 @@ class Transport(ABC):
         """
 
     @abstractmethod
-    async def listen(self, location: str) -> tuple[list[trio.abc.Listener], str]:
+    async def listen(self, location: str) -> tuple[list[trio.abc.Listener[trio.abc.Stream]], str]:
         """Listen on ``location``; return the listeners and the bound location
         (e.g. with the real port when ``location`` asked for port 0).
 

@@ -24,7 +24,7 @@ class TCPTransport(Transport):
         stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
         return stream
 
-    async def listen(self, location: str) -> tuple[list[trio.abc.Listener], str]:
+    async def listen(self, location: str) -> tuple[list[trio.abc.Listener[trio.abc.Stream]], str]:
         host, port = split_hostport(location)
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()

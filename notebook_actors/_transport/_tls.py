@@ -79,11 +79,11 @@ def contexts(secret: bytes) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server, client
 
 
-def wrap_client(stream: trio.abc.Stream, secret: bytes) -> trio.SSLStream:
+def wrap_client(stream: trio.abc.Stream, secret: bytes) -> trio.SSLStream[trio.abc.Stream]:
     return trio.SSLStream(stream, contexts(secret)[1], server_hostname=None)
 
 
-def wrap_listener(listener: trio.abc.Listener, secret: bytes) -> trio.SSLListener:
+def wrap_listener(listener: trio.abc.Listener[trio.abc.Stream], secret: bytes) -> trio.SSLListener[trio.abc.Stream]:
     """A listener whose streams do TLS on first use, i.e. inside the handshake's
     deadline and budget, not in the accept loop."""
     return trio.SSLListener(listener, contexts(secret)[0])

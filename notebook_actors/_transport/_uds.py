@@ -50,7 +50,7 @@ class UDSTransport(Transport):
     async def connect(self, location: str) -> trio.abc.Stream:
         return await trio.open_unix_socket(location)
 
-    async def listen(self, location: str) -> tuple[list[trio.abc.Listener], str]:
+    async def listen(self, location: str) -> tuple[list[trio.abc.Listener[trio.abc.Stream]], str]:
         try:
             sock = await self._bind(location)
         except OSError as exc:

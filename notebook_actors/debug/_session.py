@@ -203,8 +203,7 @@ class RoutedSession:
                 log.info("actor %s: parent busy (in a REPL?), asking for the REPL again", actor.uid)
 
     async def _receive(self, chan: Any, credit: _Credit) -> None:
-        from .._context import unbox
-        from .._exceptions import TransportClosed
+        from .._exceptions import TransportClosed, unbox
         from ..msg import Credit, Error, Started, Yield, any_decoder
 
         while True:

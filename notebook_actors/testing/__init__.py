@@ -112,7 +112,7 @@ def kill_all(pids: Iterable[int]) -> None:
             pass
 
 
-def start_script(path: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_script(path: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """Start ``python path *args`` with this interpreter, output captured as text.
 
     The script gets its own session, so a signal sent to it reaches only what the
@@ -137,7 +137,7 @@ def _default_sigint() -> None:
 
 def run_script(
     path: str, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
+) -> subprocess.CompletedProcess[str]:
     """Run a script to completion (``timeout`` is a hang guard); return its result."""
     proc = start_script(path, *args, env=env)
     try:
@@ -151,7 +151,7 @@ def run_script(
 
 def run_example(
     path: str, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
+) -> subprocess.CompletedProcess[str]:
     """Run an example script alone on this host and check it exited 0; return its result.
 
     The script's root gets a fresh private registry (``$NOTEBOOK_ACTORS_REGISTRY``,

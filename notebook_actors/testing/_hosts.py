@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["TestHost", "can_make_test_hosts", "test_host"]
 
@@ -55,7 +56,7 @@ class TestHost:
     sshd: subprocess.Popen[bytes]
     host_veth: str
 
-    def run(self, *cmd: str, **kw) -> subprocess.CompletedProcess[str]:
+    def run(self, *cmd: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         """Run a command inside the host's network namespace."""
         return subprocess.run(["ip", "netns", "exec", self.netns, *cmd], capture_output=True, text=True, **kw)
 
