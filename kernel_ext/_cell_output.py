@@ -76,7 +76,6 @@ class OutputShipper:
         self._token = token
         self._sock: socket.socket | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._decoders = Decoders()
         self.closed = False
         self._broken = False
         self._start_lock = threading.Lock()
@@ -189,7 +188,7 @@ class OutputShipper:
             return InputReply(error="interrupted")
         try:
             header = _recv_exactly(self._sock, HEADER_SIZE)
-            return self._decoders.from_kernel.decode(_recv_exactly(self._sock, frame_length(header)))
+            return Decoders().from_kernel.decode(_recv_exactly(self._sock, frame_length(header)))
         except (OSError, ValueError, EOFError):
             self._broken = True
             return InputReply(error="interrupted")

@@ -17,6 +17,7 @@ its top-level actors.
 from __future__ import annotations
 
 import ast
+import contextvars
 import inspect
 import io
 import linecache
@@ -170,6 +171,20 @@ def _failed(exc: BaseException) -> CellFailed:
     return CellFailed(ename=type(exc).__name__, evalue=str(exc), traceback=user_traceback(exc), pid=os.getpid())
 
 
+def _execute_sync(code_obj: Any, has_value: bool) -> CellOk | CellFailed | CellInterrupted:
+    """A cell of plain code (no top-level ``await``), run right here."""
+    ns = namespace()
+    try:
+        eval(code_obj, ns)
+    except KeyboardInterrupt:
+        return CellInterrupted(pid=os.getpid())
+    except Exception as exc:
+        return _failed(exc)
+    finally:
+        _cell_display.flush_figures()
+    return _value_of(ns, has_value)
+
+
 async def _execute(code_obj: Any, has_value: bool) -> CellOk | CellFailed | CellInterrupted:
     __tracebackhide__ = True  # pdb++ hides this frame in a post-mortem's `where`
     ns = namespace()
@@ -187,6 +202,10 @@ async def _execute(code_obj: Any, has_value: bool) -> CellOk | CellFailed | Cell
         return _failed(exc)
     finally:
         _cell_display.flush_figures()
+    return _value_of(ns, has_value)
+
+
+def _value_of(ns: dict[str, Any], has_value: bool) -> CellOk:
     value = ns.pop("__na_last__", None) if has_value else None
     if value is None:
         return CellOk()
@@ -195,7 +214,67 @@ async def _execute(code_obj: Any, has_value: bool) -> CellOk | CellFailed | Cell
     return CellOk(data=data or None, metadata=metadata, value=encode_value(value))
 
 
-async def run_cell(
+class _Cell:
+    """One cell while it runs here: its output routed to the kernel, its activity shown."""
+
+    def __init__(self, label: str, count: Any, output: list[str]) -> None:
+        self.label = label
+        self.id = output[1]
+        self.shipper = _cell_output.OutputShipper(*output)
+        self._token: Any = None
+        ext.set_activity(f"cell [{count}]")  # shown beside the actor in the tree widget
+
+    def _attach(self) -> None:
+        self._token = _cell_output.attach(self.shipper, self.label)
+
+    def _detach(self) -> None:
+        _cell_output.detach(self.shipper, self._token)
+
+    def start(self, code: str, filename: str, offset: int) -> Any:
+        """Compile the cell and run it if it is plain code (else return the coroutine
+        that runs it). Called in a copy of the caller's context: what a cell of plain
+        code sets in contextvars (decimal's context, say) stays its own, as it would
+        in a task of its own."""
+        self._attach()  # a warning while compiling shows in the cell
+        try:
+            try:
+                code_obj, has_value = _compile(code, filename, offset)
+            except SyntaxError as exc:
+                outcome: Any = _failed(exc)
+            else:
+                if code_obj.co_flags & inspect.CO_COROUTINE or na.current_actor().debug_mode:
+                    self._detach()  # attached again in the call's task
+                    return self.run_async(code_obj, has_value)
+                outcome = _execute_sync(code_obj, has_value)
+        except BaseException:
+            self.end(CellInterrupted(pid=os.getpid()))
+            raise
+        return self.end(outcome)
+
+    async def run_async(self, code_obj: Any, has_value: bool) -> bytes:
+        """Code that awaits (or any cell in debug mode), in the call's task, where
+        :func:`interrupt_cell` cancels it."""
+        outcome: Any = CellInterrupted(pid=os.getpid())
+        self._attach()
+        scope = _running_cells[self.id] = trio.CancelScope()
+        if _early_interrupts.pop(self.id, False):
+            scope.cancel()
+        try:
+            with scope:
+                outcome = await _execute(code_obj, has_value)
+        finally:
+            del _running_cells[self.id]
+            result = self.end(outcome)
+        return result
+
+    def end(self, outcome: Any) -> bytes:
+        ext.set_activity(None)
+        self._detach()
+        self.shipper.close(wait=False)  # the kernel reads the rest up to its End
+        return encode(CellDone(outcome=outcome, output=self.shipper.started))
+
+
+def run_cell(
     code: str,
     label: str,
     count: Any,
@@ -204,19 +283,24 @@ async def run_cell(
     header: str = "",
     path: list[str] | None = None,
     filename: str | None = None,
-) -> bytes:
+) -> Any:
     """Run one notebook cell here (or, for a ``path``, in the child it leads to).
 
     ``output`` is the kernel's ``[socket path, token]`` for the cell's output (opened
     with the cell's first output only); the token also names the cell for
     :func:`interrupt_cell`. ``offset`` and ``header`` are the editor's lines above the
     code (so line numbers match); ``count`` is the notebook's execution count;
-    ``filename`` names the code (else ``<actor-cell NAME [N]>``). Returns the encoded
+    ``filename`` names the code (else ``<actor-cell NAME [N]>``). Answers the encoded
     :class:`~._protocol.CellDone`: one answer, no other message unless the cell shows
     something.
+
+    A plain function, so that the runtime answers a cell of plain code right in the
+    channel's loop: no task and no scheduling pass (code that blocks blocks the actor
+    wherever it runs). A cell that awaits, a relayed one and any cell in debug mode
+    get a coroutine back, which the runtime awaits in a task of its own.
     """
     if path:
-        return await _child(path[0]).run(
+        return _child(path[0]).run(
             run_cell,
             code=code,
             label=label,
@@ -232,28 +316,9 @@ async def run_cell(
     _cell_files.add(filename)
     editor_text = header + "\n" * max(offset - header.count("\n"), 0) + code
     linecache.cache[filename] = (len(editor_text), None, editor_text.splitlines(True), filename)
-    cell_id = output[1]
-    scope = _running_cells[cell_id] = trio.CancelScope()
-    if _early_interrupts.pop(cell_id, False):
-        scope.cancel()
-    shipper = _cell_output.OutputShipper(*output)
-    token = _cell_output.attach(shipper, label)
-    ext.set_activity(f"cell [{count}]")  # shown beside the actor in the tree widget
-    outcome: Any = CellInterrupted(pid=os.getpid())
-    try:
-        with scope:
-            try:
-                code_obj, has_value = _compile(code, filename, offset)
-            except SyntaxError as exc:
-                outcome = _failed(exc)
-            else:
-                outcome = await _execute(code_obj, has_value)
-    finally:
-        del _running_cells[cell_id]
-        ext.set_activity(None)
-        _cell_output.detach(shipper, token)
-        shipper.close(wait=False)  # the kernel reads the rest up to its End
-    return encode(CellDone(outcome=outcome, output=shipper.started))
+    if _early_interrupts.pop(output[1], False):  # interrupted before it started: not run
+        return encode(CellDone(outcome=CellInterrupted(pid=os.getpid()), output=False))
+    return contextvars.copy_context().run(_Cell(label, count, output).start, code, filename, offset)
 
 
 #: The cancel scopes of the cells running here, by the kernel's token for them.

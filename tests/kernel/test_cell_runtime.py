@@ -12,7 +12,7 @@ import trio
 import notebook_actors as na
 from notebook_actors.kernel_ext import _cell_runtime as cr
 from notebook_actors.kernel_ext._output_server import CellWriter, OutputServer
-from notebook_actors.kernel_ext._protocol import CellOk, Display, Stream, decode_done
+from notebook_actors.kernel_ext._protocol import CellInterrupted, CellOk, Display, Stream, decode_done
 
 
 async def run_cell(cells, code: str) -> tuple[list, object]:
@@ -145,3 +145,51 @@ def test_a_cell_that_shows_nothing_opens_no_output_connection():
             output.close()
 
     in_cell_actor(test)
+
+
+def test_plain_cells_are_answered_in_the_call_and_awaiting_cells_in_a_task():
+    """Test that a cell of plain code runs right in the actor's handling of the call
+    (no task of its own: every plain cell sees the same trio task), while a cell that
+    awaits gets a task of its own each time."""
+
+    async def check(cells):
+        probe = "seen.append(trio.lowlevel.current_task())"  # held: no id is reused
+        await run_cell(cells, "seen = []")
+        for code in (probe, probe, f"await trio.sleep(0)\n{probe}", f"await trio.sleep(0)\n{probe}"):
+            await run_cell(cells, code)
+        _, outcome = await run_cell(cells, "[seen.index(t) for t in seen]")
+        assert outcome.data["text/plain"] == "[0, 0, 2, 3]"
+
+    in_cell_actor(check)
+
+
+def test_what_a_cell_sets_in_contextvars_stays_in_that_cell():
+    """Test that a cell's contextvars (decimal's context here) do not leak into the
+    next cell, plain or awaiting, as when each cell ran in a task of its own."""
+
+    async def check(cells):
+        for setter in ("decimal.getcontext().prec = 5", "await trio.sleep(0)\ndecimal.getcontext().prec = 5"):
+            _, outcome = await run_cell(cells, f"import decimal\n{setter}")
+            assert isinstance(outcome, CellOk)
+            _, outcome = await run_cell(cells, "decimal.getcontext().prec")
+            assert outcome.data["text/plain"] == "28"
+
+    in_cell_actor(check)
+
+
+def test_a_cell_interrupted_before_it_starts_does_not_run():
+    """Test that an interrupt that reaches the actor before its cell does (the two
+    calls race) makes the cell end interrupted without running its code."""
+
+    async def check(cells):
+        portal, server = cells
+        for code in ("ran = True", "await trio.sleep(0)\nran = True"):
+            await run_cell(cells, "ran = False")
+            output = server.expect(CellWriter(sink=[].append), None)
+            assert await portal.run(cr.interrupt_cell, cell=output.address[1]) is False
+            done = decode_done(await portal.run(cr.run_cell, code=code, label="unit", count=1, output=output.address))
+            output.close()
+            assert isinstance(done.outcome, CellInterrupted)
+            assert (await portal.run(cr.pull, names=["ran"]))["ran"] is False
+
+    in_cell_actor(check)
