@@ -11,6 +11,7 @@ Everything here runs in trio (the kernel's guest run).
 
 from __future__ import annotations
 
+import contextvars
 import fnmatch
 import os
 import signal
@@ -106,8 +107,16 @@ class ActorHandle:
     def alive(self) -> bool:
         if self.held is not None and self.held.state != "running":
             return False
+        pid = self.pid
+        if pid is None:
+            return False
+        if self.held is not None and not self.opts.get("host"):  # our child: one waitid, left to its reaper
+            try:
+                return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+            except ChildProcessError:  # not (or no longer) a child of this process
+                pass
         try:
-            return self.pid is not None and psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return False
 
@@ -304,41 +313,49 @@ class NotebookActors:
         output = (await self._output_server()).expect(writer, stdin)
         done: CellDone | None = None
         failure: BaseException | None = None
-        interrupted = False
         notebook_cell = current_cell()
         give_up = trio.CancelScope()
-        async with trio.open_nursery() as n:  # it holds the escalation of an interrupt, if any
+        # an interrupt's escalation runs in the service nursery, started only on an
+        # interrupt and cancelled with the cell (a nursery per cell would cost every
+        # cell a scheduling pass at its exit)
+        escalation: trio.CancelScope | None = None
+        context = contextvars.copy_context()  # the escalation's messages go to this cell
 
-            def on_interrupt() -> None:
-                nonlocal interrupted
-                if not interrupted:
-                    interrupted = True
-                    n.start_soon(self._escalate, handle, output.address[1], give_up)
+        def on_interrupt() -> None:
+            nonlocal escalation
+            if escalation is None:
+                escalation = trio.CancelScope()
+                try:
+                    context.run(self.rt.start_soon, self._escalate, handle, output.address[1], give_up, escalation)
+                except RuntimeError:  # the runtime is shutting down: stop waiting for the cell
+                    give_up.cancel()
 
-            if notebook_cell is not None:
-                notebook_cell.handlers.append(on_interrupt)
-            try:
-                portal, route = self._route(handle.path)
-                with give_up, ext.activity_of(handle.uid, f"cell [{cell.count}]"):
-                    done = decode_done(
-                        await portal.run(
-                            _cell_runtime.run_cell,
-                            code=cell.code,
-                            label=handle.path,
-                            count=cell.count,
-                            output=output.address,
-                            offset=cell.offset,
-                            header=cell.header,
-                            path=route,
-                            filename=cell.filename,
-                        )
+        if notebook_cell is not None:
+            notebook_cell.handlers.append(on_interrupt)
+        try:
+            portal, route = self._route(handle.path)
+            with give_up, ext.activity_of(handle.uid, f"cell [{cell.count}]"):
+                done = decode_done(
+                    await portal.run(
+                        _cell_runtime.run_cell,
+                        code=cell.code,
+                        label=handle.path,
+                        count=cell.count,
+                        output=output.address,
+                        offset=cell.offset,
+                        header=cell.header,
+                        path=route,
+                        filename=cell.filename,
                     )
-            except (na.RemoteActorError, na.TransportClosed, trio.BrokenResourceError, LookupError) as exc:
-                failure = exc
-            finally:
-                if notebook_cell is not None:
-                    notebook_cell.handlers.remove(on_interrupt)
-                n.cancel_scope.cancel()  # the escalation ends with the cell
+                )
+        except (na.RemoteActorError, na.TransportClosed, trio.BrokenResourceError, LookupError) as exc:
+            failure = exc
+        finally:
+            if notebook_cell is not None:
+                notebook_cell.handlers.remove(on_interrupt)
+            if escalation is not None:
+                escalation.cancel()  # the escalation ends with the cell
+        interrupted = escalation is not None
         ending: Ending | None = None
         if failure is not None and not interrupted:
             ending = await self._gone(handle, failure)
@@ -371,10 +388,21 @@ class NotebookActors:
             return Gone(f"{who} died while running this cell")
         raise exc
 
-    async def _escalate(self, handle: ActorHandle, cell_id: str, give_up: trio.CancelScope) -> None:
+    async def _escalate(
+        self, handle: ActorHandle, cell_id: str, give_up: trio.CancelScope, scope: trio.CancelScope
+    ) -> None:
         """An interrupt: cancel the cell; SIGINT its actor if the cell has not ended
         within INTERRUPT_GRACE (it does not reach trio checkpoints); give up on it after
-        SIGINT_GRACE more."""
+        SIGINT_GRACE more. Ends when ``scope`` is cancelled (the cell has ended)."""
+        with scope:
+            try:
+                await self._escalation(handle, cell_id, give_up)
+            except Exception as exc:  # a task of the service nursery: never end the runtime
+                print(
+                    f"[notebook_actors] interrupting the cell in actor {handle.path!r} failed: {exc!r}", file=sys.stderr
+                )
+
+    async def _escalation(self, handle: ActorHandle, cell_id: str, give_up: trio.CancelScope) -> None:
         deadline = trio.current_time() + INTERRUPT_GRACE
         with trio.move_on_at(deadline):  # a blocked actor answers only once its cell ends
             try:

@@ -144,7 +144,9 @@ class KernelRuntime:
         nursery = self._check()
         token = self._token
         assert token is not None  # set with the nursery
-        finished: asyncio.Future[tuple[str, Any]] = self.loop.create_future()
+        # the future the task's result goes to; awaited directly (a shield would cost
+        # the cell a loop iteration), so an interrupt cancels it: then the next one
+        finished = [self.loop.create_future()]
         scope = trio.CancelScope()
         cell = CellRun(scope)
 
@@ -163,15 +165,26 @@ class KernelRuntime:
             finally:
                 if scope.cancelled_caught:
                     result = ("error", KeyboardInterrupt())
-                if not finished.done():
-                    finished.set_result(result)
+                if not finished[-1].done():
+                    finished[-1].set_result(result)
 
-        token.run_sync_soon(contextvars.copy_context().run, nursery.start_soon, task)
+        # started right here, from the loop's thread (trio's guest mode lets host code
+        # schedule tasks; it wakes its I/O thread itself): the task runs at the run's
+        # next tick, not one tick after the run_sync_soon task that would start it.
+        # It starts in a copy of this cell's context (ipykernel routes output by it).
+        try:
+            nursery.start_soon(task)
+        except RuntimeError:  # the nursery closed: the runtime is shutting down
+            raise RuntimeNotRunning("the notebook_actors runtime is shutting down in this kernel") from None
         while True:
             try:
-                kind, value = await asyncio.shield(finished)
+                kind, value = await finished[-1]
                 break
             except asyncio.CancelledError:  # the kernel's interrupt
+                if finished[-1].done() and not finished[-1].cancelled():  # it ended meanwhile
+                    kind, value = finished[-1].result()
+                    break
+                finished.append(self.loop.create_future())
                 try:
                     token.run_sync_soon(cell.interrupt)
                 except trio.RunFinishedError:

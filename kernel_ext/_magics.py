@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 from typing import Any
 
@@ -130,17 +131,9 @@ def _loop_or_none() -> asyncio.AbstractEventLoop | None:
 async def run_actor_cell(session: Any, line: str, code: str, header: str, offset: int) -> Any:
     """Run ``code`` in the actor(s) named on the ``%%actor`` line (trio side)."""
     __tracebackhide__ = True
-    import shlex
-
     from ._actors import CellCode
 
-    try:
-        words = shlex.split(line)
-    except ValueError as exc:
-        raise UsageError(f"bad %%actor line {line!r}: {exc}") from None
-    if not words:
-        raise UsageError("%%actor needs the name of an actor, e.g. `%%actor worker`; see `%%actor?`")
-    args = CELL_PARSER.parse_args(words)
+    args = parse_cell_line(line)
     actors = session.actors
     try:
         paths = actors.matching(args.paths)
@@ -160,6 +153,21 @@ async def run_actor_cell(session: Any, line: str, code: str, header: str, offset
         if len(handles) == 1:
             return await _run_one(actors, handles[0], cell, timed_out, args.timeout)
         return await _run_many(actors, handles, cell, args.group, timed_out, args.timeout)
+
+
+@functools.lru_cache(maxsize=256)
+def parse_cell_line(line: str) -> argparse.Namespace:
+    """The ``%%actor`` line's arguments (a notebook reruns the same few lines: parsed
+    once each; the result is shared, never change it)."""
+    import shlex
+
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"bad %%actor line {line!r}: {exc}") from None
+    if not words:
+        raise UsageError("%%actor needs the name of an actor, e.g. `%%actor worker`; see `%%actor?`")
+    return CELL_PARSER.parse_args(words)
 
 
 def _host(session: Any, name: str | None) -> Any:

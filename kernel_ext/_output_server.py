@@ -81,7 +81,7 @@ class OutputServer:
         if output is None:  # not a cell we are waiting for
             await stream.aclose()
             return
-        await output.serve(stream, buffer)
+        await output.serve(stream, buffer, decoders)
 
     def expect(self, writer: CellWriter, stdin: StdinRoute | None) -> CellOutput:
         """A cell about to run (call it from the cell's task): its output, if any comes,
@@ -124,18 +124,17 @@ class CellOutput:
         self._server = server
         self._writer = writer
         self._stdin = stdin
-        self._decoders = Decoders()
         self._context = contextvars.copy_context()
         self._scope = trio.CancelScope()
         self.done = trio.Event()
 
-    async def serve(self, stream: trio.SocketStream, buffer: bytearray) -> None:
+    async def serve(self, stream: trio.SocketStream, buffer: bytearray, decoders: Decoders) -> None:
         """Show the cell's output until its end (or until its actor is gone, or
         :meth:`close`)."""
         try:
             with self._scope:
                 async with stream:
-                    await self._show(stream, buffer)
+                    await self._show(stream, buffer, decoders.from_actor)
         except (trio.BrokenResourceError, trio.ClosedResourceError, EOFError, ValueError, msgspec.DecodeError):
             pass  # the actor is gone: what it said before is shown
         finally:
@@ -148,10 +147,10 @@ class CellOutput:
         self._server.forget(self.address[1])
         self._scope.cancel()
 
-    async def _show(self, stream: trio.SocketStream, buffer: bytearray) -> None:
+    async def _show(self, stream: trio.SocketStream, buffer: bytearray, decoder: Any) -> None:
         run = self._context.run
         while True:
-            message = self._decoders.from_actor.decode(await _read_frame(stream, buffer))
+            message = decoder.decode(await _read_frame(stream, buffer))
             if isinstance(message, End):
                 return
             if isinstance(message, InputRequest):
