@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import sys
 from collections import deque
@@ -60,7 +61,8 @@ class CellView:
     """A running cell that can show REPL sessions.
 
     Made inside the cell's trio task: it copies the cell's contextvars (ipykernel's
-    parent header lives there) and the stdin routing of its execute request.
+    parent header lives there), from which the stdin routing of its execute request is
+    read when a session first needs it.
     """
 
     def __init__(self, label: str, covers: Callable[[list[Any]], int | None]) -> None:
@@ -69,13 +71,6 @@ class CellView:
         self.covers = covers
         self.context = contextvars.copy_context()
         self.cell_run = _guest.current_cell()
-        kernel = _kernel()
-        self.parent: dict[str, Any] = {}
-        self.ident: Any = None
-        if kernel is not None:
-            self.parent = kernel.get_parent("shell") or {}
-            self.ident = kernel._get_shell_context_var(kernel._shell_parent_ident)
-        self.allow_stdin = bool(self.parent.get("content", {}).get("allow_stdin")) and kernel is not None
         self.interrupted = False
         self.closed = False
         self.prompt = ""
@@ -83,6 +78,30 @@ class CellView:
         self.sessions_done = 0
         self._changed = trio.lowlevel.ParkingLot()
         self._reading: trio.CancelScope | None = None
+
+    @functools.cached_property
+    def _request(self) -> tuple[dict[str, Any], Any, bool]:
+        """The execute request's parent and ident, and whether it allows prompts: read
+        from the cell's contextvars when a session first needs them (every cell makes
+        a view; few show a session)."""
+        kernel = _kernel()
+        if kernel is None:
+            return {}, None, False
+        parent = self.context.run(kernel.get_parent, "shell") or {}
+        ident = self.context.run(kernel._get_shell_context_var, kernel._shell_parent_ident)
+        return parent, ident, bool(parent.get("content", {}).get("allow_stdin"))
+
+    @property
+    def parent(self) -> dict[str, Any]:
+        return self._request[0]
+
+    @property
+    def ident(self) -> Any:
+        return self._request[1]
+
+    @property
+    def allow_stdin(self) -> bool:
+        return self._request[2]
 
     def print(self, text: str, stream: str = "stdout") -> None:
         out = getattr(sys, stream)
