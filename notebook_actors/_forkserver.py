@@ -38,6 +38,13 @@ from typing import Any
 from ._process import ChildProcess
 
 _LISTEN_FD_VAR = "NOTEBOOK_ACTORS_FORKSERVER_FD"
+#: How many of an actor's live forked children get a template at birth (default
+#: :data:`BORN_LIMIT`; ``0``: none). See :func:`_born_wanted`.
+NESTED_VAR = "NOTEBOOK_ACTORS_FORKSERVER_NESTED"
+#: The default of ``$NOTEBOOK_ACTORS_FORKSERVER_NESTED``: a born template costs ~2.5 MB
+#: (PSS) and a process, so a 1,000-actor fan-out gives it to its first 16 actors only
+#: (docs/design.md has the figures).
+BORN_LIMIT = 16
 #: What ``ps`` shows for a template (its real command line) ...
 TEMPLATE_MODULE = "notebook_actors._forkserver"
 
@@ -214,8 +221,11 @@ def _send_quietly(conn: socket.socket, obj: Any) -> None:
 
 
 def _become_actor(listener: socket.socket, conn: socket.socket, request: dict[str, Any], boot: bytes) -> None:
-    """In the forked child: drop the template's state, take the spawner's, run the actor."""
+    """In the forked child: drop the template's state, take the spawner's, run the actor
+    (with a template of its own forked first, if the spawner asked for one)."""
+    global _server
     code = 1
+    born: ForkServer | None = None
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         listener.close()
@@ -224,6 +234,10 @@ def _become_actor(listener: socket.socket, conn: socket.socket, request: dict[st
         os.dup2(devnull, 0)  # an actor never reads the owner's stdin pipe
         os.close(devnull)
         os.setsid()
+        if request.get("template"):
+            # now, while this copy of a warm template is still single-threaded: the
+            # parent watch below starts a thread, and trio.run more
+            born = _fork_born_template()
         parent = request.get("parent")
         from ._boot import die_with_parent
 
@@ -242,6 +256,7 @@ def _become_actor(listener: socket.socket, conn: socket.socket, request: dict[st
                 os.chdir(request["cwd"])
             except OSError:
                 pass
+        _server = born
         _child.run_child(_child._decode_boot(boot))
         code = 0
     except SystemExit as exc:
@@ -252,10 +267,188 @@ def _become_actor(listener: socket.socket, conn: socket.socket, request: dict[st
         traceback.print_exc()
     finally:
         try:
+            if born is not None:
+                _stop_born_template(born)
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+# --- the born template: a forked actor's own, forked at its birth ----------------------
+
+
+#: live children of this process that were forked with a template of their own
+_born_live = 0
+
+
+def born_limit() -> int:
+    """``$NOTEBOOK_ACTORS_FORKSERVER_NESTED`` (default :data:`BORN_LIMIT`).
+
+    Raises:
+        ValueError: it is not a whole number >= 0.
+    """
+    raw = os.environ.get(NESTED_VAR, "").strip()
+    if not raw:
+        return BORN_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = -1
+    if limit < 0:
+        raise ValueError(f"{NESTED_VAR} must be a whole number >= 0 (born templates per actor), got {raw!r}")
+    return limit
+
+
+def _born_wanted() -> bool:
+    """Whether the next actor we fork gets a template at birth: while fewer than
+    :func:`born_limit` of our live children have one. The others (the bulk of a big
+    fan-out, which rarely spawns) start theirs on their first spawn, cold, as a
+    subprocess would."""
+    return _born_live < born_limit()
+
+
+def _fork_born_template() -> ForkServer | None:
+    """Fork this new actor's own template, before ``trio.run`` (no thread yet).
+
+    The child is a copy of the warm template that forked us, preloaded and frozen,
+    sharing its pages: it only needs a socket and a stdin pipe of its own. It is our
+    child process, in its own session; it exits when we close the pipe (at our end,
+    :func:`_stop_born_template`) or when we die (its parent watch). ``None`` if the
+    fork failed (then our first spawn starts a template the slow way, as before).
+    """
+    import uuid
+
+    from ._transport._uds import runtime_dir
+
+    path = str(runtime_dir() / f"forkserver-{os.getpid()}-{uuid.uuid4().hex[:8]}.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    read_end = write_end = -1
+    try:
+        listener.bind(path)
+        os.chmod(path, 0o600)
+        listener.listen(socket.SOMAXCONN)
+        read_end, write_end = os.pipe()
+        owner = os.getpid()
+        pid = os.fork()
+    except OSError as exc:
+        listener.close()
+        for fd in (read_end, write_end):
+            if fd >= 0:
+                os.close(fd)
+        _unlink(path)
+        print(f"notebook_actors fork server: no template at birth ({exc})", file=sys.stderr)
+        return None
+    if pid == 0:
+        code = 1
+        try:
+            os.close(write_end)
+            os.dup2(read_end, 0)  # its stdin: closed by the owner to stop it
+            os.close(read_end)
+            os.setsid()
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # only its owner stops it
+            import setproctitle
+
+            setproctitle.setproctitle(f"{sys.executable} -m {TEMPLATE_MODULE}")
+            from ._boot import die_with_parent
+
+            die_with_parent(owner)
+            _serve(listener)
+            code = 0
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    listener.close()
+    os.close(read_end)
+    return ForkServer(path, _BornProcess(pid, write_end))
+
+
+class _PipeEnd:
+    """The owner's end of a born template's stdin (``trio.Process.stdin``'s part)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    async def aclose(self) -> None:
+        self.close()
+
+
+class _BornProcess:
+    """A born template as its owner sees it: what :class:`ForkServer` uses of a
+    ``trio.Process``, through a pidfd (the owner's own child, reaped by the owner)."""
+
+    def __init__(self, pid: int, stdin_fd: int) -> None:
+        self.pid = pid
+        self.stdin = _PipeEnd(stdin_fd)
+        self._pidfd = os.pidfd_open(pid)
+        self._returncode: int | None = None
+
+    @property
+    def returncode(self) -> int | None:
+        if self._returncode is None and self._exited(0):
+            self._reap()
+        return self._returncode
+
+    def _exited(self, timeout: float) -> bool:
+        import select
+
+        return bool(select.select([self._pidfd], [], [], timeout)[0])
+
+    def _reap(self) -> None:
+        if self._returncode is not None:
+            return
+        try:
+            _, status = os.waitpid(self.pid, 0)
+            self._returncode = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            self._returncode = 0
+        os.close(self._pidfd)
+
+    async def wait(self) -> int:
+        import trio
+
+        if self._returncode is None:
+            await trio.lowlevel.wait_readable(self._pidfd)
+            self._reap()
+        assert self._returncode is not None
+        return self._returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+    def stop_now(self, grace: float) -> None:
+        """Close its stdin and wait for it (``grace`` seconds, then SIGKILL), blocking:
+        for the very end of the owner, after its trio run."""
+        self.stdin.close()
+        if self._returncode is None and not self._exited(grace):
+            os.kill(self.pid, signal.SIGKILL)
+        self._reap()
+
+
+def _stop_born_template(server: ForkServer) -> None:
+    """At the owner's very end (its trio run is over, its children reaped): stop and
+    reap its born template, so that it never outlives it, not even as a zombie."""
+    proc = server.proc
+    server.proc = None
+    if isinstance(proc, _BornProcess):
+        proc.stop_now(STOP_GRACE)
+    _unlink(server.path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _trim_heap() -> None:
@@ -309,15 +502,24 @@ class ForkServer:
             if await _read_obj(stream) != "pong":
                 raise RuntimeError(f"the fork server at {self.path} gave a wrong answer to a ping")
 
-    async def fork(self, boot: bytes) -> int:
-        """Have the template fork an actor (our child) that boots from ``boot``; its pid."""
+    async def fork(self, boot: bytes, *, template: bool = False) -> int:
+        """Have the template fork an actor (our child) that boots from ``boot``; its pid.
+        ``template``: the actor forks a template of its own at birth (a warm first spawn)."""
         import trio
 
         try:
             stream = await trio.open_unix_socket(self.path)
         except OSError as exc:
             raise RuntimeError(f"the fork server of this actor is gone ({exc})") from None
-        request = _pack({"boot": boot, "cwd": os.getcwd(), "env": dict(os.environ), "parent": os.getpid()})
+        request = _pack(
+            {
+                "boot": boot,
+                "cwd": os.getcwd(),
+                "env": dict(os.environ),
+                "parent": os.getpid(),
+                "template": template,
+            }
+        )
         # Shielded up to the return: once any of the request is out a child may come to
         # exist, and only its pid lets our caller reap it. A ready template answers
         # within milliseconds.
@@ -490,17 +692,26 @@ async def start_process(boot: Any) -> ForkedChild:
     """Fork an actor for ``boot`` from this actor's template; the ``_spawn`` backend entry."""
     from .msg import encoder
 
+    global _born_live
     server = await ensure_started()
-    return ForkedChild(await server.fork(encoder.encode(boot)))
+    template = _born_wanted()
+    _born_live += template  # reserved before the await: a burst of spawns counts right
+    try:
+        pid = await server.fork(encoder.encode(boot), template=template)
+    except BaseException:
+        _born_live -= template
+        raise
+    return ForkedChild(pid, with_template=template)
 
 
 class ForkedChild(ChildProcess):
     """An actor forked by our template: our own child, reaped through a pidfd."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, *, with_template: bool = False) -> None:
         import trio
 
         super().__init__(pid)
+        self._with_template = with_template  # counted in _born_live until reaped
         # Nobody but us can reap our child, so its pid cannot be reused before we do.
         self._pidfd = os.pidfd_open(pid)
         self._returncode: int | None = None
@@ -528,7 +739,16 @@ class ForkedChild(ChildProcess):
             code = 0  # someone else reaped it (like subprocess.Popen, report success)
         self._returncode = code
         os.close(self._pidfd)
+        if self._with_template:
+            global _born_live
+            self._with_template = False
+            _born_live -= 1
 
 
 if __name__ == "__main__":
-    template_main()
+    # run as the package's module, not as ``__main__``: the actors forked from here
+    # keep their template in ``notebook_actors._forkserver._server``, where the runtime
+    # looks for it
+    from notebook_actors._forkserver import template_main as _main
+
+    _main()
