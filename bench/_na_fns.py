@@ -21,3 +21,13 @@ async def echo(ctx) -> None:
     async with ctx.open_stream() as stream:
         async for msg in stream:
             await stream.send(msg)
+
+
+async def spawn_one() -> int:
+    """Spawn one child (its first spawn) and return the child's trivial result: the
+    middle of the nested-spawn figure."""
+    from . import _fns
+
+    async with na.open_nursery() as n:
+        portal = await n.run_in_actor(_fns.trivial, name="b", x=1)
+        return await portal.result()

@@ -13,6 +13,7 @@ METRICS: dict[str, tuple[str, str, bool, str | None]] = {
     "spawn1_ms": ("spawn → first result, 1 actor", "ms", False, "spawn1_ms"),
     "spawn1_root_ms": ("  same, incl. root start", "ms", False, "spawn1_ms"),
     "spawn10_ms": ("spawn → all results, 10 actors", "ms", False, "spawn10_ms"),
+    "spawn_nested_ms": ("nested spawn root → a → b, b's result", "ms", False, "spawn1_ms"),
     "rpc_med_us": ("RPC round trip, median", "µs", False, "rpc_med_us"),
     "rpc_p99_us": ("RPC round trip, p99", "µs", False, "rpc_p99_us"),
     "rpc_reader_task_med_us": ("  floor's ping-pong via a reader task, median", "µs", False, "rpc_med_us"),

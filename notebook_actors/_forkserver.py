@@ -15,11 +15,24 @@ actor tree, and an actor watching its parent (``_child._die_with_parent``) watch
 the right process. Why this and not a template shared by the tree (whose forks would
 be its children) or adoption by a subreaper: ``docs/design.md``.
 
-Lifetime: an actor's first spawn starts its template (or call :func:`ensure_started`
-earlier, so that even the first spawn is warm; the kernel extension does at
-``%load_ext``). Spawn requests sent before the template has finished importing wait
-in its listening socket's backlog. The template exits when the actor that owns it
-ends (started outside any runtime: call :func:`stop`), or when its owner dies.
+Lifetime: the root's (or any subprocess actor's) first spawn starts its template
+(or call :func:`ensure_started` earlier, so that even the first spawn is warm; the
+kernel extension does at ``%load_ext``). Spawn requests sent before the template has
+finished importing wait in its listening socket's backlog. The template exits when
+the actor that owns it ends (started outside any runtime: call :func:`stop`), or
+when its owner dies.
+
+A forked actor is born with its template (:func:`_fork_born_template`): right after
+the clone, before its parent watch thread and ``trio.run`` start, it forks a copy of
+itself, still an idle copy of the warm template, which serves its spawns. So
+root -> a -> b is warm at every level, and each template is still the child of the
+actor that owns it. It costs a process and ~2.3 MB of unique pages per actor, so a
+spawner gives one only to its first ``$NOTEBOOK_ACTORS_FORKSERVER_NESTED`` (16) live
+children (the bulk of a big fan-out, which rarely spawns, gets none and starts one
+cold on a first spawn, as before). The actor stops and reaps it at its very end,
+after its trio run; the template of an actor killed with SIGKILL exits by itself
+(its stdin closes, its parent watch fires). Figures and the alternatives:
+``docs/design.md``.
 
 A forked actor gets its spawner's environment, ``sys.path`` and working directory
 with the request, as a subprocess would at that moment, and the command line

@@ -84,6 +84,24 @@ def make_figures(start_method: str) -> dict:
 
         return {"spawn1_root_ms": [_run(main) * 1e3]}
 
+    def spawn_nested(quick: bool) -> dict:
+        """root -> a -> b until b's result: a new actor's first spawn (the root's
+        template warm, as for ``spawn1``)."""
+
+        async def main(d: str) -> list[float]:
+            times: list[float] = []
+            async with _root(start_method, d):
+                await _warm(start_method)
+                for _ in range(SPAWN_REPS[quick]):
+                    t0 = now()
+                    async with na.open_nursery() as n:
+                        portal = await n.run_in_actor(_na_fns.spawn_one, name="a", enable_modules=["bench._na_fns"])
+                        assert await portal.result() == 2
+                        times.append(now() - t0)
+            return times
+
+        return {"spawn_nested_ms": [t * 1e3 for t in _run(main)]}
+
     async def with_server(d: str, body):
         async with _root(start_method, d):
             await _warm(start_method)
@@ -181,6 +199,7 @@ def make_figures(start_method: str) -> dict:
         "spawn1": spawn1,
         "spawn1_root": spawn1_root,
         "spawn10": spawn10,
+        "spawn_nested": spawn_nested,
         "rpc": rpc,
         "stream": stream,
         "echo": echo,
