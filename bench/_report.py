@@ -35,6 +35,8 @@ KERNEL_METRICS: dict[str, tuple[str, str]] = {
     "cell_px_ms": ("trivial cell, ipyparallel %%px (1 engine)", "ms"),
     "cell_new_actor_ms": ("%%actor cell in a new actor (spawn + run)", "ms"),
     "cell_new_actor_trio_ms": ("  same, subprocess backend", "ms"),
+    "cell_new_nested_ms": ("%%actor a/b cell, a and b new (two spawns + run)", "ms"),
+    "cell_new_nested_trio_ms": ("  same, subprocess backend", "ms"),
     "kernel_idle_cpu_pct": ("kernel idle CPU, ext + 10 idle actors", "%"),
     "actors_idle_cpu_pct": ("those 10 actors' idle CPU, total", "%"),
 }

@@ -105,7 +105,11 @@ def _cells(quick: bool, start_method: str | None) -> dict:
             local = _timed(k, CELL, REPEATS[quick], "a local cell")
             return {"cell_local_ms": [median(local)], "pending": str(exc)}  # type: ignore[dict-item]
         new = [k.must(f"%%actor fresh{i}\n{CELL}", "%%actor in a new actor") * 1e3 for i in range(NEW_ACTORS)]
-        out = {f"cell_new_actor{suffix}_ms": [median(new)]}
+        nested = [
+            k.must(f"%%actor nest{i}/child\n{CELL}", "%%actor in a new child of a new actor") * 1e3
+            for i in range(NEW_ACTORS)
+        ]
+        out = {f"cell_new_actor{suffix}_ms": [median(new)], f"cell_new_nested{suffix}_ms": [median(nested)]}
         if start_method is None:
             local, actor = [], []
             for _ in range(REPEATS[quick]):
