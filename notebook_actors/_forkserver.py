@@ -710,11 +710,10 @@ async def start_process(boot: Any) -> ForkedChild:
     template = _born_wanted()
     _born_live += template  # reserved before the await: a burst of spawns counts right
     try:
-        pid = await server.fork(encoder.encode(boot), template=template)
+        return ForkedChild(await server.fork(encoder.encode(boot), template=template), with_template=template)
     except BaseException:
         _born_live -= template
         raise
-    return ForkedChild(pid, with_template=template)
 
 
 class ForkedChild(ChildProcess):
