@@ -305,7 +305,11 @@ def test_kill_9_of_the_middle_actor_leaves_no_template_nor_zombie(tmp_path):
         # zombie of any of them is left
         assert gone_for_good([pids["middle"], *orphans]) == [], pids
     finally:
-        testing.kill_all([p for p in pids.values() if isinstance(p, int)])
+        try:  # the tree, also when it never printed its pids
+            family = [p.pid for p in psutil.Process(init.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            family = []
+        testing.kill_all([*(p for p in pids.values() if isinstance(p, int)), *family])
         try:  # it reaps what is left (the root's template goes with the root), then ends
             init.wait(timeout=GONE_WITHIN)
         except subprocess.TimeoutExpired:
