@@ -113,6 +113,11 @@ async def target_and_baseline(n, bind=None) -> tuple[na.Portal, str, dict]:
     portal = await n.start_actor("target", enable_modules=[__name__], bind_addr=bind)
     addr = (await portal.run_from_ns("self", "tree_snapshot"))["addr"]
     assert addr.startswith("tcp:127.0.0.1:" if bind else "uds:")
+    # a child registers concurrently with its start-up: the baseline is taken once the
+    # registry (this root) has its entry, or the registering task would count as a leak
+    root = na.current_actor()
+    while not any(key.startswith("target.") for key in await root.get_registry()):
+        await trio.sleep(0.01)
     return portal, addr, await portal.run(resources)
 
 
