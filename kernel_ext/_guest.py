@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -90,7 +91,8 @@ class KernelRuntime:
             from ._actors import preload_cell_modules
 
             preload_cell_modules()  # before the template starts
-            nursery.start_soon(ext.warm_up)  # the first `%%actor` cell then spawns warm
+            # the first `%%actor` cell then spawns warm, and so does `%%actor a/b` in `a`
+            nursery.start_soon(functools.partial(ext.warm_up, nested=True))
             if not self._nursery_ready.done():
                 self._nursery_ready.set_result(None)
             await trio.sleep_forever()

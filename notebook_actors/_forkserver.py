@@ -26,10 +26,12 @@ A forked actor is born with its template (:func:`_fork_born_template`): right af
 the clone, before its parent watch thread and ``trio.run`` start, it forks a copy of
 itself, still an idle copy of the warm template, which serves its spawns. So
 root -> a -> b is warm at every level, and each template is still the child of the
-actor that owns it. It costs a process and ~2.3 MB of unique pages per actor, so a
-spawner gives one only to its first ``$NOTEBOOK_ACTORS_FORKSERVER_NESTED`` (16) live
-children (the bulk of a big fan-out, which rarely spawns, gets none and starts one
-cold on a first spawn, as before). The actor stops and reaps it at its very end,
+actor that owns it. It costs a process, ~2.3 MB of unique pages and ~4 ms of every
+spawn that asks for one, so it is off unless asked for: a spawner gives one to its
+first ``$NOTEBOOK_ACTORS_FORKSERVER_NESTED`` live children (default 0 in a program,
+which is more often a flat fan-out; the kernel extension sets 16, for ``%%actor
+a/b``; see :func:`want_born_templates`). The others start theirs cold on a first
+spawn. The actor stops and reaps it at its very end,
 after its trio run; the template of an actor killed with SIGKILL exits by itself
 (its stdin closes, its parent watch fires). Figures and the alternatives:
 ``docs/design.md``.
@@ -54,10 +56,12 @@ _LISTEN_FD_VAR = "NOTEBOOK_ACTORS_FORKSERVER_FD"
 #: How many of an actor's live forked children get a template at birth (default
 #: :data:`BORN_LIMIT`; ``0``: none). See :func:`_born_wanted`.
 NESTED_VAR = "NOTEBOOK_ACTORS_FORKSERVER_NESTED"
-#: The default of ``$NOTEBOOK_ACTORS_FORKSERVER_NESTED``: a born template costs ~2.5 MB
-#: (PSS) and a process, so a 1,000-actor fan-out gives it to its first 16 actors only
-#: (docs/design.md has the figures).
-BORN_LIMIT = 16
+#: The default of ``$NOTEBOOK_ACTORS_FORKSERVER_NESTED``: none. A born template costs
+#: ~2.5 MB (PSS), a process and ~4 ms of its actor's spawn (a flat fan-out of ten
+#: takes ~30 % longer), which only pays where actors spawn actors (docs/design.md).
+BORN_LIMIT = 0
+#: What :func:`want_born_templates` sets by default (the kernel extension's choice).
+BORN_LIMIT_WANTED = 16
 #: What ``ps`` shows for a template (its real command line) ...
 TEMPLATE_MODULE = "notebook_actors._forkserver"
 
@@ -311,6 +315,14 @@ def born_limit() -> int:
     if limit < 0:
         raise ValueError(f"{NESTED_VAR} must be a whole number >= 0 (born templates per actor), got {raw!r}")
     return limit
+
+
+def want_born_templates(limit: int = BORN_LIMIT_WANTED) -> None:
+    """Give born templates to this process's first ``limit`` live forked children (and,
+    through the environment they inherit, to theirs): for trees whose actors spawn,
+    e.g. a notebook's ``%%actor a/b``. A ``$NOTEBOOK_ACTORS_FORKSERVER_NESTED`` the
+    user set wins."""
+    os.environ.setdefault(NESTED_VAR, str(limit))
 
 
 def _born_wanted() -> bool:

@@ -53,15 +53,20 @@ def default_start_method() -> str:
     return _default_method
 
 
-async def warm_up(start_method: str | None = None) -> None:
+async def warm_up(start_method: str | None = None, *, nested: bool = False) -> None:
     """Start what makes a backend's first spawn fast, now (the fork server's template);
     a no-op for backends that have nothing to warm.
 
     The template is started without waiting for it: spawns sent meanwhile queue.
+    ``nested``: the actors this process forks are born with a template of their own
+    (their first spawn is warm too), unless ``$NOTEBOOK_ACTORS_FORKSERVER_NESTED``
+    says otherwise.
     """
     if (start_method or default_start_method()) == "forkserver":
         from .. import _forkserver
 
+        if nested:
+            _forkserver.want_born_templates()
         await _forkserver.ensure_started()
 
 

@@ -19,11 +19,18 @@ import pytest
 import trio
 
 import notebook_actors as na
-from notebook_actors import _forkserver, testing
+from notebook_actors import _forkserver, _spawn, testing
 
 MOD = __name__
 #: a bound, not a delay: the checks return as soon as the processes are gone
 GONE_WITHIN = 5.0
+
+
+@pytest.fixture(autouse=True)
+def born_templates(monkeypatch):
+    """Born templates are asked for (a program has none by default; see
+    test_a_program_asks_for_no_born_template_by_default)."""
+    monkeypatch.setenv(_forkserver.NESTED_VAR, str(_forkserver.BORN_LIMIT_WANTED))
 
 
 @pytest.fixture
@@ -331,3 +338,22 @@ def _lines_of(stream) -> tuple[queue.Queue, threading.Thread]:
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
     return lines, thread
+
+
+def test_a_program_asks_for_no_born_template_by_default(root_kw, monkeypatch):
+    """Test that without $NOTEBOOK_ACTORS_FORKSERVER_NESTED a program's forked actors
+    have no template of their own (a born one costs every spawn; a flat fan-out is the
+    common program), and that warm_up(nested=True), the kernel's call, asks for them."""
+    monkeypatch.delenv(_forkserver.NESTED_VAR)
+
+    async def main() -> tuple[dict, dict]:
+        async with na.open_nursery(**root_kw) as n:
+            plain = await (await n.run_in_actor(my_template, name="plain")).result()
+            await _spawn.warm_up("forkserver", nested=True)
+            born = await (await n.run_in_actor(my_template, name="born")).result()
+        return plain, born
+
+    plain, born = trio.run(main)
+    assert plain["template"] is None
+    assert born["template"] is not None
+    assert os.environ[_forkserver.NESTED_VAR] == str(_forkserver.BORN_LIMIT_WANTED)

@@ -8,6 +8,8 @@ import time
 import psutil
 import pytest
 
+from notebook_actors import testing
+
 #: Hang guard while waiting for a file a cell creates.
 WAIT = 60.0
 
@@ -133,6 +135,17 @@ def test_nested_path_spawns_a_child_of_the_parent_process(kernel):
     assert grandchild == child
     rows = kernel.run("%actor ls").result["text/plain"]
     assert "boss/helper/intern" in rows and str(child) in rows
+
+
+def test_a_notebook_actor_is_born_with_its_own_template(kernel):
+    """Test that an actor of the notebook has a fork-server template of its own before
+    it spawns anything (so `%%actor a/b` is warm at every level), a child process of
+    that actor, and that its child spawns through it."""
+    code = "%%actor warmed\nimport os, psutil\n[p.pid for p in psutil.Process().children()]"
+    parent = kernel.value("%%actor warmed\nimport os\nos.getpid()")
+    templates = [pid for pid in kernel.value(code) if testing.is_fork_server(psutil.Process(pid))]
+    assert len(templates) == 1 and psutil.Process(templates[0]).ppid() == parent
+    assert kernel.value("%%actor warmed/kid\nimport os\nos.getppid()") == parent
 
 
 def test_kill_and_restart(kernel):
