@@ -225,7 +225,8 @@ class Call:
         during = f"call {self.fn_name}()"
         child = actor.children.get(uid) or actor.exited_children.get(uid)  # dropped just before we woke?
         if child is not None and hasattr(child, "crash_report"):
-            return await child.crash_report(actor, during)
+            crash: BaseException | None = await child.crash_report(actor, during)
+            return crash
         parent = self.chan.peer_parent_addr
         if not parent or parent == actor.addr:
             return None

@@ -278,7 +278,8 @@ def _is_peer_process(sock: socket.socket | trio.socket.SocketType, pid: int) -> 
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     except OSError:
         return False
-    return struct.unpack("3i", creds)[0] == pid
+    peer_pid: int = struct.unpack("3i", creds)[0]
+    return peer_pid == pid
 
 
 async def _recv_frame(stream: trio.abc.Stream, rest: bytes, peer: str) -> tuple[Any, bytes]:

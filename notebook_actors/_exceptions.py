@@ -116,7 +116,8 @@ class RemoteActorError(Exception):
             from . import _payload
 
             self._exception = _payload.load_exception(self.info.exc) if self.info.exc else None
-        return self._exception
+        loaded: BaseException | None = self._exception
+        return loaded
 
     @property
     def msgdata(self) -> dict[str, Any]:

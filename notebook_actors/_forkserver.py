@@ -155,6 +155,7 @@ def _fork_as_sibling() -> int:
         api.PyOS_AfterFork_Child()
         return 0
     api.PyOS_AfterFork_Parent()
+    pid = int(pid)
     if pid < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))

@@ -60,7 +60,7 @@ class FunctionTable:
         """A function sent by value (cloudpickled)."""
         import cloudpickle
 
-        fn = cloudpickle.loads(code)
+        fn: Callable[..., Any] = cloudpickle.loads(code)
         if not callable(fn):
             raise TypeError(f"the code sent for {ns}:{func} is not callable")
         return fn
@@ -109,7 +109,8 @@ class FunctionTable:
                 )
         if not callable(obj):
             raise TypeError(f"{ns}:{func} in actor {self.owner} is not callable")
-        return obj
+        fn: Callable[..., Any] = obj
+        return fn
 
     def _import(self, ns: str) -> Any:
         # a grandchild is asked for "__mp_main__": its parent loaded the script under that name

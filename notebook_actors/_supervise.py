@@ -535,7 +535,8 @@ def _cpu_seconds(pid: int) -> float | None:
         times = psutil.Process(pid).cpu_times()
     except (psutil.Error, OSError):
         return None
-    return times.user + times.system
+    seconds: float = times.user + times.system
+    return seconds
 
 
 def _runnable(pid: int) -> bool:
@@ -543,7 +544,7 @@ def _runnable(pid: int) -> bool:
     import psutil
 
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_RUNNING
+        return bool(psutil.Process(pid).status() == psutil.STATUS_RUNNING)
     except (psutil.Error, OSError):
         return True
 

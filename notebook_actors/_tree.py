@@ -247,7 +247,7 @@ class _TeeOutput(io.TextIOBase):
         self._partial = ""
 
     def write(self, text: str) -> int:
-        n = self._inner.write(text)
+        n: int = self._inner.write(text)
         self._partial += text
         if "\n" in self._partial:
             done, _, self._partial = self._partial.rpartition("\n")
@@ -258,10 +258,11 @@ class _TeeOutput(io.TextIOBase):
         self._inner.flush()
 
     def fileno(self) -> int:
-        return self._inner.fileno()
+        fd: int = self._inner.fileno()
+        return fd
 
     def isatty(self) -> bool:
-        return self._inner.isatty()
+        return bool(self._inner.isatty())
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
@@ -737,7 +738,7 @@ def _fmt_age(started: float | None, now: float) -> str:
 
 def state_word(node: dict[str, Any]) -> str:
     """The state as a word, with the exit code or signal when it ended."""
-    state = node["state"]
+    state: str = node["state"]
     code = node.get("exitcode")
     if state == "crashed" and code == 0:  # it raised: its error says why, not its exit code
         return state

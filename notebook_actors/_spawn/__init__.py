@@ -93,9 +93,11 @@ async def start_process(boot: SpawnSpec, launcher: Any = None) -> ChildProcess:
     ``launcher`` (see ``_launch``) starts it on another machine instead.
     """
     if launcher is not None:
-        return await launcher.start(boot)
+        proc: ChildProcess = await launcher.start(boot)
+        return proc
     backend = importlib.import_module(BACKENDS[check_start_method(boot.config.start_method or "trio")])
-    return await backend.start_process(boot)
+    started: ChildProcess = await backend.start_process(boot)
+    return started
 
 
 def kill_group(proc: ChildProcess) -> None:

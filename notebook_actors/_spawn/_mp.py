@@ -19,13 +19,15 @@ class MPChild(ChildProcess):
 
     @property
     def returncode(self) -> int | None:
-        return self._proc.exitcode
+        code: int | None = self._proc.exitcode
+        return code
 
     async def wait(self) -> int:
         if self._proc.exitcode is None:
             await trio.lowlevel.wait_readable(self._proc.sentinel)
             await trio.to_thread.run_sync(self._proc.join)
-        return self._proc.exitcode
+        code: int = self._proc.exitcode
+        return code
 
 
 async def start_process(boot: SpawnSpec) -> ChildProcess:

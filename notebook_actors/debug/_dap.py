@@ -61,7 +61,8 @@ def serve_dap() -> int:
 
     sock = _connection_from_debugpy(debugpy)
     threading.Thread(target=_bridge, args=(actor, sock), name="notebook_actors-dap", daemon=True).start()
-    return sock.getsockname()[1]
+    port: int = sock.getsockname()[1]
+    return port
 
 
 def _connection_from_debugpy(debugpy: Any) -> socket.socket:

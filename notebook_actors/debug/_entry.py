@@ -170,7 +170,8 @@ def _breakpointhook(*args: Any, **kwargs: Any) -> None:
 
     actor = current_actor_or_none()
     if actor is None:
-        return sys.__breakpointhook__(*args, **kwargs)  # noqa: T100 - outside an actor, Python's own hook
+        sys.__breakpointhook__(*args, **kwargs)  # noqa: T100 - outside an actor, Python's own hook
+        return
     _pause_sync(actor, _caller_frame(1))
 
 

@@ -90,7 +90,7 @@ class ActorPdb(pdbpp.Pdb):
         filename = os.path.abspath(frame.f_code.co_filename)
         if filename.startswith((_PACKAGE_DIR, _TRIO_DIR)) or _wraps_our_generator(frame):
             return True
-        return super()._is_hidden(frame)
+        return bool(super()._is_hidden(frame))
 
     def compute_stack(self, fullstack: Any, idx: Any = None) -> Any:
         return super().compute_stack(fullstack, None if self.select_innermost else idx)

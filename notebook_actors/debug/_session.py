@@ -337,7 +337,8 @@ class SessionIO:
 
     def readline(self, size: int = -1) -> str:
         self._send("ask")
-        return self.session.readline()
+        line: str = self.session.readline()
+        return line
 
     def close_session(self) -> None:
         self._send("out")

@@ -342,9 +342,10 @@ async def dump_stacks(name_or_path: str, *, everything: bool = False) -> str:
 
     actor = current_actor()
     if actor.parent_addr is not None and actor.parent_chan is not None:
-        return await Portal(actor.parent_chan, actor).run(
+        text: str = await Portal(actor.parent_chan, actor).run(
             _dump_at_root, name_or_path=name_or_path, everything=everything
         )
+        return text
     return await _dump_at_root(name_or_path, everything)
 
 
@@ -356,9 +357,10 @@ async def _dump_at_root(name_or_path: str, everything: bool = False) -> str:
 
     actor = current_actor()
     if actor.parent_addr is not None and actor.parent_chan is not None:
-        return await Portal(actor.parent_chan, actor).run(
+        text: str = await Portal(actor.parent_chan, actor).run(
             _dump_at_root, name_or_path=name_or_path, everything=everything
         )
+        return text
     if name_or_path in (actor.name, key_of(actor.uid)):
         return format_stacks(actor, trio.lowlevel.current_root_task(), everything=everything)
     node = await _find(name_or_path)

@@ -45,7 +45,7 @@ __all__ = [
 def alive(pid: int) -> bool:
     """True if ``pid`` runs and is not a zombie waiting to be reaped."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 

@@ -37,7 +37,7 @@ class Figures:
 def tree_rss() -> int:
     """Resident memory of this process and all its descendants, in bytes."""
     me = psutil.Process()
-    total = me.memory_info().rss
+    total: int = me.memory_info().rss
     for p in me.children(recursive=True):
         try:
             total += p.memory_info().rss

@@ -35,7 +35,8 @@ def can_run_slurm() -> str | None:
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _config(workdir: Path, node: str) -> Path:
