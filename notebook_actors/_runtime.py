@@ -175,14 +175,13 @@ class Actor:
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled. ``task_status.started()`` once reachable."""
-        if self.parent_addr is None:
-            self.functions.import_enabled()  # a root raises to its own caller
-        else:
-            try:
-                self.functions.import_enabled()
-            except Exception as exc:
-                await self._report_start_failure(exc)
-                return
+        try:
+            self.functions.import_enabled()
+        except Exception as exc:
+            if self.parent_addr is None:
+                raise  # a root's caller gets it
+            await self._report_start_failure(exc)
+            return
         undo_addons = _hooks.actor_running(self)  # e.g. the debugger's stack dumps and breakpoint()
         try:
             async with trio.open_nursery() as transport_n:
