@@ -75,24 +75,58 @@ def _kill_group_when_readable(pidfd: int) -> None:
     kill_own_group()
 
 
+def _pgrp_of(stat: bytes) -> tuple[bytes, int]:
+    """(state, process group) from the text of a ``/proc/PID/stat``."""
+    fields = stat.rsplit(b")", 1)[1].split()  # after the name: state, ppid, pgrp
+    return fields[0], int(fields[2])
+
+
+def _in_group(pids: list[str] | list[int], me: int) -> list[int]:
+    """Those of ``pids`` that are live members of process group ``me`` (a zombie is
+    already gone)."""
+    found = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                state, pgrp = _pgrp_of(f.read())
+        except OSError:
+            continue
+        if pgrp == me and state != b"Z":
+            found.append(int(pid))
+    return found
+
+
+def _children() -> list[str] | None:
+    """Our live children, or None if the kernel does not list them
+    (``/proc/PID/task/TID/children``)."""
+    if not os.path.exists(f"/proc/self/task/{os.getpid()}/children"):
+        return None
+    children: list[str] = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                children += f.read().split()
+        except OSError:  # a thread that just ended
+            continue
+    return children
+
+
 def group_members() -> list[int]:
-    """The other live processes of our process group (empty unless we lead one)."""
+    """The other live processes of our process group (empty unless we lead one).
+
+    Finding them means reading every process's ``/proc/PID/stat``: a thousand actors
+    ending at once would each read a thousand files. So the search runs only when one
+    of our own children is in the group. A member whose parent has already died (a
+    shell's background job) is then not searched for; the parent of the actor kills
+    what is left of the group once the actor has exited (``_spawn.kill_group``).
+    """
     me = os.getpid()
     if os.getpgrp() != me:
         return []
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        # fields after the name: state, ppid, pgrp; a zombie is already gone
-        if int(fields[2]) == me and fields[0] != b"Z":
-            found.append(int(entry))
-    return found
+    children = _children()
+    if children is not None and not _in_group(children, me):
+        return []
+    return _in_group([entry for entry in os.listdir("/proc") if entry.isdigit() and int(entry) != me], me)
 
 
 def reap_own_group(grace: float = 0.5) -> None:
@@ -101,22 +135,19 @@ def reap_own_group(grace: float = 0.5) -> None:
     import time
 
     members = group_members()
-    if not members:
-        return
     for pid in members:
         try:
             os.kill(pid, signal.SIGTERM)
         except OSError:
             pass
     deadline = time.monotonic() + grace
-    while group_members() and time.monotonic() < deadline:
+    while (members := _in_group(members, os.getpid())) and time.monotonic() < deadline:
         time.sleep(0.02)
-    if group_members():
-        for pid in group_members():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+    for pid in members:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":

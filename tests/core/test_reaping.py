@@ -88,6 +88,57 @@ async def test_popen_children_end_with_a_sigkilled_actor(reg):
         testing.kill_all([*started, pids["detached"]])
 
 
+def start_orphan() -> int:
+    """Run inside the actor: a shell's background job whose shell has already exited
+    (an orphan, adopted by init, still in the actor's process group); its pid."""
+    shell = subprocess.run(["sh", "-c", "sleep 1003 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True)
+    return int(shell.stdout)
+
+
+@trio_test
+async def test_an_orphaned_background_job_ends_with_the_actor(reg):
+    """Test that a member of the actor's process group that is no longer its
+    descendant (the actor does not look for it at its exit: it has no child left in
+    its group) is still gone within 2 s of the actor's clean cancel."""
+    async with na.open_nursery(**reg) as n:
+        portal = await n.start_actor("orphaner", enable_modules=[__name__])
+        orphan = await portal.run(start_orphan)
+        assert testing.alive(orphan)
+        await portal.cancel_actor()
+    try:
+        assert testing.wait_until_gone([orphan], GONE_WITHIN) == []
+    finally:
+        testing.kill_all([orphan])
+
+
+TRAPS_SIGTERM = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: (open(sys.argv[1], 'w').write('term'), sys.exit(0))); print(flush=True); time.sleep(1000)"
+
+
+def start_term_trapper(path: str) -> int:
+    """Run inside the actor: a subprocess that notes a SIGTERM in ``path``; its pid
+    once it has set its handler."""
+    proc = subprocess.Popen([sys.executable, "-c", TRAPS_SIGTERM, path], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    return proc.pid
+
+
+@trio_test
+async def test_a_plain_subprocess_gets_sigterm_before_sigkill(reg, tmp_path):
+    """Test that an actor's clean end gives its subprocesses a SIGTERM (time to clean
+    up) rather than only the SIGKILL that follows for those still there."""
+    noted = tmp_path / "noted"
+    async with na.open_nursery(**reg) as n:
+        portal = await n.start_actor("trapper", enable_modules=[__name__])
+        pid = await portal.run(start_term_trapper, path=str(noted))
+        await portal.cancel_actor()
+    try:
+        assert testing.wait_until_gone([pid], GONE_WITHIN) == []
+        assert noted.read_text() == "term"
+    finally:
+        testing.kill_all([pid])
+
+
 ROOT_SCRIPT = textwrap.dedent(
     """
     import json, sys, trio
