@@ -573,6 +573,32 @@ def test_enable_modules_that_fail_in_their_body_fail_the_child(reg, tmp_path, mo
     assert not marker.exists()
 
 
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("import fidelity_module_missing_at_root_import\n", ModuleNotFoundError),
+        ("raise ValueError('no config')\n", ValueError),
+    ],
+    ids=["imports-missing", "raises"],
+)
+def test_a_root_whose_enable_modules_fail_in_their_body_raises_their_error(reg, tmp_path, monkeypatch, body, error):
+    """Test that a root's own enable_modules entry that fails as it runs raises the
+    import's error (its own type, not boxed) from open_root_actor, before the body."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = f"fidelity_root_fails_at_import_{error.__name__.lower()}"
+    (tmp_path / f"{name}.py").write_text(body)
+    entered = []
+
+    async def main():
+        async with tractor.open_root_actor(enable_modules=[name], **reg):
+            entered.append(True)
+
+    with pytest.raises(error) as info:
+        run(main)
+    assert not entered
+    assert any(name in note for note in getattr(info.value, "__notes__", [])), "the note names the entry"
+
+
 def touch(path: str) -> None:
     with open(path, "w"):
         pass
