@@ -536,7 +536,8 @@ def test_enable_modules_that_cannot_import_fail_in_the_parent(reg, tmp_path, mon
     run(main)
 
 
-@pytest.mark.parametrize(
+#: bodies of a module that compiles but fails as it runs, and the error each raises
+FAILS_IN_ITS_BODY = pytest.mark.parametrize(
     ("body", "error"),
     [
         ("import fidelity_module_missing_at_import\n", ModuleNotFoundError),
@@ -544,6 +545,9 @@ def test_enable_modules_that_cannot_import_fail_in_the_parent(reg, tmp_path, mon
     ],
     ids=["imports-missing", "raises"],
 )
+
+
+@FAILS_IN_ITS_BODY
 def test_enable_modules_that_fail_in_their_body_fail_the_child(reg, tmp_path, monkeypatch, body, error):
     """Test that an enable_modules entry that compiles but fails as it runs (its body
     imports a missing module, or raises) fails the child as it starts, not a later
@@ -573,14 +577,7 @@ def test_enable_modules_that_fail_in_their_body_fail_the_child(reg, tmp_path, mo
     assert not marker.exists()
 
 
-@pytest.mark.parametrize(
-    ("body", "error"),
-    [
-        ("import fidelity_module_missing_at_root_import\n", ModuleNotFoundError),
-        ("raise ValueError('no config')\n", ValueError),
-    ],
-    ids=["imports-missing", "raises"],
-)
+@FAILS_IN_ITS_BODY
 def test_a_root_whose_enable_modules_fail_in_their_body_raises_their_error(reg, tmp_path, monkeypatch, body, error):
     """Test that a root's own enable_modules entry that fails as it runs raises the
     import's error (its own type, not boxed) from open_root_actor, before the body."""
