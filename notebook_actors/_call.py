@@ -90,49 +90,53 @@ class Call:
     """One side of one call: its inbox, its final message, both credit windows, its
     cancel scope and canceller, and its stream's flags. Internal to the runtime."""
 
+    # Defaults of the per-call state, as class attributes: a call sets only what it
+    # changes (every RPC makes two of these, one per side; immutable values only here).
+    context: Context | None = None  # the public face, set by Context itself
+    final: Any = None  # the Return or Error that ended the call
+    cancel_called = False  # this side asked for the cancel
+    # caller side: the open_context body, interrupted when the far end fails
+    body_scope: trio.CancelScope | None = None
+    # callee side: the RPC task's scope (made before the task runs) and who cancelled it
+    scope: trio.CancelScope | None = None
+    canceller: tuple[str, str] | None = None
+    started = False
+    # this side's stream
+    stream: MsgStream | None = None
+    stream_opened = False
+    stream_closed = False
+    receive_only = False
+    draining = False  # the caller awaited result() without a stream: drop Yields
+    peer_stopped = False
+    stop_sent = False
+    rejected: MsgTypeError | None = None  # the peer refused one of our messages
+    payload_type: Any = None
+    refuse: str | None = None  # typed-only: why pickled values are refused
+    # sending credit (granted by the peer's receiver)
+    credit = 0
+    credit_bytes = 0
+    credit_known = False
+    peer_window = 0
+    # receiving window (granted by us when our stream opens)
+    window = DEFAULT_WINDOW
+    window_bytes = DEFAULT_WINDOW_BYTES
+    unlimited_window = False
+    _credit_batch = 64
+    _bytes_batch = DEFAULT_WINDOW_BYTES // 4
+    _consumed = 0
+    _consumed_bytes = 0
+
     def __init__(self, chan: Channel, cid: int, side: str, fn_name: str, actor: Any = None) -> None:
         self.chan = chan
         self.cid = cid
         self.side = side
         self.fn_name = fn_name
-        self.context: Context | None = None  # the public face, set by Context itself
         self.inbox: deque[Any] = deque()
         self.arrived = trio.lowlevel.ParkingLot()
-        self.final: Any = None  # the Return or Error that ended the call
-        self.cancel_called = False  # this side asked for the cancel
-        # caller side: the open_context body, interrupted when the far end fails
-        self.body_scope: trio.CancelScope | None = None
-        # callee side: the RPC task's scope (made before the task runs) and who cancelled it
-        self.scope: trio.CancelScope | None = None
-        self.canceller: tuple[str, str] | None = None
-        self.started = False
-        # this side's stream
-        self.stream: MsgStream | None = None
-        self.stream_opened = False
-        self.stream_closed = False
-        self.receive_only = False
-        self.draining = False  # the caller awaited result() without a stream: drop Yields
-        self.peer_stopped = False
-        self.stop_sent = False
-        self.rejected: MsgTypeError | None = None  # the peer refused one of our messages
-        self.payload_type: Any = None
-        self.refuse: str | None = None  # typed-only: why pickled values are refused
-        # sending credit (granted by the peer's receiver)
-        self.credit = 0
-        self.credit_bytes = 0
-        self.credit_known = False
-        self.peer_window = 0
         self.credit_lot = trio.lowlevel.ParkingLot()
-        # receiving window (granted by us when our stream opens)
-        self.window = DEFAULT_WINDOW
-        self.window_bytes = DEFAULT_WINDOW_BYTES
-        self.unlimited_window = False
-        self._credit_batch = 64
-        self._bytes_batch = DEFAULT_WINDOW_BYTES // 4
-        self._consumed = 0
-        self._consumed_bytes = 0
-        self.actor: Any = None
-        self.bind_actor(actor)
+        self.actor: Any = actor
+        if actor is not None and actor.config.typed_only:
+            self.bind_actor(actor)
 
     def __repr__(self) -> str:
         return f"<Call {self.side} cid={self.cid} fn={self.fn_name} peer={self.chan.uid}>"
@@ -180,8 +184,10 @@ class Call:
 
     def wake(self) -> None:
         """Wake every task waiting on this call (a message came, the channel closed)."""
-        self.arrived.unpark_all()
-        self.credit_lot.unpark_all()
+        if self.arrived:
+            self.arrived.unpark_all()
+        if self.credit_lot:
+            self.credit_lot.unpark_all()
 
     def cancel_by(self, uid: Any) -> None:
         """Cancel the callee's RPC task on behalf of the actor ``uid`` (its caller, the
@@ -202,7 +208,7 @@ class Call:
         while not self.inbox:
             if self.chan.closed:
                 await self.raise_closed("the call")
-            await self.arrived.park()
+            await self.chan.wait_for(self)
         return self.inbox.popleft()
 
     def transport_closed(self, during: str) -> TransportClosed:

@@ -19,6 +19,7 @@ rely on their private directory.
 from __future__ import annotations
 
 import array
+import contextvars
 import hashlib
 import hmac
 import logging
@@ -451,6 +452,18 @@ class Channel:
         self._fds: deque[int] = deque()
         self._released: list[int] = []
         self._pool: _shm.SegmentPool | None = None
+        # the read role (see serve and wait_for): the one task that reads the socket
+        # now, whether it waits for it (parked) or not, and what the readers share
+        self._raw: socket.socket | None = None  # the plain socket under a SocketStream
+        self._server: trio.lowlevel.Task | None = None  # the reader task (serve)
+        self._reader: trio.lowlevel.Task | None = None
+        self._reader_parked = False
+        self._reader_scope: trio.CancelScope | None = None  # the reader task's, while it has the role
+        self._role_free = Wakeup("channel's read role")
+        self._ready: deque[Any] = deque()  # received, not dispatched yet
+        self._dispatch: Callable[[Any], None] | None = None
+        self._dispatch_ctx: contextvars.Context | None = None
+        self._read_error: BaseException | None = None  # a caller's read failed: the reader raises it
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("connected" if self._stream else "connecting")
@@ -466,6 +479,8 @@ class Channel:
         self.peer_addr = ident.addr or self.peer_addr
         sock = stream.socket if type(stream) is trio.SocketStream else None
         self._sock = sock
+        raw = getattr(sock, "_sock", None)  # trio's socket wraps the standard library's
+        self._raw = raw if isinstance(raw, socket.socket) else None
         self._unix = sock is not None and sock.family == socket.AF_UNIX and _is_peer_process(sock, ident.pid)
         if self._unix and _shm.available():
             self._pool = _shm.SegmentPool()
@@ -739,6 +754,178 @@ class Channel:
                 self._eager_ok = True  # a reply is due: let it leave at once
                 return msgs
 
+    # the read role: whoever waits for a reply reads it
+    #
+    # A served channel's messages are read by one task at a time, the holder of the read
+    # role. Usually that is the channel's reader task (serve), which dispatches every
+    # message; but a task waiting for a message of its own call (a reply, a stream's next
+    # message) while the reader task merely waits for the socket takes the role and reads
+    # the socket itself (wait_for). It dispatches whatever it reads exactly as the reader
+    # task would (in order, in the reader task's context), and gives the role back as
+    # soon as it has a batch: the reply wakes the task that waits for it, not a reader
+    # task that then wakes it (one scheduling pass per round trip instead of two). The
+    # role goes only from a parked reader task to a caller (cancelling the scope of the
+    # reader's wait, which reads nothing once the role is gone) and back; a task that
+    # finds another one reading waits on its call as before. A holder is cancelled only
+    # in its wait for the socket, before it reads a byte: nothing read is ever dropped.
+
+    async def serve(self, dispatch: Callable[[Any], None]) -> None:
+        """Be the channel's reader task: read the peer's messages and ``dispatch`` each,
+        in order, until the channel breaks (tasks waiting for their calls' messages may
+        read them meanwhile: see :meth:`wait_for`).
+
+        Raises:
+            TransportClosed: the peer closed the connection or it broke.
+            FrameError: the peer sent bytes that are not a valid frame.
+        """
+        self._dispatch = dispatch
+        self._dispatch_ctx = contextvars.copy_context()
+        me = trio.lowlevel.current_task()
+        self._server = me
+        try:
+            if self._raw is None:  # TLS or an in-memory stream: this task alone reads
+                while True:
+                    for msg in await self.receive_batch():
+                        dispatch(msg)
+            while True:
+                if self._read_error is not None:
+                    raise self._read_error
+                if self._reader is not None:  # a task reads for its call
+                    await self._role_free.wait()
+                    continue
+                self._reader = me
+                self._reader_scope = scope = trio.CancelScope()
+                with scope:  # cancelled when a waiting task takes the role
+                    while self._reader is me:
+                        if self._ready:
+                            self._dispatch_ready()
+                        msgs, waited = await self._read_raw(me)
+                        if self._reader is not me:
+                            break  # taken while we waited: the new holder reads what came
+                        self._dispatch_batch(msgs)
+                        if not waited:  # a busy socket must not starve the other tasks
+                            await trio.lowlevel.cancel_shielded_checkpoint()
+                if self._reader is me:
+                    self._reader = None
+        finally:
+            self._server = None
+            if self._reader is me:
+                self._reader = None
+
+    async def wait_for(self, call: Call) -> None:
+        """Wait until a message for ``call`` may have come (its inbox grew, or the
+        channel closed): read the socket if only the reader task waits for it, else
+        wait for whoever reads to deliver. The caller checks and loops."""
+        holder = self._reader
+        server = self._server
+        if server is None or self._raw is None or self._read_error is not None or self._closed:
+            await call.arrived.park()
+            return
+        if holder is not None:
+            if holder is not server or not self._reader_parked:
+                await call.arrived.park()  # someone reads now: it delivers
+                return
+            self._reader_parked = False
+            self._reader_scope.cancel()  # type: ignore[union-attr]
+        me = trio.lowlevel.current_task()
+        self._reader = me
+        try:
+            ctx = self._dispatch_ctx
+            assert ctx is not None
+            if self._ready:
+                ctx.run(self._dispatch_ready)
+            msgs, _ = await self._read_raw(me)
+            ctx.run(self._dispatch_batch, msgs)
+        except (TransportClosed, FrameError) as exc:
+            if not self._closed:
+                self._read_error = exc  # the reader task raises it: the channel closes as ever
+        finally:
+            if self._reader is me:
+                self._reader = None
+                self._reader_parked = False
+            self._role_free.set()
+
+    def _dispatch_batch(self, msgs: list[Any]) -> None:
+        self._eager_ok = True  # a reply is due: let it leave at once
+        if len(msgs) == 1 and not self._ready:
+            self._dispatch(msgs[0])  # type: ignore[misc]
+            return
+        self._ready.extend(msgs)
+        self._dispatch_ready()
+
+    def _dispatch_ready(self) -> None:
+        """Dispatch the messages read and not yet dispatched (a dispatch that raised,
+        e.g. a KeyboardInterrupt in a function run inline, leaves the rest to the next
+        holder of the role)."""
+        ready, dispatch = self._ready, self._dispatch
+        assert dispatch is not None
+        while ready:
+            dispatch(ready.popleft())
+
+    async def _read_raw(self, me: trio.lowlevel.Task) -> tuple[list[Any], bool]:
+        """Read as the holder ``me`` of the read role until messages come; return them
+        and whether we waited for the socket ([] when the role was taken from us)."""
+        decoder = self._decoder
+        assert decoder is not None
+        if self._frame_error is not None:
+            raise self._frame_error
+        if self._rest:
+            rest, self._rest = self._rest, b""
+            msgs = self._decode(decoder, rest)
+            if msgs:
+                return msgs, False
+        if self._released:
+            self._send_releases()
+        raw = self._raw
+        assert raw is not None
+        waited = False
+        while True:
+            try:
+                msgs = self._recv_nowait(raw, decoder)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise TransportClosed(f"channel to actor {self.uid} broke: {exc}") from exc
+            else:
+                if msgs:
+                    return msgs, waited
+                continue  # part of a frame: read on
+            if raw.fileno() < 0:
+                raise TransportClosed(f"channel to actor {self.uid} is closed")
+            self._reader_parked = True
+            try:
+                await trio.lowlevel.wait_readable(raw)
+            except (trio.ClosedResourceError, trio.BusyResourceError, OSError) as exc:
+                raise TransportClosed(f"channel to actor {self.uid} closed: {exc}") from exc
+            finally:
+                if self._reader is me:
+                    self._reader_parked = False
+            waited = True
+            if self._reader is not me:
+                return [], waited
+
+    def _recv_nowait(self, raw: socket.socket, decoder: FrameDecoder) -> list[Any]:
+        """One non-blocking read (``_receive_some`` without trio's wrappers).
+
+        Raises:
+            BlockingIOError: nothing to read.
+        """
+        fill = decoder.fill_target()
+        if fill is not None and len(fill) >= RECV_SIZE:
+            n = raw.recv_into(fill)
+            if not n:
+                raise TransportClosed(f"actor {self.uid} closed the channel in the middle of a data frame")
+            return decoder.filled(n)
+        if self._unix:
+            data, anc, _flags, _addr = raw.recvmsg(RECV_SIZE, _ANC_SPACE)
+            if anc:
+                self._collect_fds(anc)
+        else:
+            data = raw.recv(RECV_SIZE)
+        if not data:
+            raise TransportClosed(f"actor {self.uid} closed the channel")
+        return self._decode(decoder, data)
+
     async def _receive_some(self, stream: trio.abc.Stream, decoder: FrameDecoder) -> list[Any]:
         """Read once; return the messages completed. A large inline buffer is read
         straight into its memory; on a Unix socket, descriptors are collected."""
@@ -792,6 +979,10 @@ class Channel:
             if not msgs:
                 raise
             self._frame_error = exc
+        if len(msgs) == 1:  # the usual batch: skip the scan
+            kind = type(msgs[0])
+            if kind is not InvalidFrame and kind is not Release:
+                return msgs
         if any(type(m) is InvalidFrame or type(m) is Release for m in msgs):
             msgs = [m for m in msgs if self._keep(m)]
         return msgs
@@ -828,6 +1019,10 @@ class Channel:
             return
         self._closed = True
         self._close_reason = reason
+        reader, raw = self._reader, self._raw
+        if reader is not None and reader is not self._server and self._reader_parked and raw is not None:
+            if raw.fileno() >= 0:  # a task waits for the socket for its call: wake it
+                trio.lowlevel.notify_closing(raw)
         self._drop_data()
         self._writer_wakeup.set()
         self._attached.set()

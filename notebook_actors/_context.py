@@ -525,7 +525,7 @@ class MsgStream(trio.abc.Channel[Any]):
             except TransportClosed:
                 await call.raise_closed("the stream")  # the crash behind it, if any
             if not inbox:
-                await call.arrived.park()
+                await call.chan.wait_for(call)
         # receive_nowait's fast path, inlined: this runs once per message
         msg = inbox.popleft()
         self._consume(msg)

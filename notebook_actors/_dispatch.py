@@ -31,6 +31,8 @@ log = logging.getLogger("notebook_actors.runtime")
 
 #: ``_call_inline`` answered the call itself.
 _DONE = object()
+#: Return values that are never awaitable (no isinstance check against the ABC).
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None), list, dict, tuple})
 #: Code flags of ``async def`` functions and (async) generators: never run inline.
 _ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 
@@ -165,7 +167,7 @@ class Dispatcher:
             return _DONE
         finally:
             INLINE_CALL.reset(token)
-        if inspect.isawaitable(result):
+        if type(result) not in _PLAIN and inspect.isawaitable(result):
             return result
         try:
             pld = encode_pld(result, f"the return value of {msg.ns}:{msg.func}")

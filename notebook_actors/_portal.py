@@ -12,6 +12,7 @@ import inspect
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -119,6 +120,13 @@ def _restore_source(fn: Any, names: dict[str, str], files: dict[str, list[str]])
     return fn
 
 
+#: Plain functions portal.run has checked and found to travel by name: their
+#: ``func_ref`` (a function's module and qualname do not change; bounded, for
+#: programs that make functions on the fly).
+_BY_NAME: dict[FunctionType, tuple[str, str, bytes | None]] = {}
+_BY_NAME_MAX = 1024
+
+
 def _split_target(fn: Any, args: tuple[Any, ...]) -> tuple[str, str, bytes | None]:
     if isinstance(fn, str):
         if len(args) != 1 or not isinstance(args[0], str):
@@ -183,10 +191,18 @@ class Portal:
         return f"<Portal to {self.channel.uid}>"
 
     def _start(
-        self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str, credit: int = 0, credit_bytes: int = 0
+        self,
+        fn: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        kind: str,
+        credit: int = 0,
+        credit_bytes: int = 0,
+        ref: tuple[str, str, bytes | None] | None = None,
     ) -> Call:
-        """Send the Start of a call; return the caller's side of it."""
-        ns, name, code = _split_target(fn, args)
+        """Send the Start of a call; return the caller's side of it (``ref``: how
+        ``fn`` travels, if known)."""
+        ns, name, code = ref or _split_target(fn, args)
         chan = self.channel
         call = Call(chan, chan.next_cid(), "caller", f"{ns}:{name}", self._actor)
         chan.calls[call.cid] = call
@@ -221,11 +237,20 @@ class Portal:
         Its module must be enabled there (else a RemoteActorError whose ``.type`` is
         ModuleNotExposed). Cancelling the caller cancels the remote call.
         """
-        if callable(fn) and (inspect.isasyncgenfunction(fn) or endpoint_kind(fn)):
-            kind = endpoint_kind(fn) or "async generator"
-            use = "open_context" if kind == "context" else "open_stream_from"
-            raise TypeError(f"{fn.__qualname__} is a {kind} function: use `portal.{use}({fn.__name__})`")
-        result = await self._wait_return(self._start(fn, args, kwargs, "call"))
+        plain = type(fn) is FunctionType and not args
+        ref = _BY_NAME.get(fn) if plain else None
+        if ref is None:
+            if callable(fn) and (inspect.isasyncgenfunction(fn) or endpoint_kind(fn)):
+                kind = endpoint_kind(fn) or "async generator"
+                use = "open_context" if kind == "context" else "open_stream_from"
+                raise TypeError(f"{fn.__qualname__} is a {kind} function: use `portal.{use}({fn.__name__})`")
+            if plain:
+                ref = func_ref(fn)
+                if ref[2] is None:  # travels by name: the same answer next time
+                    if len(_BY_NAME) >= _BY_NAME_MAX:
+                        _BY_NAME.clear()
+                    _BY_NAME[fn] = ref
+        result = await self._wait_return(self._start(fn, args, kwargs, "call", ref=ref))
         if isinstance(fn, str) and args:  # the string form may name the registry's methods
             return public_answer(fn, args[0], result)
         return result

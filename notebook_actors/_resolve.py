@@ -116,6 +116,9 @@ class FunctionTable:
         # a grandchild is asked for "__mp_main__": its parent loaded the script under that name
         if ns in SCRIPT_NAMES:
             return self._main_module()
+        mod = sys.modules.get(ns)  # what import_module returns for a loaded module, faster
+        if mod is not None:
+            return mod
         import importlib
 
         return importlib.import_module(ns)

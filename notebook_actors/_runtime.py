@@ -458,9 +458,7 @@ class Actor:
         chan.on_close.append(self._forget_channel)
         self._transport_n.start_soon(chan.run_writer)  # type: ignore[union-attr]
         try:
-            while True:
-                for msg in await chan.receive_batch():
-                    self.dispatcher.dispatch(chan, msg)
+            await chan.serve(functools.partial(self.dispatcher.dispatch, chan))
         except TransportClosed:
             pass
         except FrameError as exc:
