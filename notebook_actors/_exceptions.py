@@ -69,8 +69,9 @@ class RemoteActorError(Exception):
         if len(info.relay_path) > 1:
             path = " -> ".join(_fmt_uid(u) for u in info.relay_path)
             head += f"\n(relayed {path})"
-        if info.tb_str:
-            tb = "\n".join("  | " + line for line in info.tb_str.rstrip().splitlines())
+        lines = info.tb_str.rstrip().splitlines()
+        if len(lines) > 1:  # not a refusal's line alone (remote_traceback)
+            tb = "\n".join("  | " + line for line in lines)
             head += f"\n\n  Remote traceback:\n{tb}"
         return head
 
@@ -220,6 +221,29 @@ def group_or_single(errors: list[BaseException], message: str) -> BaseException:
 
 
 # -- boxing: an exception for the wire, and back --------------------------------------
+#: frames from files here are the runtime's own, not the user's
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def remote_traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` as its caller sees it: from the first frame of user
+    code (the runtime's frames that called the function are left out).
+
+    A refusal (:class:`ModuleNotExposed`: the function's module is not enabled, no
+    such method) that the runtime raised itself is just its line, as it is the
+    caller's mistake; any other error raised in the runtime's frames alone keeps them
+    all, as it is the runtime's.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    if tb is None:
+        if isinstance(exc, ModuleNotExposed):
+            return "".join(traceback.format_exception_only(type(exc), exc))
+        tb = exc.__traceback__
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
 def box_error(
     exc: BaseException, uid: Any, *, canceller: Any = None, exitcode: int | None = None, pickled: bool = True
 ) -> ErrorInfo:
@@ -252,7 +276,7 @@ def box_error(
     except Exception as str_exc:  # an exception whose __str__ raises
         message = f"<str() of this {type(exc).__name__} raised {type(str_exc).__name__}>"
     try:
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        tb = remote_traceback(exc)
     except Exception:
         tb = f"{type(exc).__name__}: {message}\n"
     etype = type(exc)

@@ -61,6 +61,48 @@ def test_error_is_boxed_with_type_message_traceback_uid(reg):
     trio.run(main)
 
 
+async def raise_after_a_checkpoint(msg: str) -> None:
+    await trio.sleep(0)
+    raise ValueError(msg)
+
+
+def test_the_remote_traceback_starts_in_the_users_code(reg):
+    """Test that a boxed error's traceback shows the user's frames only (sync and
+    async functions): none of the runtime's frames that called the function."""
+    runtime_dir = os.path.dirname(na.__file__) + os.sep
+
+    async def main() -> None:
+        async with na.open_nursery(**reg) as n:
+            portal = await n.start_actor("thrower", enable_modules=[__name__])
+            for fn in (raise_custom, raise_after_a_checkpoint):
+                with pytest.raises(na.RemoteActorError) as info:
+                    await portal.run(fn, msg="it broke")
+                frames = [line for line in info.value.tb_str.splitlines() if line.lstrip().startswith("File ")]
+                assert frames and all(runtime_dir not in line for line in frames), info.value.tb_str
+                assert fn.__name__ in frames[0] and "it broke" in str(info.value)
+            await portal.cancel_actor()
+
+    trio.run(main)
+
+
+def test_a_refused_call_is_one_line(reg):
+    """Test that a call the actor refuses (its module not enabled, no such method)
+    raises an error of one line that says why: no traceback of the runtime's."""
+
+    async def main() -> None:
+        async with na.open_nursery(**reg) as n:
+            portal = await n.start_actor("refuser")
+            for call in (lambda: portal.run("os", "getcwd"), lambda: portal.run_from_ns("self", "no_such_method")):
+                with pytest.raises(na.RemoteActorError) as info:
+                    await call()
+                assert info.value.type is na.ModuleNotExposed
+                assert len(str(info.value).splitlines()) == 1, str(info.value)
+                assert "Traceback" not in info.value.tb_str and info.value.tb_str.strip()
+            await portal.cancel_actor()
+
+    trio.run(main)
+
+
 def test_error_is_reboxed_hop_by_hop_in_a_three_level_tree(reg):
     """Test that an error at the bottom of root -> middle -> leaf reaches the root with
     its original type and origin, and a relay path through every actor it crossed."""
