@@ -62,7 +62,7 @@ def test_error_is_boxed_with_type_message_traceback_uid(reg):
 
 
 async def raise_after_a_checkpoint(msg: str) -> None:
-    await trio.sleep(0)
+    await trio.lowlevel.checkpoint()
     raise ValueError(msg)
 
 
