@@ -11,6 +11,8 @@ Everything here runs in trio (the kernel's guest run).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import fnmatch
 import os
@@ -29,6 +31,7 @@ from notebook_actors import ext
 from . import _cell_runtime
 from ._guest import KernelRuntime, current_cell
 from ._held import Held, describe_exit
+from ._line import CellLine, GiveUp, LineClosed, connect, request
 from ._output_server import CellWriter, OutputServer
 from ._protocol import ActorInfo, CellDone, CellFailed, CellInterrupted, CellOk, decode_done, decode_info
 from ._stdin import StdinRoute
@@ -94,6 +97,18 @@ class ActorHandle:
         self.started_at = time.time()
         self.cells = 0  # cells running in it now
         self.stopped_by: str | None = None
+        #: Its cell line (see :mod:`._line`): None until asked for, then ``"opening"``,
+        #: then ``[socket path, token]``, or ``"none"`` when it has none (debug mode).
+        self.line_address: Any = None
+        self.line: CellLine | None = None  # the open connection, on the kernel's loop
+
+    @property
+    def on_line(self) -> CellLine | None:
+        """Its cell line when a cell can go there now (else the cell takes the portal)."""
+        line = self.line
+        if line is None or not line.usable or (self.held is not None and self.held.state != "running"):
+            return None
+        return line
 
     @property
     def pid(self) -> int | None:
@@ -167,7 +182,15 @@ class NotebookActors:
         self._server: OutputServer | None = None
 
     def _lock(self, path: str) -> trio.Lock:
-        return self._locks.setdefault(path, trio.Lock())
+        lock = self._locks.get(path)
+        if lock is None:
+            lock = self._locks[path] = trio.Lock()
+        return lock
+
+    def busy(self, path: str) -> bool:
+        """Whether ``path``'s actor is being spawned or stopped now."""
+        lock = self._locks.get(path)
+        return lock is not None and lock.locked()
 
     def matching(self, patterns: list[str]) -> list[str]:
         """Paths for names and globs (``'pool/*'``): a glob matches existing actors.
@@ -190,7 +213,7 @@ class NotebookActors:
         """The actor at ``path``, spawned (with its missing parents) when needed."""
         path = check_path(path)
         handle = self.handles.get(path)
-        if handle is not None and not new and handle.alive and not self._lock(path).locked():
+        if handle is not None and not new and handle.alive and not self.busy(path):
             return handle  # the usual case, without a checkpoint
         parent = parent_path(path)
         if parent is not None:
@@ -254,6 +277,8 @@ class NotebookActors:
         for h in (handle, *doomed):
             h.stopped_by = why
             self.handles.pop(h.path, None)
+            if h.line is not None:
+                h.line.close()
         if handle.held is not None:
             handle.held.stop()
             await handle.held.done.wait()
@@ -371,6 +396,128 @@ class NotebookActors:
             return CellInterrupted(pid=handle.pid or 0)
         return done.outcome
 
+    # -- the cell line (see ._line) -----------------------------------------------------
+    def want_line(self, handle: ActorHandle) -> None:
+        """Ask ``handle``'s actor for its cell line in the background (trio), once: a
+        local top-level actor's later cells then go there from the asyncio loop."""
+        if handle.line_address is not None or handle.held is None or handle.opts.get("host"):
+            return
+        handle.line_address = "opening"
+        self.rt.start_soon(self._open_line, handle)
+
+    async def _open_line(self, handle: ActorHandle) -> None:
+        try:
+            portal, _route = self._route(handle.path)
+            address = await portal.run(_cell_runtime.open_line)
+        except Exception:  # a task of the service nursery: the cells keep the portal
+            address = None
+        handle.line_address = address or "none"
+
+    async def line_for(self, handle: ActorHandle) -> CellLine | None:
+        """``handle``'s cell line, connected on first use (asyncio); None: use the portal."""
+        line = handle.on_line
+        if line is not None or handle.line is not None or not isinstance(handle.line_address, list):
+            return line
+        try:
+            handle.line = await connect(handle.line_address)
+        except OSError:
+            handle.line_address = "none"
+            return None
+        return handle.on_line
+
+    async def run_cell_on_line(
+        self, line: CellLine, handle: ActorHandle, cell: CellCode, writer: CellWriter, stdin: StdinRoute | None
+    ) -> Ending:
+        """:meth:`run_cell` on the cell line, from the kernel's asyncio loop (the cell's
+        task is the notebook's own: an interrupt cancels the wait, which goes on).
+
+        Call it inside :func:`._guest.running_cell` (interrupts reach that
+        :class:`._guest.CellRun`'s handlers: cancel the cell, SIGINT its actor, give up).
+        """
+        assert self._server is not None  # the actor's first cell took the portal
+        rt = self.rt
+        output = self._server.expect(writer, stdin)
+        notebook_cell = current_cell()
+        assert notebook_cell is not None
+        give_up = GiveUp(line)
+        escalation: trio.CancelScope | None = None
+
+        def on_interrupt() -> None:  # in trio, in a copy of this cell's context (below)
+            nonlocal escalation
+            if escalation is None:
+                escalation = trio.CancelScope()
+                try:
+                    rt.start_soon(self._escalate, handle, output.address[1], give_up, escalation)
+                except RuntimeError:  # the runtime is shutting down: stop waiting for the cell
+                    give_up.cancel()
+
+        done: CellDone | None = None
+        failure: BaseException | None = None
+        notebook_cell.handlers.append(on_interrupt)
+        handle.cells += 1
+        line.busy = True
+        try:
+            with ext.activity_of(handle.uid, f"cell [{cell.count}]"):
+                line.send(request(cell, handle.path, output.address))
+                while True:
+                    try:
+                        done = decode_done(await line.answer())
+                        break
+                    except asyncio.CancelledError:  # the kernel's interrupt
+                        if line.has_answer():
+                            continue
+                        try:  # the escalation's messages go to this cell
+                            rt.call_in_trio(contextvars.copy_context().run, notebook_cell.interrupt)
+                        except RuntimeError:
+                            line.close()
+                            raise KeyboardInterrupt from None
+        except LineClosed as exc:
+            failure = exc
+        finally:
+            line.busy = False
+            handle.cells -= 1
+            notebook_cell.handlers.remove(on_interrupt)
+            if escalation is not None:
+                with contextlib.suppress(RuntimeError):
+                    rt.call_in_trio(escalation.cancel)  # the escalation ends with the cell
+            if done is None:
+                handle.line = None  # the next cell connects again (or takes the portal)
+        interrupted = escalation is not None
+        if failure is not None and not interrupted:
+            rt.call_in_trio(output.close)
+            return await rt.run_cell_task(self._gone_from_line, handle, failure)
+        if done is not None and done.output and not output.done.is_set():
+            # the actor's output thread ends with End: show all of it first
+            loop = asyncio.get_running_loop()
+            shown = loop.create_future()
+
+            def end() -> None:
+                if not shown.done():
+                    shown.set_result(None)
+
+            output.on_done.append(end)
+            timer = loop.call_later(END_TIMEOUT, end)
+            try:
+                await shown
+            except asyncio.CancelledError:  # an interrupt while the rest of the output comes
+                rt.call_in_trio(output.close)
+                raise KeyboardInterrupt from None
+            finally:
+                timer.cancel()
+        if output.done.is_set() or (done is not None and not done.output):
+            output.close()  # its scope is not (or no longer) entered: no trio needed
+        else:
+            rt.call_in_trio(output.close)
+        if done is None or interrupted:  # given up on, or interrupted
+            return CellInterrupted(pid=handle.pid or 0)
+        return done.outcome
+
+    async def _gone_from_line(self, handle: ActorHandle, exc: BaseException) -> Gone:
+        try:
+            return await self._gone(handle, exc)
+        except LineClosed:
+            return Gone(f"the cell line to actor {handle.path!r} broke while running this cell ({exc})")
+
     async def _gone(self, handle: ActorHandle, exc: BaseException) -> Gone:
         """Why ``handle``'s actor is not there to finish the cell, in one line."""
         if handle.held is not None:
@@ -388,9 +535,7 @@ class NotebookActors:
             return Gone(f"{who} died while running this cell")
         raise exc
 
-    async def _escalate(
-        self, handle: ActorHandle, cell_id: str, give_up: trio.CancelScope, scope: trio.CancelScope
-    ) -> None:
+    async def _escalate(self, handle: ActorHandle, cell_id: str, give_up: Any, scope: trio.CancelScope) -> None:
         """An interrupt: cancel the cell; SIGINT its actor if the cell has not ended
         within INTERRUPT_GRACE (it does not reach trio checkpoints); give up on it after
         SIGINT_GRACE more. Ends when ``scope`` is cancelled (the cell has ended)."""
@@ -402,7 +547,7 @@ class NotebookActors:
                     f"[notebook_actors] interrupting the cell in actor {handle.path!r} failed: {exc!r}", file=sys.stderr
                 )
 
-    async def _escalation(self, handle: ActorHandle, cell_id: str, give_up: trio.CancelScope) -> None:
+    async def _escalation(self, handle: ActorHandle, cell_id: str, give_up: Any) -> None:
         deadline = trio.current_time() + INTERRUPT_GRACE
         with trio.move_on_at(deadline):  # a blocked actor answers only once its cell ends
             try:

@@ -36,7 +36,21 @@ from notebook_actors import ext
 
 from . import _cell_display, _cell_output
 from ._held import Held
-from ._protocol import ActorInfo, CellDone, CellFailed, CellInterrupted, CellOk, encode, encode_value
+from ._protocol import (
+    HEADER_SIZE,
+    ActorInfo,
+    CellDone,
+    CellFailed,
+    CellInterrupted,
+    CellOk,
+    RunCell,
+    decode_line_hello,
+    decode_run,
+    encode,
+    encode_value,
+    frame_bytes,
+    frame_length,
+)
 
 #: Name of the cells' namespace module; not in ``sys.modules``, so functions and
 #: classes defined in cells travel to other actors by value.
@@ -344,8 +358,126 @@ async def interrupt_cell(cell: str, path: list[str] | None = None) -> bool:
     return True
 
 
+# -- the cell line: the kernel's way to this actor's cells from its asyncio loop --------
+#: Seconds a new cell-line connection gets to send its token.
+LINE_HELLO_TIMEOUT = 10.0
+#: This actor's cell line once served: ``[socket path, token]``.
+_line: list[str] | None = None
+
+
+async def open_line() -> list[str] | None:
+    """Serve this actor's cells on a Unix socket of its own; its ``[path, token]``
+    (None in debug mode, whose cells stay on the call).
+
+    The kernel sends a cell there from its asyncio loop, without handing it to its
+    trio guest run first, and reads the answer there too: one :class:`RunCell` per
+    frame, answered (in order) with the encoded :class:`CellDone`, as :func:`run_cell`
+    answers its call. The socket is in the user's private runtime directory, and a
+    connection must first send the token, which only the caller of this learns.
+    """
+    global _line
+    if na.current_actor().debug_mode:
+        return None
+    if _line is None:
+        _line = await (await _service_nursery()).start(_serve_line)
+    return _line
+
+
+async def _serve_line(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    import secrets
+    import shutil
+    import tempfile
+
+    where = tempfile.mkdtemp(prefix="na-cells-", dir=ext.runtime_dir())
+    path = os.path.join(where, "cells.sock")
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    try:
+        await sock.bind(path)
+        sock.listen(8)
+        listener = trio.SocketListener(sock)
+        task_status.started([path, secrets.token_hex(16)])
+        async with trio.open_nursery() as nursery:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError:  # out of descriptors, say: the kernel uses the call
+                    return
+                nursery.start_soon(_line_connection, stream, nursery)
+    finally:
+        sock.close()
+        shutil.rmtree(where, ignore_errors=True)
+
+
+async def _line_connection(stream: trio.SocketStream, nursery: trio.Nursery) -> None:
+    import secrets
+
+    assert _line is not None
+    buffer = bytearray()
+    async with stream:
+        try:
+            with trio.fail_after(LINE_HELLO_TIMEOUT):
+                hello = decode_line_hello(await _read_frame(stream, buffer))
+            if not secrets.compare_digest(hello.token, _line[1]):
+                return
+            while True:
+                request = decode_run(await _read_frame(stream, buffer))
+                await stream.send_all(frame_bytes(await _line_cell(request, nursery)))
+        except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, EOFError, ValueError):
+            return  # the kernel is gone or closed the line (a bad frame: msgspec's errors are ValueErrors)
+
+
+async def _line_cell(request: RunCell, nursery: trio.Nursery) -> bytes:
+    """One cell from the line, run as :func:`run_cell` runs its call's: plain code right
+    here, a cell that awaits in a task of its own (its contextvars its own)."""
+    try:
+        started = run_cell(
+            code=request.code,
+            label=request.label,
+            count=request.count,
+            output=request.output,
+            offset=request.offset,
+            header=request.header,
+            filename=request.filename,
+        )
+    except KeyboardInterrupt:  # SIGINT outside the cell's own code
+        return encode(CellDone(outcome=CellInterrupted(pid=os.getpid())))
+    if isinstance(started, bytes):
+        return started
+    answer: list[bytes] = []
+    ended = trio.Event()
+
+    async def run() -> None:
+        try:
+            answer.append(await started)
+        except Exception as exc:  # a task of the line's nursery: never end it
+            answer.append(encode(CellDone(outcome=_failed(exc))))
+        finally:
+            ended.set()
+
+    nursery.start_soon(run)
+    await ended.wait()
+    return answer[0] if answer else encode(CellDone(outcome=CellInterrupted(pid=os.getpid())))
+
+
+async def _read_frame(stream: trio.SocketStream, buffer: bytearray) -> bytes:
+    await _fill(stream, buffer, HEADER_SIZE)
+    end = HEADER_SIZE + frame_length(bytes(buffer[:HEADER_SIZE]))
+    await _fill(stream, buffer, end)
+    data = bytes(buffer[HEADER_SIZE:end])
+    del buffer[:end]
+    return data
+
+
+async def _fill(stream: trio.SocketStream, buffer: bytearray, size: int) -> None:
+    while len(buffer) < size:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            raise EOFError
+        buffer += chunk
+
+
 # The cell's call is plumbing: the tree shows the cell (set_activity) instead.
-ext.hide_calls(f"{__name__}:run_cell", f"{__name__}:interrupt_cell")
+ext.hide_calls(f"{__name__}:run_cell", f"{__name__}:interrupt_cell", f"{__name__}:open_line")
 
 
 # -- namespace values ---------------------------------------------------------------

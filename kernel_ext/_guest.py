@@ -17,10 +17,11 @@ a *blocking* cell (``time.sleep``) freezes trio along with the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import trio
@@ -62,6 +63,19 @@ _current_cell: contextvars.ContextVar[CellRun | None] = contextvars.ContextVar("
 def current_cell() -> CellRun | None:
     """The running cell (inside trio tasks started for a cell), else None."""
     return _current_cell.get()
+
+
+@contextlib.contextmanager
+def running_cell() -> Iterator[CellRun]:
+    """A cell whose work stays in asyncio (a ``%%actor`` cell on its actor's cell
+    line): inside the block, :func:`current_cell` is its :class:`CellRun`, whose
+    handlers the caller calls on an interrupt (its scope guards nothing)."""
+    cell = CellRun(trio.CancelScope())
+    token = _current_cell.set(cell)
+    try:
+        yield cell
+    finally:
+        _current_cell.reset(token)
 
 
 class KernelRuntime:
@@ -194,6 +208,16 @@ class KernelRuntime:
         if kind == "error":
             raise value
         return value
+
+    def call_in_trio(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Call ``fn(*args)`` in the trio run soon (from asyncio code on the loop).
+
+        Raises:
+            RuntimeError: the runtime is not running (or its trio run has ended).
+        """
+        if self._token is None:
+            raise RuntimeNotRunning("the notebook_actors runtime is not running in this kernel")
+        self._token.run_sync_soon(fn, *args)  # trio.RunFinishedError is a RuntimeError
 
     def start_soon(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Start a long-lived trio task (from trio code) in the caller's context."""

@@ -19,8 +19,13 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 import notebook_actors as na
 
-from . import _dap, _guest
+from . import _dap, _debugger, _guest
+from ._actors import CellCode, Gone, check_path, is_pattern
 from ._outcomes import ActorGone, CellInterrupted, CellResult, CellsFailed, CellTimeout, cell_error
+from ._output_server import CellWriter
+from ._protocol import CellFailed
+from ._protocol import CellInterrupted as Interrupted
+from ._stdin import StdinRoute
 
 NOT_A_KERNEL = (
     "notebook_actors: %%actor cells need a Jupyter kernel: the actor runtime runs as a trio "
@@ -131,8 +136,6 @@ def _loop_or_none() -> asyncio.AbstractEventLoop | None:
 async def run_actor_cell(session: Any, line: str, code: str, header: str, offset: int) -> Any:
     """Run ``code`` in the actor(s) named on the ``%%actor`` line (trio side)."""
     __tracebackhide__ = True
-    from ._actors import CellCode
-
     args = parse_cell_line(line)
     actors = session.actors
     try:
@@ -153,6 +156,50 @@ async def run_actor_cell(session: Any, line: str, code: str, header: str, offset
         if len(handles) == 1:
             return await _run_one(actors, handles[0], cell, timed_out, args.timeout)
         return await _run_many(actors, handles, cell, args.group, timed_out, args.timeout)
+
+
+async def run_on_line(session: Any, line: str, code: str, header: str, offset: int) -> tuple[bool, Any]:
+    """The ``%%actor`` cell on its actor's cell line, from the kernel's asyncio loop,
+    when it can go there (one running local top-level actor, its line open, none of
+    ``--bg``/``--new``/``--timeout``/``--host``): ``(True, its value)``; else
+    ``(False, None)``, and the caller runs :func:`run_actor_cell` in trio."""
+    __tracebackhide__ = True
+    args = parse_cell_line(line)
+    if args.bg or args.new or args.timeout is not None or args.host is not None or len(args.paths) != 1:
+        return False, None
+    actors = session.actors
+    name = args.paths[0]
+    if is_pattern(name) or "/" in name.strip("/"):
+        return False, None
+    try:
+        path = check_path(name)
+    except ValueError:
+        return False, None  # the trio path says what is wrong with it
+    handle = actors.handles.get(path)
+    if handle is None or actors.busy(path):
+        return False, None
+    # an open line means a live actor: the loop reads the end of a dead one's line
+    cell_line = await actors.line_for(handle)
+    if cell_line is None:
+        return False, None
+    cell = CellCode(code=code, header=header, offset=offset, count=session.shell.execution_count - 1)
+    cell.filename = _dap.cell_filename([path])
+    with _guest.running_cell(), _showing_cell(session), _showing([handle]):
+        ending = await actors.run_cell_on_line(cell_line, handle, cell, CellWriter(), StdinRoute())
+    return True, _result_or_raise(path, ending, _NOT_TIMED, None)
+
+
+def _showing_cell(session: Any) -> Any:
+    """What every cell run in trio shows (:meth:`Session._await_cell`): debugger
+    sessions of actors that no ``%%actor`` cell spawned."""
+    return _debugger.showing("cell", _debugger.covers_unnamed(session.is_notebook_actor))
+
+
+class _NotTimed:
+    fired = False
+
+
+_NOT_TIMED: Any = _NotTimed()
 
 
 @functools.lru_cache(maxsize=256)
@@ -222,8 +269,6 @@ class _timeout:
 
 def _showing(handles: list[Any]) -> Any:
     """The debugger shows, in this cell, sessions of these actors and their subtrees."""
-    from . import _debugger
-
     covers = [_debugger.covers_actor(h.uid) for h in handles]
 
     def any_of(route: list[Any]) -> int | None:
@@ -235,19 +280,14 @@ def _showing(handles: list[Any]) -> Any:
 
 async def _run_one(actors: Any, handle: Any, cell: Any, timed_out: _timeout, seconds: float | None) -> Any:
     __tracebackhide__ = True
-    from ._output_server import CellWriter
-    from ._stdin import StdinRoute
-
     with _showing([handle]):
         ending = await actors.run_cell(handle, cell, CellWriter(), StdinRoute())
+    if handle.line_address is None and not handle.opts.get("host"):
+        actors.want_line(handle)  # its next cells go on its line, from asyncio
     return _result_or_raise(handle.path, ending, timed_out, seconds)
 
 
 def _result_or_raise(path: str, ending: Any, timed_out: _timeout, seconds: float | None) -> Any:
-    from ._actors import Gone
-    from ._protocol import CellFailed
-    from ._protocol import CellInterrupted as Interrupted
-
     if timed_out.fired:
         raise CellTimeout(f"the cell in actor {path!r} ran longer than --timeout {seconds:g} s and was interrupted")
     if isinstance(ending, Gone):
@@ -266,9 +306,6 @@ async def _run_many(
 ) -> Any:
     """The cell in every actor at once; labelled output; ``{path: value}``."""
     __tracebackhide__ = True
-    from ._output_server import CellWriter
-    from ._stdin import StdinRoute
-
     endings: dict[str, Any] = {}
     gathered: dict[str, list[Any]] = {h.path: [] for h in handles}
     stdin = StdinRoute()
@@ -329,8 +366,6 @@ class ActorValues(dict):
 
 
 async def _run_in_background(actors: Any, handle: Any, cell: Any) -> None:
-    from ._output_server import CellWriter
-
     writer = CellWriter()
     try:
         ending = await actors.run_cell(handle, cell, writer, None)

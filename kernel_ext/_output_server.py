@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 import os
 import secrets
 import shutil
@@ -51,6 +52,8 @@ class OutputServer:
         self._dir = tempfile.mkdtemp(prefix="na-kernel-", dir=runtime_dir())
         self.path = os.path.join(self._dir, "out.sock")
         self._waiting: dict[str, CellOutput] = {}
+        self._secret = secrets.token_hex(16)
+        self._count = itertools.count()
 
     async def serve(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled (``nursery.start`` returns once it listens)."""
@@ -86,7 +89,7 @@ class OutputServer:
     def expect(self, writer: CellWriter, stdin: StdinRoute | None) -> CellOutput:
         """A cell about to run (call it from the cell's task): its output, if any comes,
         will be shown through ``writer``."""
-        token = secrets.token_hex(16)
+        token = f"{self._secret}{next(self._count):x}"  # unguessable, without a syscall per cell
         output = self._waiting[token] = CellOutput(self, [self.path, token], writer, stdin)
         return output
 
@@ -127,6 +130,9 @@ class CellOutput:
         self._context = contextvars.copy_context()
         self._scope = trio.CancelScope()
         self.done = trio.Event()
+        #: Called (in trio, on the loop's thread) once ``done`` is set: for a cell
+        #: that waits for its output's end in asyncio.
+        self.on_done: list[Callable[[], None]] = []
 
     async def serve(self, stream: trio.SocketStream, buffer: bytearray, decoders: Decoders) -> None:
         """Show the cell's output until its end (or until its actor is gone, or
@@ -140,6 +146,8 @@ class CellOutput:
         finally:
             self._context.run(self._writer.flush)
             self.done.set()
+            for callback in self.on_done:
+                callback()
 
     def close(self) -> None:
         """The cell is over: stop showing its output; a connection for it that comes

@@ -12,6 +12,10 @@ decoder each (msgspec's ``asyncio-kv`` shape). Two paths carry them:
   :class:`CellDone` (the outcome, and whether output follows on the output
   connection). A cell that printed nothing opens no output connection at all, so a
   trivial cell costs one round trip.
+- **the cell line**: a Unix socket of a local notebook actor's own, which the kernel
+  reaches from its asyncio loop (a cell then needs no hand-off to the kernel's trio
+  guest run): :class:`LineHello`, then one :class:`RunCell` per cell, each answered
+  with the encoded :class:`CellDone`, one at a time. Length-prefixed frames too.
 
 Imported by the actors too: it must stay light (no IPython, no trio).
 """
@@ -128,6 +132,26 @@ class CellDone(msgspec.Struct, omit_defaults=True):
     output: bool = False
 
 
+# -- the cell line: a notebook actor's own socket for its cells ------------------------------
+class LineHello(msgspec.Struct):
+    """The kernel's first frame on a cell line: the token the actor gave for it."""
+
+    token: str
+
+
+class RunCell(msgspec.Struct, omit_defaults=True):
+    """Run one cell (on the cell line); the answer is the encoded :class:`CellDone`.
+    The fields are :func:`~._cell_runtime.run_cell`'s."""
+
+    code: str
+    label: str
+    count: Any
+    output: list[str]
+    offset: int = 1
+    header: str = ""
+    filename: str | None = None
+
+
 # -- an actor's identity (for the kernel's table) ------------------------------------------
 class ActorInfo(msgspec.Struct, omit_defaults=True):
     """Who a notebook actor is: pid, parent pid, uid ``[name, uuid]``."""
@@ -141,6 +165,8 @@ _encoder = msgspec.msgpack.Encoder()
 _done_decoder = msgspec.msgpack.Decoder(CellDone)
 _info_decoder = msgspec.msgpack.Decoder(ActorInfo)
 _value_decoder = msgspec.msgpack.Decoder()
+_run_decoder = msgspec.msgpack.Decoder(RunCell)
+_line_hello_decoder = msgspec.msgpack.Decoder(LineHello)
 
 
 def encode(message: msgspec.Struct) -> bytes:
@@ -168,6 +194,19 @@ def decode_done(data: bytes) -> CellDone:
 
 def decode_info(data: bytes) -> ActorInfo:
     return _info_decoder.decode(data)
+
+
+def decode_run(data: bytes) -> RunCell:
+    return _run_decoder.decode(data)
+
+
+def decode_line_hello(data: bytes) -> LineHello:
+    return _line_hello_decoder.decode(data)
+
+
+def frame_bytes(body: bytes) -> bytes:
+    """Already encoded ``body`` as one length-prefixed frame."""
+    return _HEADER.pack(len(body)) + body
 
 
 def encode_value(value: Any) -> bytes | None:

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Awaitable
 from typing import Any
 
+from IPython import get_ipython
 from IPython.core.error import UsageError
 
 from . import _guest
@@ -27,7 +28,10 @@ _CELL_RE = re.compile(r"^%%actor(?:\s+(?P<line>.*))?$")
 _LINE_RE = re.compile(r"^%actors?(?:\s+(?P<line>.*))?$")
 _EXT_RE = re.compile(r"^%(?P<verb>unload|reload)_ext\s+notebook_actors\s*$")
 #: What transformed cells call (they always run in trio, whatever autoawait says).
-_OUR_CALLS = frozenset({"actor_cell", "actor_line", "unload_ext", "reload_ext"})
+_OUR_CALLS = frozenset({"actor_line", "unload_ext", "reload_ext"})
+#: What a transformed ``%%actor`` cell calls: it runs in asyncio, and hands itself to
+#: trio unless it can go on its actor's cell line.
+_ACTOR_CELL = "actor_cell"
 
 NOT_LOADED = "the notebook_actors runtime is not running in this kernel: run `%load_ext notebook_actors` first"
 
@@ -95,10 +99,21 @@ class Session:
 
     # -- what the transformed cells await ----------------------------------------------
     async def actor_cell(self, line: str, cell: str, header: str = "", offset: int = 1) -> Any:
+        """An ``%%actor`` cell (asyncio): on its actor's cell line when it can go there,
+        else in trio."""
         __tracebackhide__ = True
-        from ._magics import run_actor_cell
+        from ._magics import run_actor_cell, run_on_line  # imports IPython's magics: not at import
 
-        return await run_actor_cell(self, line, cell, header, offset)
+        rt = _guest.current()
+        if rt is None:
+            raise UsageError(NOT_LOADED)
+        ran, value = await run_on_line(self, line, cell, header, offset)
+        if ran:
+            return value
+        try:
+            return await rt.run_cell_task(self._await_cell, run_actor_cell(self, line, cell, header, offset))
+        finally:
+            await self._after_cell()
 
     async def actor_line(self, line: str) -> Any:
         __tracebackhide__ = True
@@ -133,6 +148,8 @@ class Session:
             return
 
         async def run_code(code_obj: Any, result: Any = None, *, async_: bool = False) -> Any:
+            if async_ and _ACTOR_CELL in code_obj.co_names:  # it goes to trio itself when it must
+                return await original(code_obj, result, async_=True)
             if async_ and _guest.current() is not None and (self.trio_cells or _OUR_CALLS & set(code_obj.co_names)):
                 self._pending.append(code_obj)
                 return await original(_DRIVER, result, async_=True)
@@ -196,8 +213,6 @@ _session: Session | None = None
 def current() -> Session:
     """This kernel's session (made on first use)."""
     global _session
-    from IPython import get_ipython
-
     shell = get_ipython()
     if _session is None or _session.shell is not shell:
         _session = Session(shell)
