@@ -192,7 +192,7 @@ def _execute_sync(code_obj: Any, has_value: bool) -> CellOk | CellFailed | CellI
         eval(code_obj, ns)
     except KeyboardInterrupt:
         return CellInterrupted(pid=os.getpid())
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # `exit()` in a cell fails it, as in IPython
         return _failed(exc)
     finally:
         _cell_display.flush_figures()
@@ -208,7 +208,7 @@ async def _execute(code_obj: Any, has_value: bool) -> CellOk | CellFailed | Cell
             await result
     except KeyboardInterrupt:
         return CellInterrupted(pid=os.getpid())
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         if na.current_actor().debug_mode:  # the post-mortem opens in the running cell
             from notebook_actors.debug import post_mortem_for
 
@@ -363,6 +363,7 @@ async def interrupt_cell(cell: str, path: list[str] | None = None) -> bool:
 LINE_HELLO_TIMEOUT = 10.0
 #: This actor's cell line once served: ``[socket path, token]``.
 _line: list[str] | None = None
+_line_pid = 0
 
 
 async def open_line() -> list[str] | None:
@@ -375,10 +376,11 @@ async def open_line() -> list[str] | None:
     answers its call. The socket is in the user's private runtime directory, and a
     connection must first send the token, which only the caller of this learns.
     """
-    global _line
+    global _line, _line_pid
     if na.current_actor().debug_mode:
         return None
-    if _line is None:
+    if _line is None or _line_pid != os.getpid():  # a forked child serves a line of its own
+        _line_pid = os.getpid()
         _line = await (await _service_nursery()).start(_serve_line)
     return _line
 
@@ -402,13 +404,13 @@ async def _serve_line(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
                     stream = await listener.accept()
                 except OSError:  # out of descriptors, say: the kernel uses the call
                     return
-                nursery.start_soon(_line_connection, stream, nursery)
+                nursery.start_soon(_line_connection, stream)
     finally:
         sock.close()
         shutil.rmtree(where, ignore_errors=True)
 
 
-async def _line_connection(stream: trio.SocketStream, nursery: trio.Nursery) -> None:
+async def _line_connection(stream: trio.SocketStream) -> None:
     import secrets
 
     assert _line is not None
@@ -421,14 +423,15 @@ async def _line_connection(stream: trio.SocketStream, nursery: trio.Nursery) -> 
                 return
             while True:
                 request = decode_run(await _read_frame(stream, buffer))
-                await stream.send_all(frame_bytes(await _line_cell(request, nursery)))
+                await stream.send_all(frame_bytes(await _line_cell(request)))
         except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, EOFError, ValueError):
             return  # the kernel is gone or closed the line (a bad frame: msgspec's errors are ValueErrors)
 
 
-async def _line_cell(request: RunCell, nursery: trio.Nursery) -> bytes:
-    """One cell from the line, run as :func:`run_cell` runs its call's: plain code right
-    here, a cell that awaits in a task of its own (its contextvars its own)."""
+async def _line_cell(request: RunCell) -> bytes:
+    """One cell from the line, run as :func:`run_cell` runs its call's. The kernel
+    sends only plain code here (a cell that awaits takes the call, whose task the
+    debugger's ``q`` cancels), which runs right here; anything else is awaited here."""
     try:
         started = run_cell(
             code=request.code,
@@ -439,24 +442,9 @@ async def _line_cell(request: RunCell, nursery: trio.Nursery) -> bytes:
             header=request.header,
             filename=request.filename,
         )
+        return started if isinstance(started, bytes) else await started
     except KeyboardInterrupt:  # SIGINT outside the cell's own code
         return encode(CellDone(outcome=CellInterrupted(pid=os.getpid())))
-    if isinstance(started, bytes):
-        return started
-    answer: list[bytes] = []
-    ended = trio.Event()
-
-    async def run() -> None:
-        try:
-            answer.append(await started)
-        except Exception as exc:  # a task of the line's nursery: never end it
-            answer.append(encode(CellDone(outcome=_failed(exc))))
-        finally:
-            ended.set()
-
-    nursery.start_soon(run)
-    await ended.wait()
-    return answer[0] if answer else encode(CellDone(outcome=CellInterrupted(pid=os.getpid())))
 
 
 async def _read_frame(stream: trio.SocketStream, buffer: bytearray) -> bytes:

@@ -160,13 +160,15 @@ async def run_actor_cell(session: Any, line: str, code: str, header: str, offset
 
 async def run_on_line(session: Any, line: str, code: str, header: str, offset: int) -> tuple[bool, Any]:
     """The ``%%actor`` cell on its actor's cell line, from the kernel's asyncio loop,
-    when it can go there (one running local top-level actor, its line open, none of
-    ``--bg``/``--new``/``--timeout``/``--host``): ``(True, its value)``; else
-    ``(False, None)``, and the caller runs :func:`run_actor_cell` in trio."""
+    when it can go there (plain code for one running local top-level actor, its line
+    open, none of ``--bg``/``--new``/``--timeout``/``--host``): ``(True, its value)``;
+    else ``(False, None)``, and the caller runs :func:`run_actor_cell` in trio."""
     __tracebackhide__ = True
     args = parse_cell_line(line)
     if args.bg or args.new or args.timeout is not None or args.host is not None or len(args.paths) != 1:
         return False, None
+    if "await" in code or "async" in code:  # it may await: the portal's call, whose task
+        return False, None  # the debugger's `q` cancels (see notebook_actors.breakpoint)
     actors = session.actors
     name = args.paths[0]
     if is_pattern(name) or "/" in name.strip("/"):

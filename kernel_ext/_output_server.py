@@ -93,8 +93,10 @@ class OutputServer:
         output = self._waiting[token] = CellOutput(self, [self.path, token], writer, stdin)
         return output
 
-    def forget(self, token: str) -> None:
-        self._waiting.pop(token, None)
+    def forget(self, token: str) -> CellOutput | None:
+        """Turn away a connection for ``token`` from now on; the output still waiting
+        for one, or None (one came: it is being shown, or it was)."""
+        return self._waiting.pop(token, None)
 
 
 async def _read_exactly(stream: trio.SocketStream, n: int, buffer: bytearray) -> bytes:
@@ -152,8 +154,8 @@ class CellOutput:
     def close(self) -> None:
         """The cell is over: stop showing its output; a connection for it that comes
         later is turned away."""
-        self._server.forget(self.address[1])
-        self._scope.cancel()
+        if self._server.forget(self.address[1]) is None:  # a connection took it: end it
+            self._scope.cancel()
 
     async def _show(self, stream: trio.SocketStream, buffer: bytearray, decoder: Any) -> None:
         run = self._context.run

@@ -6,7 +6,9 @@ starts with ``%%actor ...`` (and a line ``%actor ...``) into a top-level ``await
 the session's :meth:`Session.actor_cell` / :meth:`Session.actor_line`. IPython then
 runs it as an async cell, and the session's ``run_code`` hook runs every async cell
 inside trio (the kernel's guest run), so plain cells can ``await`` trio code and
-``async with notebook_actors.open_nursery()``.
+``async with notebook_actors.open_nursery()``. An ``%%actor`` cell starts in asyncio:
+it goes on its actor's cell line from there when it can (:mod:`._line`), and hands
+itself to trio otherwise.
 
 Everything the extension keeps between cells lives on the one :class:`Session`.
 """

@@ -8,7 +8,7 @@ import signal
 import time
 
 import psutil
-
+from test_debugger import Session
 from test_magics import wait_for_file
 
 #: Hang guard while waiting for an actor's line to open (not a timing assertion).
@@ -42,17 +42,18 @@ def test_cells_on_the_line_behave_as_through_the_portal(kernel, tmp_path):
     assert run.status == "ok"
     assert run.stream("stdout") == "out\n" and run.stream("stderr") == "err\n"
     assert run.displays[0]["text/plain"] == "{'a': 1}" and run.result["text/plain"] == "40"
-    run = kernel.run("%%actor lined\nimport trio\nawait trio.sleep(0)\n1 / 0")
+    run = kernel.run("%%actor lined\ny = 0\n1 / y")
     assert run.error["ename"] == "ZeroDivisionError"
-    assert any("1 / 0" in line for line in run.error["traceback"])
+    assert any("1 / y" in line for line in run.error["traceback"])
     msg_id = kernel.submit("%%actor lined\nanswer = input('name? ')\nprint('hi', answer)", allow_stdin=True)
     assert kernel.answer_prompt("ann")["prompt"] == "name? "
     assert kernel.collect(msg_id).stream("stdout") == "hi ann\n"
     assert kernel.value("%%actor lined\nanswer") == "ann"
     assert sent(kernel, "lined") == before + 5  # every cell above went on the line
-    # several actors at once: the portal, as before
+    # several actors at once, and code that may await: the portal, as before
     run = kernel.run("%%actor lined other\n3")
     assert run.status == "ok" and "[lined] Out:" in run.stream("stdout"), run.error
+    assert kernel.value("%%actor lined\nimport trio\nawait trio.sleep(0)\nx + 2") == 22
     assert sent(kernel, "lined") == before + 5
 
 
@@ -78,15 +79,17 @@ def test_interrupt_stops_a_busy_cpu_loop_on_the_line(kernel, tmp_path):
     assert sent(kernel, "spinner") == before + 3
 
 
-def test_interrupt_cancels_an_awaiting_cell_on_the_line(kernel):
-    """Test that an interrupt cancels a line cell waiting in trio, and the actor lives on."""
-    on_line(kernel, "sleeper")
-    msg_id = kernel.submit("%%actor sleeper\nimport trio\nprint('sleeping')\nawait trio.sleep_forever()")
+def test_interrupt_stops_a_blocking_call_on_the_line(kernel):
+    """Test that an interrupt ends a line cell blocked in a sleep (the actor does not
+    see the cancel: SIGINT ends it), with its output so far; the actor lives on."""
+    before = on_line(kernel, "sleeper")
+    msg_id = kernel.submit("%%actor sleeper\nimport time\nprint('sleeping', flush=True)\ntime.sleep(60)")
     kernel.collect(msg_id, until=lambda m: m["msg_type"] == "stream")
     kernel.km.interrupt_kernel()
     run = kernel.collect(msg_id)
     assert run.error["ename"] == "KeyboardInterrupt"
     assert kernel.value("%%actor sleeper\n1 + 1") == 2
+    assert sent(kernel, "sleeper") == before + 2
 
 
 def test_an_actor_killed_during_a_line_cell_says_so_and_comes_back(kernel, tmp_path):
@@ -112,10 +115,38 @@ def test_a_killed_idle_actor_is_respawned_by_its_next_cell(kernel):
     on_line(kernel, "idle")
     pid = kernel.value("%%actor idle\nimport os\nos.getpid()")
     os.kill(pid, signal.SIGKILL)
-    psutil.Process(pid).wait(timeout=WAIT) if psutil.pid_exists(pid) else None
     deadline = time.monotonic() + WAIT
     while sent(kernel, "idle") != -1:  # the kernel's loop reads the end of the line
         assert time.monotonic() < deadline, "the line of a dead actor stayed open"
         time.sleep(0.01)
     new_pid = kernel.value("%%actor idle\nimport os\nos.getpid()")
     assert new_pid != pid
+
+
+def test_a_cell_that_awaits_a_breakpoint_takes_the_portal_and_quits_as_before(kernel):
+    """Test that a cell awaiting na.breakpoint() in an actor with a line runs as an RPC
+    call (the debugger's `q` cancels that call): interrupting its session ends the
+    session and the cell; the actor lives on and its next plain cell takes the line."""
+    before = on_line(kernel, "stopper")
+    s = Session(kernel, "%%actor stopper\nimport notebook_actors as na\nawait na.breakpoint()\nprint('not reached')\n")
+    assert s.next_prompt() is not None
+    kernel.km.interrupt_kernel()
+    s.pending = None  # nobody answers: the interrupt ends the session
+    run = s.finish()
+    assert run.error["ename"] == "KeyboardInterrupt"
+    assert "not reached" not in s.text() and "interrupted" in s.text(), s.text()
+    assert kernel.value("%%actor stopper\n'still alive'") == "still alive"
+    assert sent(kernel, "stopper") == before + 1
+
+
+def test_system_exit_in_a_cell_fails_the_cell_and_the_actor_lives_on(kernel):
+    """Test that `raise SystemExit` (or exit()) in a cell fails that cell, as in IPython,
+    on the portal (an actor's first cell) and on the line alike; the actor stays."""
+    run = kernel.run("%%actor quitter\nraise SystemExit(3)")
+    assert run.error["ename"] == "SystemExit" and run.error["evalue"].endswith(": 3"), run.error
+    before = on_line(kernel, "quitter")
+    pid = kernel.value("%%actor quitter\nimport os\nos.getpid()")
+    run = kernel.run("%%actor quitter\nraise SystemExit(4)")
+    assert run.error["ename"] == "SystemExit" and run.error["evalue"].endswith(": 4"), run.error
+    assert kernel.value("%%actor quitter\nimport os\nos.getpid()") == pid
+    assert sent(kernel, "quitter") == before + 3
