@@ -150,3 +150,15 @@ def test_system_exit_in_a_cell_fails_the_cell_and_the_actor_lives_on(kernel):
     assert run.error["ename"] == "SystemExit" and run.error["evalue"].endswith(": 4"), run.error
     assert kernel.value("%%actor quitter\nimport os\nos.getpid()") == pid
     assert sent(kernel, "quitter") == before + 3
+
+
+def test_an_asyncio_actor_serves_its_line_too(kernel):
+    """Test that an actor spawned with --asyncio (trio a guest on asyncio there) gets a
+    line and runs its cells on it."""
+    assert kernel.value("%%actor aio --asyncio\nimport sniffio\nz = 5\nz") == 5
+    before = on_line(kernel, "aio")
+    assert kernel.value("%%actor aio\nimport notebook_actors as na\n(z, na.current_actor().is_infected_aio())") == (
+        5,
+        True,
+    )
+    assert sent(kernel, "aio") == before + 1
