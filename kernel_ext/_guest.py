@@ -17,11 +17,10 @@ a *blocking* cell (``time.sleep``) freezes trio along with the loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import functools
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -65,17 +64,18 @@ def current_cell() -> CellRun | None:
     return _current_cell.get()
 
 
-@contextlib.contextmanager
-def running_cell() -> Iterator[CellRun]:
+class running_cell:
     """A cell whose work stays in asyncio (a ``%%actor`` cell on its actor's cell
     line): inside the block, :func:`current_cell` is its :class:`CellRun`, whose
     handlers the caller calls on an interrupt (its scope guards nothing)."""
-    cell = CellRun(trio.CancelScope())
-    token = _current_cell.set(cell)
-    try:
-        yield cell
-    finally:
-        _current_cell.reset(token)
+
+    def __enter__(self) -> CellRun:
+        cell = CellRun(trio.CancelScope())
+        self._token = _current_cell.set(cell)
+        return cell
+
+    def __exit__(self, *exc: object) -> None:
+        _current_cell.reset(self._token)
 
 
 class KernelRuntime:

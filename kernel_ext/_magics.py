@@ -186,15 +186,23 @@ async def run_on_line(session: Any, line: str, code: str, header: str, offset: i
         return False, None
     cell = CellCode(code=code, header=header, offset=offset, count=session.shell.execution_count - 1)
     cell.filename = _dap.cell_filename([path])
-    with _guest.running_cell(), _showing_cell(session), _showing([handle]):
+    with _guest.running_cell(), _debugger.showing(f"%%actor {path}", _line_covers(session, handle)):
         ending = await actors.run_cell_on_line(cell_line, handle, cell, CellWriter(), StdinRoute())
     return True, _result_or_raise(path, ending, _NOT_TIMED, None)
 
 
-def _showing_cell(session: Any) -> Any:
-    """What every cell run in trio shows (:meth:`Session._await_cell`): debugger
-    sessions of actors that no ``%%actor`` cell spawned."""
-    return _debugger.showing("cell", _debugger.covers_unnamed(session.is_notebook_actor))
+def _line_covers(session: Any, handle: Any) -> Any:
+    """The debugger sessions a line cell shows: its actor's and its subtree's first (as
+    :func:`_showing`), then those of actors no ``%%actor`` cell spawned (as every cell
+    run in trio, :meth:`Session._await_cell`); one view for both."""
+    mine = _debugger.covers_actor(handle.uid)
+    others = _debugger.covers_unnamed(session.is_notebook_actor)
+
+    def covers(route: list[Any]) -> int | None:
+        rank = mine(route)
+        return rank if rank is not None else others(route)
+
+    return covers
 
 
 class _NotTimed:

@@ -8,6 +8,8 @@ awaited here on the stdin socket without blocking the loop.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import sys
 from typing import Any
 
@@ -27,17 +29,33 @@ def _kernel() -> Any:
 class StdinRoute:
     """Where the running cell's prompts go: its execute request's parent and ident.
 
-    Made in the cell's own task (ipykernel keeps both in contextvars).
+    Made in the cell's own task (ipykernel keeps both in contextvars): they are read
+    from a copy of its context when a prompt first needs them (few cells prompt).
     """
 
     def __init__(self) -> None:
+        self._context = contextvars.copy_context()
+
+    @functools.cached_property
+    def _request(self) -> tuple[dict[str, Any], Any, bool]:
         kernel = _kernel()
-        self.parent: dict[str, Any] = {}
-        self.ident: Any = None
-        if kernel is not None:
-            self.parent = kernel.get_parent("shell") or {}
-            self.ident = kernel._get_shell_context_var(kernel._shell_parent_ident)
-        self.allowed = kernel is not None and bool(self.parent.get("content", {}).get("allow_stdin"))
+        if kernel is None:
+            return {}, None, False
+        parent = self._context.run(kernel.get_parent, "shell") or {}
+        ident = self._context.run(kernel._get_shell_context_var, kernel._shell_parent_ident)
+        return parent, ident, bool(parent.get("content", {}).get("allow_stdin"))
+
+    @property
+    def parent(self) -> dict[str, Any]:
+        return self._request[0]
+
+    @property
+    def ident(self) -> Any:
+        return self._request[1]
+
+    @property
+    def allowed(self) -> bool:
+        return self._request[2]
 
     async def ask(self, prompt: str, password: bool = False) -> str | None:
         """Send ``input_request`` and wait for the answer; None on Ctrl-D (end of input)."""
