@@ -423,6 +423,8 @@ class NotebookActors:
         except OSError:
             handle.line_address = "none"
             return None
+        except asyncio.CancelledError:  # the kernel's interrupt, before the cell started
+            raise KeyboardInterrupt from None
         return handle.on_line
 
     async def run_cell_on_line(

@@ -170,6 +170,8 @@ async def run_on_line(session: Any, line: str, code: str, header: str, offset: i
     if "await" in code or "async" in code:  # it may await: the portal's call, whose task
         return False, None  # the debugger's `q` cancels (see notebook_actors.breakpoint)
     actors = session.actors
+    if asyncio.get_running_loop() is not actors.rt.loop:  # not the loop trio is a guest on
+        return False, None
     name = args.paths[0]
     if is_pattern(name) or "/" in name.strip("/"):
         return False, None
