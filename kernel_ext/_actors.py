@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import fnmatch
 import os
+import shutil
 import signal
 import sys
 import time
@@ -282,6 +283,7 @@ class NotebookActors:
         if handle.held is not None:
             handle.held.stop()
             await handle.held.done.wait()
+            _remove_line_dir(handle)  # an actor that was killed could not remove it
             return
         parent = self.handles.get(handle.parent or "")
         if parent is not None and parent.alive:
@@ -579,6 +581,18 @@ class NotebookActors:
             raise KeyError(f"no actor {path!r} in this notebook (see `%actor ls`)")
         portal, route = self._route(path)
         return await portal.run(_cell_runtime.pull, names=names, path=route)
+
+
+def _remove_line_dir(handle: ActorHandle) -> None:
+    """Remove the directory of a gone actor's cell-line socket (only one of ours: a
+    ``na-cells-*`` directory right in the private runtime directory)."""
+    address = handle.line_address
+    if not isinstance(address, list):
+        return
+    where = os.path.dirname(os.path.abspath(address[0]))
+    ours = os.path.basename(where).startswith(_cell_runtime.LINE_DIR_PREFIX)
+    if ours and os.path.dirname(where) == os.path.abspath(ext.runtime_dir()):
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def _signal(pid: int | None, sig: int) -> None:

@@ -361,6 +361,8 @@ async def interrupt_cell(cell: str, path: list[str] | None = None) -> bool:
 # -- the cell line: the kernel's way to this actor's cells from its asyncio loop --------
 #: Seconds a new cell-line connection gets to send its token.
 LINE_HELLO_TIMEOUT = 10.0
+#: The cell line's socket is in a directory of this name in the private runtime directory.
+LINE_DIR_PREFIX = "na-cells-"
 #: This actor's cell line once served: ``[socket path, token]``.
 _line: list[str] | None = None
 _line_pid = 0
@@ -390,7 +392,7 @@ async def _serve_line(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     import shutil
     import tempfile
 
-    where = tempfile.mkdtemp(prefix="na-cells-", dir=ext.runtime_dir())
+    where = tempfile.mkdtemp(prefix=LINE_DIR_PREFIX, dir=ext.runtime_dir())
     path = os.path.join(where, "cells.sock")
     sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
     try:

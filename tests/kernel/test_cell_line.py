@@ -111,9 +111,11 @@ def test_an_actor_killed_during_a_line_cell_says_so_and_comes_back(kernel, tmp_p
 
 def test_a_killed_idle_actor_is_respawned_by_its_next_cell(kernel):
     """Test that an actor killed between cells (its line then ends) is spawned anew by
-    the next cell instead of failing it."""
+    the next cell instead of failing it, and its line's socket directory removed."""
     on_line(kernel, "idle")
     pid = kernel.value("%%actor idle\nimport os\nos.getpid()")
+    where = os.path.dirname(kernel.value(f"{HANDLES}['idle'].line_address[0]"))
+    assert os.path.isdir(where)
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + WAIT
     while sent(kernel, "idle") != -1:  # the kernel's loop reads the end of the line
@@ -121,6 +123,7 @@ def test_a_killed_idle_actor_is_respawned_by_its_next_cell(kernel):
         time.sleep(0.01)
     new_pid = kernel.value("%%actor idle\nimport os\nos.getpid()")
     assert new_pid != pid
+    assert not os.path.exists(where)  # the dead actor's socket directory is gone with it
 
 
 def test_a_cell_that_awaits_a_breakpoint_takes_the_portal_and_quits_as_before(kernel):
