@@ -7,8 +7,8 @@ and adds the ``%%actor`` cell magic and the ``%actor`` line magic. See
 The modules, kernel side: ``_extension`` (load/unload), ``_session`` (the one state
 object, the input transformer and the trio hand-off), ``_magics`` (``%%actor``),
 ``_commands`` (the ``%actor`` subcommands), ``_actors`` (the notebook's actors),
-``_output_server`` and ``_stdin`` (a cell's output and prompts), ``_outcomes`` (how a
-cell ends), ``_guest`` (the trio guest run), ``_debugger`` (the REPL front end).
+``_output_server`` and ``_stdin`` (a cell's output and prompts), ``_line`` (a cell on
+its actor's cell line, from asyncio), ``_outcomes`` (how a cell ends), ``_guest`` (the trio guest run), ``_debugger`` (the REPL front end).
 Actor side: ``_cell_runtime`` (running cells), ``_cell_output`` (the output thread),
 ``_cell_display`` and ``_mpl_inline`` (rich display). Both: ``_protocol`` (the typed
 messages) and ``_held`` (an actor held in its own nursery). The core is used only

@@ -6,7 +6,9 @@ nursery, so one actor's crash (or a ``kill -9``) ends only that actor and its su
 never the kernel's runtime or its siblings. The kernel talks to its top-level actors;
 calls for a deeper path are relayed by the actors on the way (``path=[...]``).
 
-Everything here runs in trio (the kernel's guest run).
+Everything here runs in trio (the kernel's guest run), but for a cell on its actor's
+cell line (:meth:`NotebookActors.line_for`, :meth:`NotebookActors.run_cell_on_line`),
+which runs in the kernel's asyncio loop, outside trio (:mod:`._line`).
 """
 
 from __future__ import annotations
@@ -488,7 +490,8 @@ class NotebookActors:
                 handle.line = None  # the next cell connects again (or takes the portal)
         interrupted = escalation is not None
         if failure is not None and not interrupted:
-            rt.call_in_trio(output.close)
+            with contextlib.suppress(RuntimeError):
+                rt.call_in_trio(output.close)
             return await rt.run_cell_task(self._gone_from_line, handle, failure)
         if done is not None and done.output and not output.done.is_set():
             # the actor's output thread ends with End: show all of it first
@@ -504,14 +507,16 @@ class NotebookActors:
             try:
                 await shown
             except asyncio.CancelledError:  # an interrupt while the rest of the output comes
-                rt.call_in_trio(output.close)
+                with contextlib.suppress(RuntimeError):
+                    rt.call_in_trio(output.close)
                 raise KeyboardInterrupt from None
             finally:
                 timer.cancel()
         if output.done.is_set() or (done is not None and not done.output):
             output.close()  # its scope is not (or no longer) entered: no trio needed
         else:
-            rt.call_in_trio(output.close)
+            with contextlib.suppress(RuntimeError):
+                rt.call_in_trio(output.close)
         if done is None or interrupted:  # given up on, or interrupted
             return CellInterrupted(pid=handle.pid or 0)
         return done.outcome
