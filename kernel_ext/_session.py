@@ -38,8 +38,14 @@ _ACTOR_CELL = "actor_cell"
 NOT_LOADED = "the notebook_actors runtime is not running in this kernel: run `%load_ext notebook_actors` first"
 
 
+#: The shell's attribute that holds its :class:`Session`.
+SHELL_ATTR = "_notebook_actors"
+
+
 def _call(method: str, *args: Any) -> str:
-    return f"await __import__({__name__!r}, fromlist=['_']).current().{method}({', '.join(repr(a) for a in args)})"
+    # IPython's own transforms call get_ipython() too; few tokens: IPython tokenizes,
+    # checks and compiles this line for every cell
+    return f"await get_ipython().{SHELL_ATTR}.{method}({', '.join(repr(a) for a in args)})"
 
 
 def transform_actor_cells(lines: list[str]) -> list[str]:
@@ -73,6 +79,7 @@ class Session:
 
     def __init__(self, shell: Any) -> None:
         self.shell = shell
+        setattr(shell, SHELL_ATTR, self)  # what the transformed cells call
         #: Run plain async cells in trio (``%actor autoawait trio|asyncio``).
         self.trio_cells = True
         self._actors: Any = None
