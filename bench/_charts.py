@@ -87,6 +87,10 @@ def _panel(ax: Any, key: str, med: dict[str, dict[str, float]]) -> None:
     ax.invert_yaxis()
     if min(values) > 0 and max(values) / min(values) > LOG_SPAN:
         ax.set_xscale("log")
+        # a span of one or two decades gets labelled minor ticks too, and they collide
+        from matplotlib.ticker import NullFormatter
+
+        ax.xaxis.set_minor_formatter(NullFormatter())
     better = "higher is better" if higher_is_better else "lower is better"
     ax.set_title(f"{label.strip()} [{unit}] — {better}", fontsize=9)
     ax.tick_params(axis="x", labelsize=8)
