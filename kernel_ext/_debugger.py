@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
 import logging
 import sys
 from collections import deque
@@ -39,6 +38,7 @@ import trio
 from notebook_actors import debug
 
 from . import _guest
+from ._stdin import RequestRouting
 
 log = logging.getLogger("notebook_actors.kernel.debugger")
 
@@ -57,7 +57,7 @@ def _kernel() -> Any:
     return getattr(shell, "kernel", None)
 
 
-class CellView:
+class CellView(RequestRouting):
     """A running cell that can show REPL sessions.
 
     Made inside the cell's trio task: it copies the cell's contextvars (ipykernel's
@@ -69,7 +69,7 @@ class CellView:
         self.label = label
         #: ``covers(route)``: None, or a rank (lower = closer to the requester).
         self.covers = covers
-        self.context = contextvars.copy_context()
+        self.context = self.routing_context = contextvars.copy_context()
         self.cell_run = _guest.current_cell()
         self.interrupted = False
         self.closed = False
@@ -78,30 +78,6 @@ class CellView:
         self.sessions_done = 0
         self._changed = trio.lowlevel.ParkingLot()
         self._reading: trio.CancelScope | None = None
-
-    @functools.cached_property
-    def _request(self) -> tuple[dict[str, Any], Any, bool]:
-        """The execute request's parent and ident, and whether it allows prompts: read
-        from the cell's contextvars when a session first needs them (every cell makes
-        a view; few show a session)."""
-        kernel = _kernel()
-        if kernel is None:
-            return {}, None, False
-        parent = self.context.run(kernel.get_parent, "shell") or {}
-        ident = self.context.run(kernel._get_shell_context_var, kernel._shell_parent_ident)
-        return parent, ident, bool(parent.get("content", {}).get("allow_stdin"))
-
-    @property
-    def parent(self) -> dict[str, Any]:
-        return self._request[0]
-
-    @property
-    def ident(self) -> Any:
-        return self._request[1]
-
-    @property
-    def allow_stdin(self) -> bool:
-        return self._request[2]
 
     def print(self, text: str, stream: str = "stdout") -> None:
         out = getattr(sys, stream)

@@ -172,7 +172,7 @@ class CellOutput:
                 run(self._writer.flush)
 
     async def _answer(self, request: InputRequest) -> InputReply:
-        if self._stdin is None or not self._stdin.allowed:
+        if self._stdin is None or not self._stdin.allow_stdin:
             return InputReply(error="no-stdin")
         value = await self._stdin.ask(request.prompt, request.password)
         return InputReply(error="eof") if value is None else InputReply(value=value)

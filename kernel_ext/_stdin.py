@@ -26,23 +26,25 @@ def _kernel() -> Any:
     return getattr(get_ipython(), "kernel", None)
 
 
-class StdinRoute:
-    """Where the running cell's prompts go: its execute request's parent and ident.
+class RequestRouting:
+    """The routing of the execute request a cell runs for: its parent message and
+    ident, and whether it allows prompts.
 
-    Made in the cell's own task (ipykernel keeps both in contextvars): they are read
-    from a copy of its context when a prompt first needs them (few cells prompt).
+    ipykernel keeps them in the cell task's contextvars: ``routing_context`` is a copy
+    made in that task, read the first time they are needed (few cells prompt or show
+    a debugger session, every cell makes a route and a view).
     """
 
-    def __init__(self) -> None:
-        self._context = contextvars.copy_context()
+    routing_context: contextvars.Context
 
     @functools.cached_property
     def _request(self) -> tuple[dict[str, Any], Any, bool]:
         kernel = _kernel()
         if kernel is None:
             return {}, None, False
-        parent = self._context.run(kernel.get_parent, "shell") or {}
-        ident = self._context.run(kernel._get_shell_context_var, kernel._shell_parent_ident)
+        run = self.routing_context.run
+        parent = run(kernel.get_parent, "shell") or {}
+        ident = run(kernel._get_shell_context_var, kernel._shell_parent_ident)
         return parent, ident, bool(parent.get("content", {}).get("allow_stdin"))
 
     @property
@@ -54,8 +56,15 @@ class StdinRoute:
         return self._request[1]
 
     @property
-    def allowed(self) -> bool:
+    def allow_stdin(self) -> bool:
         return self._request[2]
+
+
+class StdinRoute(RequestRouting):
+    """Where the running cell's prompts go (made in the cell's own task)."""
+
+    def __init__(self) -> None:
+        self.routing_context = contextvars.copy_context()
 
     async def ask(self, prompt: str, password: bool = False) -> str | None:
         """Send ``input_request`` and wait for the answer; None on Ctrl-D (end of input)."""

@@ -736,13 +736,9 @@ class Channel:
         """
         stream, decoder = self._stream, self._decoder
         assert stream is not None and decoder is not None
-        if self._frame_error is not None:
-            raise self._frame_error
-        if self._rest:
-            rest, self._rest = self._rest, b""
-            msgs = self._decode(decoder, rest)
-            if msgs:
-                return msgs
+        msgs = self._read_before(decoder)
+        if msgs:
+            return msgs
         while True:
             if self._released:
                 self._send_releases()
@@ -862,18 +858,24 @@ class Channel:
         while ready:
             dispatch(ready.popleft())
 
+    def _read_before(self, decoder: FrameDecoder) -> list[Any]:
+        """What is already here before a read: the frame error a previous read found
+        (raised), or the messages complete in the bytes it left over."""
+        if self._frame_error is not None:
+            raise self._frame_error
+        if not self._rest:
+            return []
+        rest, self._rest = self._rest, b""
+        return self._decode(decoder, rest)
+
     async def _read_raw(self, me: trio.lowlevel.Task) -> tuple[list[Any], bool]:
         """Read as the holder ``me`` of the read role until messages come; return them
         and whether we waited for the socket ([] when the role was taken from us)."""
         decoder = self._decoder
         assert decoder is not None
-        if self._frame_error is not None:
-            raise self._frame_error
-        if self._rest:
-            rest, self._rest = self._rest, b""
-            msgs = self._decode(decoder, rest)
-            if msgs:
-                return msgs, False
+        msgs = self._read_before(decoder)
+        if msgs:
+            return msgs, False
         if self._released:
             self._send_releases()
         raw = self._raw

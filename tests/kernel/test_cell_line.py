@@ -8,8 +8,8 @@ import signal
 import time
 
 import psutil
-from test_debugger import Session
-from test_magics import wait_for_file
+from test_debugger import interrupt_a_breakpoint_session
+from test_magics import interrupted_once_it_printed, wait_for_file
 
 #: Hang guard while waiting for an actor's line to open (not a timing assertion).
 WAIT = 60.0
@@ -83,10 +83,9 @@ def test_interrupt_stops_a_blocking_call_on_the_line(kernel):
     """Test that an interrupt ends a line cell blocked in a sleep (the actor does not
     see the cancel: SIGINT ends it), with its output so far; the actor lives on."""
     before = on_line(kernel, "sleeper")
-    msg_id = kernel.submit("%%actor sleeper\nimport time\nprint('sleeping', flush=True)\ntime.sleep(60)")
-    kernel.collect(msg_id, until=lambda m: m["msg_type"] == "stream")
-    kernel.km.interrupt_kernel()
-    run = kernel.collect(msg_id)
+    run = interrupted_once_it_printed(
+        kernel, "%%actor sleeper\nimport time\nprint('sleeping', flush=True)\ntime.sleep(60)"
+    )
     assert run.error["ename"] == "KeyboardInterrupt"
     assert kernel.value("%%actor sleeper\n1 + 1") == 2
     assert sent(kernel, "sleeper") == before + 2
@@ -131,14 +130,7 @@ def test_a_cell_that_awaits_a_breakpoint_takes_the_portal_and_quits_as_before(ke
     call (the debugger's `q` cancels that call): interrupting its session ends the
     session and the cell; the actor lives on and its next plain cell takes the line."""
     before = on_line(kernel, "stopper")
-    s = Session(kernel, "%%actor stopper\nimport notebook_actors as na\nawait na.breakpoint()\nprint('not reached')\n")
-    assert s.next_prompt() is not None
-    kernel.km.interrupt_kernel()
-    s.pending = None  # nobody answers: the interrupt ends the session
-    run = s.finish()
-    assert run.error["ename"] == "KeyboardInterrupt"
-    assert "not reached" not in s.text() and "interrupted" in s.text(), s.text()
-    assert kernel.value("%%actor stopper\n'still alive'") == "still alive"
+    interrupt_a_breakpoint_session(kernel, "stopper")
     assert sent(kernel, "stopper") == before + 1
 
 

@@ -209,16 +209,22 @@ def test_two_actors_crashing_together_are_debugged_one_after_the_other(kernel):
     assert sorted(tags) == ["'one'", "'two'"]
 
 
-def test_interrupt_during_a_session_ends_it_and_the_kernel_stays_usable(kernel):
-    """Test that interrupting the cell while a session waits for input quits it and cancels the task."""
-    s = Session(kernel, "%%actor stopper\nimport notebook_actors as na\nawait na.breakpoint()\nprint('not reached')\n")
+def interrupt_a_breakpoint_session(kernel, actor: str) -> None:
+    """Run a cell that awaits na.breakpoint() in ``actor``, interrupt it at the prompt
+    and check that the session and the cell ended and that the actor still answers."""
+    s = Session(kernel, f"%%actor {actor}\nimport notebook_actors as na\nawait na.breakpoint()\nprint('not reached')\n")
     assert s.next_prompt() is not None
     kernel.km.interrupt_kernel()
     s.pending = None  # nobody answers: the interrupt ends the session
     run = s.finish()
     assert run.error["ename"] == "KeyboardInterrupt"
     assert "not reached" not in s.text() and "interrupted" in s.text(), s.text()
-    assert kernel.value("%%actor stopper\n'still alive'") == "still alive"
+    assert kernel.value(f"%%actor {actor}\n'still alive'") == "still alive"
+
+
+def test_interrupt_during_a_session_ends_it_and_the_kernel_stays_usable(kernel):
+    """Test that interrupting the cell while a session waits for input quits it and cancels the task."""
+    interrupt_a_breakpoint_session(kernel, "stopper")
 
 
 def test_parked_session_is_opened_from_a_later_cell(kernel, tmp_path):

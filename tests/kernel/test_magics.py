@@ -221,12 +221,20 @@ def test_interrupt_stops_a_busy_cpu_loop(kernel, tmp_path):
     assert kernel.value("%%actor bystander\nimport os\nos.getpid()") == other
 
 
-def test_interrupt_cancels_an_awaiting_cell(kernel):
-    """Test that an interrupt cancels a cell waiting in trio, without escalating."""
-    msg_id = kernel.submit("%%actor sleeper\nimport trio\nprint('sleeping')\nawait trio.sleep_forever()")
+def interrupted_once_it_printed(kernel, code: str):
+    """Run the cell ``code``, interrupt the kernel once the cell has printed, and
+    return the cell's run."""
+    msg_id = kernel.submit(code)
     kernel.collect(msg_id, until=lambda m: m["msg_type"] == "stream")
     kernel.km.interrupt_kernel()
-    run = kernel.collect(msg_id)
+    return kernel.collect(msg_id)
+
+
+def test_interrupt_cancels_an_awaiting_cell(kernel):
+    """Test that an interrupt cancels a cell waiting in trio, without escalating."""
+    run = interrupted_once_it_printed(
+        kernel, "%%actor sleeper\nimport trio\nprint('sleeping')\nawait trio.sleep_forever()"
+    )
     assert run.error["ename"] == "KeyboardInterrupt"
     assert kernel.value("%%actor sleeper\n1 + 1") == 2
 
