@@ -15,8 +15,10 @@ import itertools
 import os
 import secrets
 import shutil
+import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,12 +46,56 @@ from ._stdin import StdinRoute
 HELLO_TIMEOUT = 10.0
 
 
+#: the socket directories a kernel and its actors make: the output server's and each
+#: actor's cell line (kernel_ext._cell_runtime), one socket in each
+SOCKET_DIR_PREFIXES = ("na-kernel-", "na-cells-")
+#: Seconds a socket directory may be without its socket (still starting) before it counts as left behind.
+STARTING_GRACE = 60.0
+
+
+def remove_left_behind_socket_dirs(where: str) -> list[str]:
+    """Remove the socket directories that a kernel (or actor) killed with SIGKILL left
+    in ``where``: those whose socket nobody listens on any more. Returns their paths.
+
+    A live one accepts the connection, which is closed at once (its server reads an
+    end of stream before any hello, as from a peer that changed its mind).
+    """
+    removed = []
+    for name in os.listdir(where):
+        path = os.path.join(where, name)
+        if not name.startswith(SOCKET_DIR_PREFIXES) or not os.path.isdir(path):
+            continue
+        socks = [os.path.join(path, entry) for entry in os.listdir(path) if entry.endswith(".sock")]
+        if not socks and time.time() - os.path.getmtime(path) < STARTING_GRACE:
+            continue  # its owner is still starting
+        if any(_listened_on(sock) for sock in socks):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _listened_on(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        except OSError:
+            return True  # busy, or not ours to judge: keep it
+    return True
+
+
 class OutputServer:
     """Accepts the actors' output connections and shows each in its cell."""
 
     def __init__(self) -> None:
+        where = str(runtime_dir())
+        with contextlib.suppress(OSError):  # a tidy-up: never a reason not to start
+            remove_left_behind_socket_dirs(where)
         # 0700, in the user's private socket directory: only this user connects
-        self._dir = tempfile.mkdtemp(prefix="na-kernel-", dir=runtime_dir())
+        self._dir = tempfile.mkdtemp(prefix="na-kernel-", dir=where)
         self.path = os.path.join(self._dir, "out.sock")
         self._waiting: dict[str, CellOutput] = {}
         self._secret = secrets.token_hex(16)

@@ -4,6 +4,8 @@ group with it); one started in its own session is left alone (the opt-out)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import psutil
@@ -11,6 +13,8 @@ import pytest
 from _kernel import Kernel
 
 from notebook_actors import testing
+from notebook_actors.ext import runtime_dir
+from notebook_actors.kernel_ext._output_server import SOCKET_DIR_PREFIXES
 
 #: The issue's bound for the subprocesses to be gone; returns as soon as they are.
 GONE_WITHIN = 2.0
@@ -63,3 +67,42 @@ def test_a_kernel_sigkill_takes_the_actors_plain_subprocesses(fresh_kernel):
         assert testing.alive(pids["detached"]), "a process in its own session opted out"
     finally:
         testing.kill_all([*started, pids["detached"]])
+
+
+def _socket_dirs() -> set[str]:
+    """The kernels' and cell lines' socket directories in this user's runtime dir."""
+    where = str(runtime_dir())
+    return {os.path.join(where, n) for n in os.listdir(where) if n.startswith(SOCKET_DIR_PREFIXES)}
+
+
+def test_the_next_kernel_removes_the_socket_dirs_a_sigkilled_kernel_left():
+    """Test that the socket directories of a SIGKILLed kernel (its output server's)
+    and of its actors (their cell lines) are removed when the next kernel starts its
+    output server, while those of a kernel still running stay."""
+    doomed, survivor = Kernel(load=True), Kernel(load=True)
+    kernels = [doomed, survivor]
+    try:
+        made = {}
+        for kernel in kernels:
+            mine = _socket_dirs()
+            assert kernel.value("%%actor worker\n1") == 1
+            assert kernel.value("%%actor worker\n2") == 2  # the second cell: on the cell line
+            made[kernel] = _socket_dirs() - mine
+            assert sorted(os.path.basename(d)[:9] for d in made[kernel]) == ["na-cells-", "na-kerne"]
+        pids = [doomed.pid, *[p.pid for p in doomed.descendants()]]
+        os.kill(doomed.pid, signal.SIGKILL)
+        assert testing.wait_until_gone(pids, WAIT) == []
+        assert all(os.path.exists(d) for d in made[doomed])  # nobody could remove them
+        following = Kernel(load=True)
+        kernels.append(following)
+        assert following.value("%%actor worker\n3") == 3
+        assert not any(os.path.exists(d) for d in made[doomed])
+        assert all(os.path.exists(d) for d in made[survivor])
+        assert survivor.value("%%actor worker\n4") == 4
+    finally:
+        for kernel in kernels:
+            if kernel.km.is_alive():
+                kernel.shutdown()
+            else:
+                kernel.kc.stop_channels()
+                kernel.km.shutdown_kernel(now=True)
