@@ -88,11 +88,13 @@ def test_the_next_kernel_removes_the_socket_dirs_a_sigkilled_kernel_left():
             assert kernel.value("%%actor worker\n1") == 1
             assert kernel.value("%%actor worker\n2") == 2  # the second cell: on the cell line
             made[kernel] = _socket_dirs() - mine
-            assert sorted(os.path.basename(d)[:9] for d in made[kernel]) == ["na-cells-", "na-kerne"]
+            assert sorted(os.path.basename(d).split("-")[1] for d in made[kernel]) == ["cells", "kernel"]
         pids = [doomed.pid, *[p.pid for p in doomed.descendants()]]
         os.kill(doomed.pid, signal.SIGKILL)
         assert testing.wait_until_gone(pids, WAIT) == []
-        assert all(os.path.exists(d) for d in made[doomed])  # nobody could remove them
+        # the kernel's own is left (an actor that sees its parent's channel close in
+        # time removes its line's itself, one killed first cannot)
+        assert [d for d in made[doomed] if "na-kernel-" in d and os.path.exists(d)]
         following = Kernel(load=True)
         kernels.append(following)
         assert following.value("%%actor worker\n3") == 3
