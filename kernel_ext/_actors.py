@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import psutil
 import trio
 
@@ -367,14 +368,8 @@ class NotebookActors:
                 done = decode_done(
                     await portal.run(
                         _cell_runtime.run_cell,
-                        code=cell.code,
-                        label=handle.path,
-                        count=cell.count,
-                        output=output.address,
-                        offset=cell.offset,
-                        header=cell.header,
                         path=route,
-                        filename=cell.filename,
+                        **msgspec.structs.asdict(request(cell, handle.path, output.address)),
                     )
                 )
         except (na.RemoteActorError, na.TransportClosed, trio.BrokenResourceError, LookupError) as exc:

@@ -29,6 +29,7 @@ import traceback
 import types
 from typing import Any
 
+import msgspec
 import trio
 
 import notebook_actors as na
@@ -435,15 +436,7 @@ async def _line_cell(request: RunCell) -> bytes:
     sends only plain code here (a cell that awaits takes the call, whose task the
     debugger's ``q`` cancels), which runs right here; anything else is awaited here."""
     try:
-        started = run_cell(
-            code=request.code,
-            label=request.label,
-            count=request.count,
-            output=request.output,
-            offset=request.offset,
-            header=request.header,
-            filename=request.filename,
-        )
+        started = run_cell(**msgspec.structs.asdict(request))
         return started if isinstance(started, bytes) else await started
     except KeyboardInterrupt:  # SIGINT outside the cell's own code
         return encode(CellDone(outcome=CellInterrupted(pid=os.getpid())))

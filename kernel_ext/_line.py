@@ -123,7 +123,8 @@ class GiveUp:
 
 
 def request(cell: Any, label: str, output: list[str]) -> RunCell:
-    """The line's request for ``cell`` (a :class:`~._actors.CellCode`)."""
+    """The request to run ``cell`` (a :class:`~._actors.CellCode`): sent on the line,
+    or as the portal call's arguments."""
     return RunCell(
         code=cell.code,
         label=label,

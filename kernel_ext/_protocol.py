@@ -140,8 +140,9 @@ class LineHello(msgspec.Struct):
 
 
 class RunCell(msgspec.Struct, omit_defaults=True):
-    """Run one cell (on the cell line); the answer is the encoded :class:`CellDone`.
-    The fields are :func:`~._cell_runtime.run_cell`'s."""
+    """Run one cell; on the cell line the answer is the encoded :class:`CellDone`.
+    The fields are :func:`~._cell_runtime.run_cell`'s arguments (the portal call
+    passes them too)."""
 
     code: str
     label: str
