@@ -221,8 +221,9 @@ def group_or_single(errors: list[BaseException], message: str) -> BaseException:
 
 
 # -- boxing: an exception for the wire, and back --------------------------------------
-#: frames from files here are the runtime's own, not the user's
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+#: this package's directory (with a trailing separator): frames from files under it
+#: are the runtime's own, not the user's (tracebacks, the debugger, stack dumps)
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def remote_traceback(exc: BaseException) -> str:
@@ -235,7 +236,7 @@ def remote_traceback(exc: BaseException) -> str:
     all, as it is the runtime's.
     """
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(PACKAGE_DIR):
         tb = tb.tb_next
     if tb is None:
         if isinstance(exc, ModuleNotExposed):

@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from . import _hooks
-from ._exceptions import ModuleNotExposed
+from ._exceptions import PACKAGE_DIR, ModuleNotExposed
 from .msg import ActorConfig
 
 log = logging.getLogger("notebook_actors.runtime")
 
 #: the names the program's script goes by: ``__main__`` in the root, ``__mp_main__`` in children
 SCRIPT_NAMES = frozenset({"__main__", "__mp_main__"})
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def refused(text: str) -> ModuleNotExposed:
@@ -39,7 +36,7 @@ def trim_import_frames(exc: BaseException) -> BaseException:
     tb = exc.__traceback__
     while tb is not None:
         path = tb.tb_frame.f_code.co_filename
-        if not (path.startswith((_PACKAGE_DIR, "<frozen ")) or "importlib" in path):
+        if not (path.startswith((PACKAGE_DIR, "<frozen ")) or "importlib" in path):
             return exc.with_traceback(tb)
         tb = tb.tb_next
     return exc

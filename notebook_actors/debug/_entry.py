@@ -13,18 +13,17 @@ from typing import Any
 
 import trio
 
+from .._exceptions import PACKAGE_DIR
 from ._frontend import fmt_uid
 from ._session import open_session, open_session_blocking, remember_loop, stepping_pdb
 
 log = logging.getLogger("notebook_actors.debug")
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def _caller_frame(depth: int) -> Any:
     """The first frame outside this package, ``depth`` frames up or more."""
     frame: FrameType | None = sys._getframe(depth + 1)
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(PACKAGE_DIR):
         frame = frame.f_back
     return frame
 

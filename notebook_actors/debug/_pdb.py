@@ -25,10 +25,10 @@ import pdbpp
 import trio
 
 from .._call import SERVING
+from .._exceptions import PACKAGE_DIR
 from ._lock import sigint_guard
 from ._session import LocalSession, SessionIO, _stepping
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TRIO_DIR = os.path.dirname(os.path.abspath(trio.__file__))
 
 #: pdb++'s own prompt (tools drive tractor's debugger on it); who is in the REPL is on
@@ -88,7 +88,7 @@ class ActorPdb(pdbpp.Pdb):
     # -- presentation -------------------------------------------------------------------
     def _is_hidden(self, frame: Any) -> bool:
         filename = os.path.abspath(frame.f_code.co_filename)
-        if filename.startswith((_PACKAGE_DIR, _TRIO_DIR)) or _wraps_our_generator(frame):
+        if filename.startswith((PACKAGE_DIR, _TRIO_DIR)) or _wraps_our_generator(frame):
             return True
         return bool(super()._is_hidden(frame))
 
@@ -223,7 +223,7 @@ def _wraps_our_generator(frame: Any) -> bool:
         return False
     gen = getattr(frame.f_locals.get("self"), "gen", None)
     gen_code = getattr(gen, "ag_code", None) or getattr(gen, "gi_code", None)
-    return gen_code is not None and os.path.abspath(gen_code.co_filename).startswith(_PACKAGE_DIR)
+    return gen_code is not None and os.path.abspath(gen_code.co_filename).startswith(PACKAGE_DIR)
 
 
 def interact(session: Any, *, frame: Any = None, exc: BaseException | None = None) -> str:

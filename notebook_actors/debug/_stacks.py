@@ -23,6 +23,8 @@ from typing import Any
 
 import trio
 
+from .._exceptions import PACKAGE_DIR
+
 log = logging.getLogger("notebook_actors.debug")
 
 #: Seconds :func:`dump_stacks` waits for an actor's dump (a hang guard: a dump needs no
@@ -64,7 +66,6 @@ _RUNTIME_MODULES = (
 
 
 #: The package's own directory: its scripts (the fork server runs as ``__main__``).
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def _is_runtime(frame: Any) -> bool:
@@ -72,7 +73,7 @@ def _is_runtime(frame: Any) -> bool:
     return (
         frame.f_code is _on_sigusr1.__code__
         or module.partition(".")[0] in _RUNTIME_MODULES
-        or frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+        or frame.f_code.co_filename.startswith(PACKAGE_DIR)
     )
 
 
