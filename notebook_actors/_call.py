@@ -125,6 +125,9 @@ class Call:
     _bytes_batch = DEFAULT_WINDOW_BYTES // 4
     _consumed = 0
     _consumed_bytes = 0
+    # the two parking lots, made on first wait: most calls end before anyone waits
+    _arrived: trio.lowlevel.ParkingLot | None = None
+    _credit_lot: trio.lowlevel.ParkingLot | None = None
 
     def __init__(self, chan: Channel, cid: int, side: str, fn_name: str, actor: Any = None) -> None:
         self.chan = chan
@@ -132,11 +135,23 @@ class Call:
         self.side = side
         self.fn_name = fn_name
         self.inbox: deque[Any] = deque()
-        self.arrived = trio.lowlevel.ParkingLot()
-        self.credit_lot = trio.lowlevel.ParkingLot()
         self.actor: Any = actor
         if actor is not None and actor.config.typed_only:
             self.bind_actor(actor)
+
+    @property
+    def arrived(self) -> trio.lowlevel.ParkingLot:
+        """Where tasks wait for this call's next message."""
+        if self._arrived is None:
+            self._arrived = trio.lowlevel.ParkingLot()
+        return self._arrived
+
+    @property
+    def credit_lot(self) -> trio.lowlevel.ParkingLot:
+        """Where senders wait for more credit."""
+        if self._credit_lot is None:
+            self._credit_lot = trio.lowlevel.ParkingLot()
+        return self._credit_lot
 
     def __repr__(self) -> str:
         return f"<Call {self.side} cid={self.cid} fn={self.fn_name} peer={self.chan.uid}>"
@@ -149,8 +164,8 @@ class Call:
             if self.draining or self.stream_closed:
                 return  # we closed our end, or only wait for the result: nobody will read it
             self.inbox.append(msg)
-            if self.arrived:
-                self.arrived.unpark_all()
+            if self._arrived:
+                self._arrived.unpark_all()
             return
         if kind is Credit:
             self._add_credit(msg)
@@ -184,10 +199,10 @@ class Call:
 
     def wake(self) -> None:
         """Wake every task waiting on this call (a message came, the channel closed)."""
-        if self.arrived:
-            self.arrived.unpark_all()
-        if self.credit_lot:
-            self.credit_lot.unpark_all()
+        if self._arrived:
+            self._arrived.unpark_all()
+        if self._credit_lot:
+            self._credit_lot.unpark_all()
 
     def cancel_by(self, uid: Any) -> None:
         """Cancel the callee's RPC task on behalf of the actor ``uid`` (its caller, the

@@ -43,7 +43,7 @@ from ._call import (
     unencodable,
 )
 from ._exceptions import StreamOverrun, TransportClosed, unbox
-from .msg import Error, Return, Started, Yield, encoder
+from .msg import Error, Return, Started, Yield, payload_head
 
 #: the Context of the running task: the callee's RPC task, or a caller's open_context block
 CURRENT_CTX: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
@@ -314,12 +314,6 @@ def _only_peer_closed(exc: BaseException, stream: MsgStream) -> bool:
     return isinstance(exc, _PeerClosed) and exc.stream is stream
 
 
-def _yield_head(cid: int) -> bytes:
-    """The encoding of ``Yield(cid, <payload>)`` up to the payload (array-like tagged
-    struct: a 3-array of tag, cid, payload), so a send encodes the value in place."""
-    return b"\x93" + encoder.encode("yield") + encoder.encode(cid)
-
-
 class MsgStream(trio.abc.Channel[Any]):
     """A two-way stream of messages inside a context (built by the runtime).
 
@@ -345,7 +339,7 @@ class MsgStream(trio.abc.Channel[Any]):
         self._backpressure = backpressure
         self._msg_type = msg_type
         self._decoder = _payload.decoder_for(msg_type)
-        self._head = _yield_head(call.cid)
+        self._head = payload_head("yield", call.cid)
         self._broadcaster: Any = None
         self._receive_only = receive_only
         self.received = 0

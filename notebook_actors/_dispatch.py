@@ -22,7 +22,7 @@ from ._call import DEFAULT_WINDOW, SERVING, Call, encode_pld
 from ._channel import Channel
 from ._context import CURRENT_CTX, INLINE_CALL, Context, MsgStream, endpoint_kind, endpoint_types
 from ._exceptions import MsgTypeError, TransportClosed, box_error
-from .msg import Cancel, Error, ErrorInfo, Return, Start
+from .msg import Cancel, Error, ErrorInfo, Return, Start, payload_head
 
 if TYPE_CHECKING:
     from ._runtime import Actor
@@ -35,6 +35,8 @@ _DONE = object()
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None), list, dict, tuple})
 #: Code flags of ``async def`` functions and (async) generators: never run inline.
 _ASYNC_FLAGS = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+#: Return values encoded straight into the reply's frame (no payload encoded apart).
+_SCALARS = frozenset({int, float, str, bytes, bool, type(None)})
 
 
 def _load_args(kwargs: dict[str, Any], name: str, refuse: str | None) -> dict[str, Any]:
@@ -169,6 +171,10 @@ class Dispatcher:
             INLINE_CALL.reset(token)
         if type(result) not in _PLAIN and inspect.isawaitable(result):
             return result
+        if chan.closed:
+            return _DONE
+        if type(result) in _SCALARS and self._reply_in_place(chan, msg.cid, result):
+            return _DONE
         try:
             pld = encode_pld(result, f"the return value of {msg.ns}:{msg.func}")
         except TypeError as exc:
@@ -177,6 +183,16 @@ class Dispatcher:
             if not chan.closed:
                 chan.send_nowait(Return(msg.cid, pld))
         return _DONE
+
+    @staticmethod
+    def _reply_in_place(chan: Channel, cid: int, result: Any) -> bool:
+        """Send a scalar result as the Return's payload, encoded in the frame itself;
+        False if it does not encode (an int past 64 bits: the general path pickles it)."""
+        try:
+            chan.send_prefixed_nowait(payload_head("return", cid), result)
+        except (TypeError, ValueError, OverflowError):
+            return False
+        return True
 
     async def _run(self, call: Call, msg: Start, pending: Any = None) -> None:
         chan = call.chan

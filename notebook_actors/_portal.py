@@ -166,6 +166,18 @@ def public_answer(ns: str, func: str, value: Any) -> Any:
     return value if convert is None else _addresses(value, convert)
 
 
+#: Argument types msgpack encodes as they are: a call with only these needs no
+#: separate encoding pass for its arguments.
+_SCALARS = frozenset({int, float, str, bytes, bool, type(None)})
+
+
+def _scalars_only(kwargs: dict[str, Any]) -> bool:
+    for value in kwargs.values():
+        if type(value) not in _SCALARS:
+            return False
+    return True
+
+
 class Portal:
     """A handle to call functions in another actor. Made by the runtime.
 
@@ -206,6 +218,15 @@ class Portal:
         chan = self.channel
         call = Call(chan, chan.next_cid(), "caller", f"{ns}:{name}", self._actor)
         chan.calls[call.cid] = call
+        if code is None and _scalars_only(kwargs):
+            try:  # the common call: the arguments go inside the Start, encoded once
+                chan.send_nowait(Start(call.cid, ns, name, kwargs, kind, credit, None, 0, credit_bytes))
+                return call
+            except (TypeError, ValueError, OverflowError):
+                pass  # (an int past 64 bits, a frame too large): the general path says or pickles
+            except BaseException:
+                call.forget()
+                raise
         try:
             # encoded once, here: an argument that cannot travel fails in the caller
             encoded, pickled = encode_args(kwargs, f"the arguments of {name}")

@@ -11,6 +11,7 @@ decoder, so a payload that does not decode fails that context, never the channel
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import msgspec
@@ -36,6 +37,7 @@ __all__ = [
     "Started",
     "Stop",
     "Yield",
+    "payload_head",
 ]
 
 Uid = tuple[str, str]
@@ -243,3 +245,15 @@ encoder = msgspec.msgpack.Encoder(enc_hook=enc_hook)
 msg_decoder = msgspec.msgpack.Decoder(AnyMsg, ext_hook=deferring_ext_hook)
 handshake_decoder = msgspec.msgpack.Decoder(Handshake)
 any_decoder = msgspec.msgpack.Decoder()
+
+
+@functools.cache
+def _tag_head(tag: str) -> bytes:
+    # a 3-array (array-like tagged struct: tag, cid, payload), then the tag
+    return b"\x93" + encoder.encode(tag)
+
+
+def payload_head(tag: str, cid: int) -> bytes:
+    """The encoding of a ``tag`` message (``"return"``, ``"yield"``: tag, cid,
+    payload) up to its payload, so a sender can encode the payload in place after it."""
+    return _tag_head(tag) + encoder.encode(cid)

@@ -241,3 +241,31 @@ def test_call_cancelled_before_it_started_does_not_run_on(reg):
             await portal.cancel_actor()
 
     trio.run(main)
+
+
+def identity(value):
+    return value
+
+
+def identity_type(value) -> str:
+    return type(value).__name__
+
+
+#: scalars on both sides of msgpack's 64-bit integer range, and each scalar type
+SCALARS = [0, -1, 2**63 - 1, -(2**63), 2**64 - 1, 2**64, -(2**63) - 1, 2**100, 1.5, "ü", b"\0\xff", True, None]
+
+
+def test_scalars_travel_whatever_their_size(reg):
+    """Test that scalar arguments and results come back equal and of their own type,
+    including integers msgpack cannot hold (they travel pickled)."""
+
+    async def main() -> None:
+        async with na.open_nursery(**reg) as n:
+            portal = await n.start_actor("scalars", enable_modules=[__name__])
+            for value in SCALARS:
+                got = await portal.run(identity, value=value)
+                assert (got, type(got)) == (value, type(value)), value
+                assert await portal.run(identity_type, value=value) == type(value).__name__
+            await portal.cancel_actor()
+
+    trio.run(main)
